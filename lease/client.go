@@ -1,0 +1,142 @@
+package lease
+
+import (
+	"context"
+	"fmt"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+)
+
+// Snapshot is one observed version of a Lease. It is immutable: the methods
+// that change a lease return a new Snapshot.
+type Snapshot struct {
+	// Namespace and Name identify the Lease; UID tells incarnations apart.
+	Namespace, Name string
+	UID             types.UID
+	// ResourceVersion is the version this snapshot was read at; updates based
+	// on it fail with ErrConflict if the Lease has changed since.
+	ResourceVersion string
+	// Record is the leader-election state in the spec.
+	Record Record
+	// Token is the fencing token of the current holder's term as recorded by
+	// a Leasehold holder (TokenAnnotation), or zero when the holder is not a
+	// Leasehold process or the lease is not held.
+	Token Token
+
+	obj *coordinationv1.Lease
+}
+
+// Object returns a deep copy of the Lease the snapshot was read from.
+func (s *Snapshot) Object() *coordinationv1.Lease { return s.obj.DeepCopy() }
+
+// NewSnapshot builds a Snapshot from a Lease object.
+func NewSnapshot(l *coordinationv1.Lease) *Snapshot {
+	rec := FromSpec(l.Spec)
+	s := &Snapshot{
+		Namespace:       l.Namespace,
+		Name:            l.Name,
+		UID:             l.UID,
+		ResourceVersion: l.ResourceVersion,
+		Record:          rec,
+		obj:             l.DeepCopy(),
+	}
+	if rec.Held() {
+		s.Token = parseTokenAnnotation(l.Annotations[TokenAnnotation], rec.Transitions)
+	}
+	return s
+}
+
+// Client reads and writes one Lease. It holds no cached state and is safe for
+// concurrent use.
+type Client struct {
+	leases    coordinationv1client.LeasesGetter
+	namespace string
+	name      string
+}
+
+// NewClient returns a Client for the Lease namespace/name. leases is usually
+// clientset.CoordinationV1().
+func NewClient(leases coordinationv1client.LeasesGetter, namespace, name string) (*Client, error) {
+	if leases == nil {
+		return nil, fmt.Errorf("lease: NewClient: leases getter is nil")
+	}
+	if namespace == "" || name == "" {
+		return nil, fmt.Errorf("lease: NewClient: namespace %q and name %q must both be set", namespace, name)
+	}
+	return &Client{leases: leases, namespace: namespace, name: name}, nil
+}
+
+// Namespace returns the Lease's namespace.
+func (c *Client) Namespace() string { return c.namespace }
+
+// Name returns the Lease's name.
+func (c *Client) Name() string { return c.name }
+
+func (c *Client) api() coordinationv1client.LeaseInterface { return c.leases.Leases(c.namespace) }
+
+// Get reads the Lease. A missing Lease returns an error matching ErrNotFound.
+func (c *Client) Get(ctx context.Context) (*Snapshot, error) {
+	l, err := c.api().Get(ctx, c.name, metav1.GetOptions{})
+	if err != nil {
+		return nil, classify("get", c.namespace, c.name, err)
+	}
+	return NewSnapshot(l), nil
+}
+
+// Create creates the Lease with the record. An existing Lease returns an error
+// matching ErrAlreadyExists.
+func (c *Client) Create(ctx context.Context, rec Record) (*Snapshot, error) {
+	l := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: c.namespace, Name: c.name},
+		Spec:       rec.ToSpec(),
+	}
+	out, err := c.api().Create(ctx, l, metav1.CreateOptions{})
+	if err != nil {
+		return nil, classify("create", c.namespace, c.name, err)
+	}
+	return NewSnapshot(out), nil
+}
+
+// Update replaces the record of the Lease in base, on the condition that the
+// Lease is still at base.ResourceVersion (else ErrConflict). Metadata, labels
+// and annotations of base are kept. A non-zero token is recorded in
+// TokenAnnotation.
+func (c *Client) Update(ctx context.Context, base *Snapshot, rec Record, tok Token) (*Snapshot, error) {
+	if base == nil || base.obj == nil {
+		return nil, fmt.Errorf("lease: update %s/%s: no base snapshot", c.namespace, c.name)
+	}
+	l := base.obj.DeepCopy()
+	l.Spec = rec.ToSpec()
+	if !tok.IsZero() {
+		if l.Annotations == nil {
+			l.Annotations = map[string]string{}
+		}
+		l.Annotations[TokenAnnotation] = formatTokenAnnotation(tok, rec.Transitions)
+	}
+	out, err := c.api().Update(ctx, l, metav1.UpdateOptions{})
+	if err != nil {
+		return nil, classify("update", c.namespace, c.name, err)
+	}
+	return NewSnapshot(out), nil
+}
+
+// Watch watches the Lease from resourceVersion ("" means from now, after the
+// current state). Events carry *coordinationv1.Lease objects. A watch that
+// fails because resourceVersion is too old returns an error matching ErrGone,
+// either here or as an Error event.
+func (c *Client) Watch(ctx context.Context, resourceVersion string) (watch.Interface, error) {
+	w, err := c.api().Watch(ctx, metav1.ListOptions{
+		FieldSelector:       fields.OneTermEqualSelector("metadata.name", c.name).String(),
+		ResourceVersion:     resourceVersion,
+		AllowWatchBookmarks: true,
+	})
+	if err != nil {
+		return nil, classify("watch", c.namespace, c.name, err)
+	}
+	return w, nil
+}

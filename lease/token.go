@@ -1,0 +1,83 @@
+package lease
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Token is a fencing token: a number that identifies one term of holding a
+// lease and grows with every acquisition. A resource guarded by the lease
+// remembers the highest token it has seen and rejects writes that carry a
+// lower one; a holder that was paused past its deadline is then harmless.
+//
+// A token is the resourceVersion of the Lease object that the acquiring
+// update replaced. Optimistic concurrency lets each resourceVersion be replaced
+// by exactly one successful write, so no two acquisitions share a token, and a
+// later acquisition replaces a version written after the earlier acquisition,
+// so tokens only grow. Kubernetes backed by etcd draws resourceVersions from
+// etcd's single cluster-wide revision counter, which a delete and re-create of
+// the Lease does not reset: the new object's versions are higher than any
+// version the old one had, so a token from before the re-create is still
+// older than every token after it. (Numeric, comparable resourceVersions are
+// guaranteed since Kubernetes 1.35, KEP-5504.) What breaks the order is
+// restoring etcd from a backup, which rewinds the revision; guarded resources
+// must be reset along with it.
+//
+// The zero Token means "no token".
+type Token uint64
+
+// String returns the token in decimal, so any language can compare tokens as
+// integers.
+func (t Token) String() string { return strconv.FormatUint(uint64(t), 10) }
+
+// IsZero reports whether t is the zero ("no token") value.
+func (t Token) IsZero() bool { return t == 0 }
+
+// ParseToken parses the decimal form produced by String.
+func ParseToken(s string) (Token, error) {
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("lease: invalid fencing token %q: want a positive decimal integer", s)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("lease: invalid fencing token %q: zero means no token", s)
+	}
+	return Token(n), nil
+}
+
+// tokenFromResourceVersion turns the resourceVersion an acquisition replaces
+// into that term's token.
+func tokenFromResourceVersion(rv string) (Token, error) {
+	n, err := strconv.ParseUint(rv, 10, 64)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("lease: resourceVersion %q is not a positive integer; fencing tokens need an etcd-backed apiserver", rv)
+	}
+	return Token(n), nil
+}
+
+// TokenAnnotation records, on the Lease, the token of the current term and the
+// leaseTransitions value it was taken at ("<token>/<transitions>"). It lets
+// observers report the holder's token; it is ignored once the transition count
+// moves on (for example when a client-go candidate takes over).
+const TokenAnnotation = "leasehold.io/token"
+
+func formatTokenAnnotation(t Token, transitions int32) string {
+	return t.String() + "/" + strconv.FormatInt(int64(transitions), 10)
+}
+
+func parseTokenAnnotation(v string, transitions int32) Token {
+	tok, tr, ok := strings.Cut(v, "/")
+	if !ok {
+		return 0
+	}
+	n, err := strconv.ParseInt(tr, 10, 32)
+	if err != nil || int32(n) != transitions {
+		return 0
+	}
+	t, err := ParseToken(tok)
+	if err != nil {
+		return 0
+	}
+	return t
+}

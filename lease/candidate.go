@@ -51,8 +51,24 @@ type Candidate struct {
 	clock    clock.Clock
 	hooks    Hooks
 
-	mu    sync.Mutex
-	ownRV string // version we last wrote as holder: we may take it back at once
+	mu           sync.Mutex
+	ownRV        string // version we last wrote as holder: we may take it back at once
+	noPreemption bool
+}
+
+// DisablePreemption makes this candidate's terms ignore spec.preferredHolder
+// naming someone else: a lock holder keeps its lock until it releases it; the
+// preferred candidate then gets it first. Call it before Acquire.
+func (c *Candidate) DisablePreemption() {
+	c.mu.Lock()
+	c.noPreemption = true
+	c.mu.Unlock()
+}
+
+func (c *Candidate) preemptible() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.noPreemption
 }
 
 // NewCandidate returns a Candidate for identity on the Lease watched by obs.

@@ -191,7 +191,7 @@ func (t *Term) checkObserved(st State) bool {
 		cur = st.Lease
 	}
 	t.mu.Unlock()
-	if p := cur.Record.PreferredHolder; p != "" && p != t.c.identity {
+	if p := cur.Record.PreferredHolder; p != "" && p != t.c.identity && t.c.preemptible() {
 		t.cancel(ErrPreempted)
 	}
 	return false

@@ -1,0 +1,134 @@
+package lock
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/util/validation"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	"k8s.io/utils/clock"
+
+	"github.com/leasehold/leasehold/lease"
+)
+
+// Defaults for locks. A lock's LeaseDuration is how long a crashed holder
+// blocks others.
+const (
+	DefaultLeaseDuration = 15 * time.Second
+	DefaultRenewDeadline = 10 * time.Second
+	DefaultRetryPeriod   = 2 * time.Second
+)
+
+// Config configures a Mutex or Semaphore. New* never modify it.
+type Config struct {
+	// Leases is the API to use, usually clientset.CoordinationV1(). Required.
+	Leases coordinationv1client.LeasesGetter
+	// Namespace and Name of the lock's Lease (a Semaphore uses Name-0 ...
+	// Name-(N-1)). Required.
+	Namespace, Name string
+	// Identity written as the holder. Default: the hostname (or POD_NAME)
+	// plus a random suffix, unique per Mutex/Semaphore value.
+	Identity string
+	// LeaseDuration: how long a holder that stops renewing (crashed) blocks
+	// others. Whole seconds. Default 15s.
+	LeaseDuration time.Duration
+	// RenewDeadline: a holder whose renewals fail this long, counted from
+	// when the last successful one was sent, loses the lock (Held.Context
+	// ends). Default 10s.
+	RenewDeadline time.Duration
+	// RetryPeriod: interval between renewals and between retries. Default 2s.
+	RetryPeriod time.Duration
+	// ClaimAfter: a waiter that has waited this long claims the next turn by
+	// setting spec.preferredHolder, so that it is not starved by luckier
+	// waiters: at the next release the others hold back for one lease
+	// duration. Default: LeaseDuration. Negative disables claims.
+	ClaimAfter time.Duration
+	// Clock is the time source. Default: the real clock.
+	Clock clock.Clock
+	// Logger receives retries and losses. Default: discard.
+	Logger logr.Logger
+	// Hooks receive per-attempt callbacks (for metrics).
+	Hooks lease.Hooks
+}
+
+func (c Config) withDefaults(permits int) (Config, error) {
+	var errs []error
+	if c.Leases == nil {
+		errs = append(errs, errors.New("Leases is required (for example clientset.CoordinationV1())"))
+	}
+	if c.Namespace == "" {
+		errs = append(errs, errors.New("Namespace is required"))
+	} else if msgs := validation.IsDNS1123Label(c.Namespace); len(msgs) > 0 {
+		errs = append(errs, fmt.Errorf("Namespace %q is not a valid namespace name: %v", c.Namespace, msgs))
+	}
+	if c.Name == "" {
+		errs = append(errs, errors.New("Name is required"))
+	} else {
+		longest := c.Name
+		if permits > 1 {
+			longest = permitName(c.Name, permits-1)
+		}
+		if msgs := validation.IsDNS1123Subdomain(longest); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("Name %q does not give valid Lease names: %v", c.Name, msgs))
+		}
+	}
+	if permits < 1 {
+		errs = append(errs, fmt.Errorf("permits %d must be at least 1", permits))
+	}
+	if c.Identity == "" {
+		id, err := defaultIdentity()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("Identity is empty and no default could be made: %w", err))
+		}
+		c.Identity = id
+	}
+	if c.LeaseDuration == 0 {
+		c.LeaseDuration = DefaultLeaseDuration
+	}
+	if c.RenewDeadline == 0 {
+		c.RenewDeadline = DefaultRenewDeadline
+	}
+	if c.RetryPeriod == 0 {
+		c.RetryPeriod = DefaultRetryPeriod
+	}
+	if c.ClaimAfter == 0 {
+		c.ClaimAfter = c.LeaseDuration
+	}
+	if err := c.timing().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Clock == nil {
+		c.Clock = clock.RealClock{}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, fmt.Errorf("lock: invalid config: %w", err)
+	}
+	return c, nil
+}
+
+func (c Config) timing() lease.Timing {
+	return lease.Timing{LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod}
+}
+
+func permitName(name string, i int) string { return fmt.Sprintf("%s-%d", name, i) }
+
+func defaultIdentity() (string, error) {
+	host := os.Getenv("POD_NAME")
+	if host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return "", fmt.Errorf("hostname: %w", err)
+		}
+		host = h
+	}
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return host + "-" + hex.EncodeToString(b[:]), nil
+}

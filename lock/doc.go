@@ -1,0 +1,23 @@
+// Package lock provides distributed locks on Kubernetes Leases: Mutex (one
+// holder) and Semaphore (N holders), with fencing tokens.
+//
+//	m, _ := lock.NewMutex(lock.Config{Leases: cs.CoordinationV1(), Namespace: "db", Name: "migrate"})
+//	held, err := m.Lock(ctx)          // a timeout is a context deadline
+//	if err != nil { ... }
+//	defer held.Release(context.Background())
+//	migrate(held.Context(), held.Token())
+//
+// Waiters watch the Lease and try one conditional update when it is released
+// or expires in their own view; when several race for a release, exactly one
+// write wins (HTTP 409 for the others, which go back to watching). A waiter
+// that has waited longer than ClaimAfter reserves the next turn through
+// spec.preferredHolder, so no waiter starves under steady contention.
+//
+// The guarantees and clock assumptions are those of package lease: Held's
+// Context ends strictly before another process can see the lease expire,
+// provided clock rates differ by less than
+// (LeaseDuration−RenewDeadline)/(LeaseDuration+RenewDeadline); work that
+// ignores its context or a paused process is only stopped by resources that
+// check the fencing token. A lock holder is never preempted by a
+// preferredHolder; the reservation takes effect at its release.
+package lock

@@ -1,0 +1,76 @@
+package lock
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/leasehold/leasehold/lease"
+)
+
+// Held is one acquisition of a lock (or of one permit of a semaphore). It
+// renews in the background until Release. Its Context ends when the lock is
+// lost, strictly before another process could see the lease expire. Held is
+// safe for concurrent use; Release must be called, also after a loss, to stop
+// its background work.
+type Held struct {
+	term   *lease.Term
+	permit int
+	lease  string
+	w      *waiter
+
+	once   sync.Once
+	relErr error
+}
+
+// Token returns the fencing token of this acquisition.
+func (h *Held) Token() lease.Token { return h.term.Token() }
+
+// Context is cancelled when the lock is lost or released; context.Cause
+// says which (lease.ErrLost, lease.ErrDeadline, lease.ErrReleased).
+func (h *Held) Context() context.Context { return h.term.Context() }
+
+// Done is closed when Context ends.
+func (h *Held) Done() <-chan struct{} { return h.term.Done() }
+
+// Err returns nil while held, else why it ended.
+func (h *Held) Err() error { return h.term.Err() }
+
+// Permit returns which permit of a Semaphore is held (0 for a Mutex).
+func (h *Held) Permit() int { return h.permit }
+
+// Lease returns "namespace/name" of the Lease held.
+func (h *Held) Lease() string { return h.lease }
+
+// Deadline returns when Context ends unless a renewal succeeds first.
+func (h *Held) Deadline() time.Time { return h.term.Deadline() }
+
+// Release gives the lock up so that a waiter takes it at once, stops renewing
+// and waits for the background work. Call it after the guarded work has
+// stopped. Idempotent; later calls return the first result.
+func (h *Held) Release(ctx context.Context) error {
+	h.once.Do(func() {
+		h.relErr = h.term.Release(ctx)
+		h.w.stop(-1)
+	})
+	return h.relErr
+}
+
+func sleep(ctx context.Context, clk clock.Clock, changed <-chan struct{}, d time.Duration) (bool, error) {
+	var timeout <-chan time.Time
+	if d >= 0 {
+		t := clk.NewTimer(d)
+		defer t.Stop()
+		timeout = t.C()
+	}
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-changed:
+		return false, nil
+	case <-timeout:
+		return true, nil
+	}
+}

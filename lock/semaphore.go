@@ -1,0 +1,66 @@
+package lock
+
+import (
+	"context"
+	"fmt"
+)
+
+// Semaphore is a counted lock: at most N holders at once. It uses N Leases,
+// Name-0 … Name-(N−1), one per permit, each an ordinary lock; an acquirer
+// watches all of them and takes whichever frees first. Separate Leases keep
+// each permit's renewals and races independent (no hot object that every
+// holder writes), and each permit stays readable by kubectl and compatible
+// with the Lease conventions.
+//
+// Semaphore is safe for concurrent use; each Acquire is independent.
+type Semaphore struct {
+	cfg     Config
+	permits int
+	names   []string
+}
+
+// NewSemaphore returns a Semaphore with the given number of permits.
+func NewSemaphore(cfg Config, permits int) (*Semaphore, error) {
+	cfg, err := cfg.withDefaults(permits)
+	if err != nil {
+		return nil, err
+	}
+	s := &Semaphore{cfg: cfg, permits: permits}
+	for i := range permits {
+		s.names = append(s.names, permitName(cfg.Name, i))
+	}
+	return s, nil
+}
+
+// Permits returns N.
+func (s *Semaphore) Permits() int { return s.permits }
+
+// Identity returns the holder identity this Semaphore writes.
+func (s *Semaphore) Identity() string { return s.cfg.Identity }
+
+// Acquire blocks until a permit is held, waking on the watch, not by polling.
+// A timeout is a context deadline; on ctx end it returns ctx.Err().
+func (s *Semaphore) Acquire(ctx context.Context) (*Held, error) {
+	return acquire(ctx, s.cfg, s.names, false)
+}
+
+// TryAcquire takes a free permit or returns a *LockedError (errors.Is
+// ErrLocked) listing the holders, without waiting.
+func (s *Semaphore) TryAcquire(ctx context.Context) (*Held, error) {
+	return acquire(ctx, s.cfg, s.names, true)
+}
+
+func acquire(ctx context.Context, cfg Config, names []string, try bool) (*Held, error) {
+	w, err := newWaiter(cfg, names)
+	if err != nil {
+		return nil, err
+	}
+	w.start(ctx)
+	term, i, err := w.acquire(ctx, try)
+	if err != nil {
+		w.stop(-1)
+		return nil, err
+	}
+	w.stop(i)
+	return &Held{term: term, permit: i, lease: fmt.Sprintf("%s/%s", cfg.Namespace, names[i]), w: w}, nil
+}

@@ -138,8 +138,8 @@ func (w *waiter) acquire(ctx context.Context, try bool) (*lease.Term, int, error
 		changed := w.signal()
 		var (
 			wait       time.Duration = -1
-			synced     = true
-			locked     = &LockedError{}
+			synced                   = true
+			locked                   = &LockedError{}
 			retrySoon  bool
 			oldestHeld = -1
 		)

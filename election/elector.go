@@ -98,7 +98,8 @@ func TokenFrom(ctx context.Context) (lease.Token, bool) {
 // After losing leadership (lost, renew deadline, planned handoff, Resign) Run
 // releases the lease if it is still ours and campaigns again. When ctx ends,
 // Run waits for fn, releases the lease (unless ReleaseOnCancel is false) and
-// returns ctx.Err(). If fn returns while still leading, Run releases the lease
+// returns ctx.Err(); a permanent error of its watch (forbidden, unauthorized)
+// ends Run the same way with that error. If fn returns while still leading, Run releases the lease
 // and returns fn's error (nil for work that completed). A permanent API error
 // (forbidden, unauthorized, invalid) ends Run with that error.
 func (e *Elector) Run(ctx context.Context, fn func(ctx context.Context) error) error {
@@ -110,9 +111,17 @@ func (e *Elector) Run(ctx context.Context, fn func(ctx context.Context) error) e
 	}
 	defer e.running.Store(false)
 
+	// A permanent watch error (RBAC, credentials) ends the campaign and any
+	// term with that error as the cause.
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = e.obs.Run(bg) })
+	wg.Go(func() {
+		if err := e.obs.Run(bg); err != nil && bg.Err() == nil {
+			fail(fmt.Errorf("election: watch lease %s/%s: %w", e.cfg.Namespace, e.cfg.Name, err))
+		}
+	})
 	wg.Go(func() { e.relay(bg) })
 	defer func() {
 		stopBG()
@@ -124,7 +133,7 @@ func (e *Elector) Run(ctx context.Context, fn func(ctx context.Context) error) e
 		term, err := e.cand.Acquire(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return context.Cause(ctx)
 			}
 			return fmt.Errorf("election: campaign for lease %s/%s: %w", e.cfg.Namespace, e.cfg.Name, err)
 		}
@@ -172,7 +181,7 @@ func (e *Elector) lead(ctx context.Context, term *lease.Term, fn func(context.Co
 		if resigning != nil {
 			close(resigning)
 		}
-		return true, errors.Join(ctx.Err(), err)
+		return true, errors.Join(context.Cause(ctx), err)
 	case cause == nil && resigning == nil:
 		// The work returned on its own while leading.
 		if err := settle(); err != nil {

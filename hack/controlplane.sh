@@ -13,6 +13,13 @@ if [ -x "$out/kube-apiserver" ] && [ -x "$out/etcd" ] && [ -x "$out/kubectl" ]; 
   exit 0
 fi
 mkdir -p "$root/.cache/controlplane"
+# Test packages start in parallel: one builds, the others wait for it.
+exec 9>"$root/.cache/controlplane/.lock"
+flock 9
+if [ -x "$out/kube-apiserver" ] && [ -x "$out/etcd" ] && [ -x "$out/kubectl" ]; then
+  echo "$out"
+  exit 0
+fi
 tmp=$(mktemp -d "$root/.cache/controlplane/build.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 start=$(date +%s)

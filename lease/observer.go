@@ -146,7 +146,10 @@ func (o *Observer) notify() {
 }
 
 // Run watches the Lease until ctx ends, then returns ctx.Err(). Errors are
-// published in State.Err and retried every retry interval.
+// published in State.Err; transient ones are retried every retry interval,
+// while a permanent one (forbidden, unauthorized, invalid: see Permanent)
+// ends Run with that error, since retrying cannot help without a change of
+// RBAC or credentials.
 func (o *Observer) Run(ctx context.Context) error {
 	for {
 		rv, err := o.read(ctx)
@@ -161,6 +164,9 @@ func (o *Observer) Run(ctx context.Context) error {
 		}
 		if err != nil {
 			o.setErr(err)
+			if Permanent(err) {
+				return err
+			}
 			t := o.clock.NewTimer(o.retry)
 			select {
 			case <-ctx.Done():

@@ -1,0 +1,314 @@
+// Package fakelease is an in-memory Leases API for unit tests: it keeps a
+// global resourceVersion counter like etcd, rejects stale updates with 409,
+// serves watches (with 410 Gone for compacted versions) and lets a test inject
+// errors per verb. It implements only what Leasehold uses (get, create,
+// update, delete, watch); other methods panic.
+package fakelease
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+)
+
+var gr = schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}
+
+type key struct{ ns, name string }
+
+type event struct {
+	rv  uint64
+	key key
+	ev  watch.Event
+}
+
+// Server is the fake API. Safe for concurrent use.
+type Server struct {
+	mu        sync.Mutex
+	rv        uint64
+	uid       int
+	objs      map[key]*coordinationv1.Lease
+	history   []event
+	compacted uint64
+	watchers  map[*fakeWatch]struct{}
+	fail      map[string]func(name string) error
+	counts    map[string]int
+}
+
+var _ coordinationv1client.LeasesGetter = (*Server)(nil)
+
+// New returns an empty Server.
+func New() *Server {
+	return &Server{
+		rv: 100, objs: map[key]*coordinationv1.Lease{}, watchers: map[*fakeWatch]struct{}{},
+		fail: map[string]func(string) error{}, counts: map[string]int{},
+	}
+}
+
+// Fail makes every request with verb (get, create, update, delete, watch)
+// return fn's error when fn returns non-nil. fn nil clears it.
+func (s *Server) Fail(verb string, fn func(name string) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if fn == nil {
+		delete(s.fail, verb)
+		return
+	}
+	s.fail[verb] = fn
+}
+
+// Count returns how many requests with verb were served (including failed).
+func (s *Server) Count(verb string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts[verb]
+}
+
+// Compact forgets history up to now: watches from older versions get 410.
+func (s *Server) Compact() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.compacted = s.rv
+	s.history = nil
+}
+
+// CloseWatches ends every open watch, as an apiserver restart would.
+func (s *Server) CloseWatches() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for w := range s.watchers {
+		w.closeLocked()
+	}
+}
+
+// Lease returns a copy of the stored Lease, or nil.
+func (s *Server) Lease(ns, name string) *coordinationv1.Lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l := s.objs[key{ns, name}]; l != nil {
+		return l.DeepCopy()
+	}
+	return nil
+}
+
+// Put stores l as if another client wrote it (create or unconditional update).
+func (s *Server) Put(l *coordinationv1.Lease) *coordinationv1.Lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := key{l.Namespace, l.Name}
+	cp := l.DeepCopy()
+	typ := watch.Modified
+	if old := s.objs[k]; old == nil {
+		typ = watch.Added
+		s.uid++
+		cp.UID = types.UID(fmt.Sprintf("uid-%d", s.uid))
+	} else {
+		cp.UID = old.UID
+	}
+	s.storeLocked(k, cp, typ)
+	return cp.DeepCopy()
+}
+
+// Delete removes a Lease as if another client deleted it.
+func (s *Server) Delete(ns, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := key{ns, name}
+	old := s.objs[k]
+	if old == nil {
+		return
+	}
+	delete(s.objs, k)
+	s.rv++
+	gone := old.DeepCopy()
+	gone.ResourceVersion = strconv.FormatUint(s.rv, 10)
+	s.publishLocked(k, watch.Event{Type: watch.Deleted, Object: gone})
+}
+
+func (s *Server) storeLocked(k key, l *coordinationv1.Lease, typ watch.EventType) {
+	s.rv++
+	l.ResourceVersion = strconv.FormatUint(s.rv, 10)
+	s.objs[k] = l
+	s.publishLocked(k, watch.Event{Type: typ, Object: l.DeepCopy()})
+}
+
+func (s *Server) publishLocked(k key, ev watch.Event) {
+	s.history = append(s.history, event{rv: s.rv, key: k, ev: ev})
+	for w := range s.watchers {
+		if w.key == k {
+			w.sendLocked(ev)
+		}
+	}
+}
+
+func (s *Server) request(verb, name string) error {
+	s.counts[verb]++
+	if fn := s.fail[verb]; fn != nil {
+		return fn(name)
+	}
+	return nil
+}
+
+// Leases implements coordinationv1client.LeasesGetter.
+func (s *Server) Leases(namespace string) coordinationv1client.LeaseInterface {
+	return &leases{s: s, ns: namespace}
+}
+
+type leases struct {
+	coordinationv1client.LeaseInterface // unimplemented methods panic
+	s                                   *Server
+	ns                                  string
+}
+
+func (l *leases) Get(_ context.Context, name string, _ metav1.GetOptions) (*coordinationv1.Lease, error) {
+	s := l.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.request("get", name); err != nil {
+		return nil, err
+	}
+	obj := s.objs[key{l.ns, name}]
+	if obj == nil {
+		return nil, apierrors.NewNotFound(gr, name)
+	}
+	return obj.DeepCopy(), nil
+}
+
+func (l *leases) Create(_ context.Context, in *coordinationv1.Lease, _ metav1.CreateOptions) (*coordinationv1.Lease, error) {
+	s := l.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.request("create", in.Name); err != nil {
+		return nil, err
+	}
+	k := key{l.ns, in.Name}
+	if s.objs[k] != nil {
+		return nil, apierrors.NewAlreadyExists(gr, in.Name)
+	}
+	cp := in.DeepCopy()
+	cp.Namespace = l.ns
+	s.uid++
+	cp.UID = types.UID(fmt.Sprintf("uid-%d", s.uid))
+	s.storeLocked(k, cp, watch.Added)
+	return cp.DeepCopy(), nil
+}
+
+func (l *leases) Update(_ context.Context, in *coordinationv1.Lease, _ metav1.UpdateOptions) (*coordinationv1.Lease, error) {
+	s := l.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.request("update", in.Name); err != nil {
+		return nil, err
+	}
+	k := key{l.ns, in.Name}
+	old := s.objs[k]
+	if old == nil {
+		return nil, apierrors.NewNotFound(gr, in.Name)
+	}
+	if in.ResourceVersion != old.ResourceVersion {
+		return nil, apierrors.NewConflict(gr, in.Name, fmt.Errorf("the object has been modified; please apply your changes to the latest version and try again"))
+	}
+	cp := in.DeepCopy()
+	cp.UID = old.UID
+	s.storeLocked(k, cp, watch.Modified)
+	return cp.DeepCopy(), nil
+}
+
+func (l *leases) Delete(_ context.Context, name string, _ metav1.DeleteOptions) error {
+	s := l.s
+	s.mu.Lock()
+	err := s.request("delete", name)
+	exists := s.objs[key{l.ns, name}] != nil
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return apierrors.NewNotFound(gr, name)
+	}
+	s.Delete(l.ns, name)
+	return nil
+}
+
+func (l *leases) Watch(_ context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	s := l.s
+	sel, err := fields.ParseSelector(opts.FieldSelector)
+	if err != nil {
+		return nil, apierrors.NewBadRequest(err.Error())
+	}
+	name, ok := sel.RequiresExactMatch("metadata.name")
+	if !ok {
+		return nil, apierrors.NewBadRequest("fakelease: watch needs a metadata.name field selector")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.request("watch", name); err != nil {
+		return nil, err
+	}
+	k := key{l.ns, name}
+	w := &fakeWatch{s: s, key: k, ch: make(chan watch.Event, 1024)}
+	switch opts.ResourceVersion {
+	case "":
+		if obj := s.objs[k]; obj != nil {
+			w.sendLocked(watch.Event{Type: watch.Added, Object: obj.DeepCopy()})
+		}
+	default:
+		from, err := strconv.ParseUint(opts.ResourceVersion, 10, 64)
+		if err != nil {
+			return nil, apierrors.NewBadRequest("invalid resourceVersion " + opts.ResourceVersion)
+		}
+		if from < s.compacted {
+			return nil, apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (%d)", from, s.compacted))
+		}
+		for _, e := range s.history {
+			if e.rv > from && e.key == k {
+				w.sendLocked(e.ev)
+			}
+		}
+	}
+	s.watchers[w] = struct{}{}
+	return w, nil
+}
+
+type fakeWatch struct {
+	s      *Server
+	key    key
+	ch     chan watch.Event
+	closed bool
+}
+
+func (w *fakeWatch) sendLocked(ev watch.Event) {
+	if w.closed {
+		return
+	}
+	select {
+	case w.ch <- ev:
+	default: // a consumer this far behind is treated as a broken watch
+		w.closeLocked()
+	}
+}
+
+func (w *fakeWatch) closeLocked() {
+	if !w.closed {
+		w.closed = true
+		close(w.ch)
+		delete(w.s.watchers, w)
+	}
+}
+
+func (w *fakeWatch) Stop() {
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	w.closeLocked()
+}
+
+func (w *fakeWatch) ResultChan() <-chan watch.Event { return w.ch }

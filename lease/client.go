@@ -48,6 +48,9 @@ func NewSnapshot(l *coordinationv1.Lease) *Snapshot {
 	if rec.Held() {
 		s.Token = parseTokenAnnotation(l.Annotations[TokenAnnotation], rec.Transitions)
 	}
+	if rec.PreferredHolder == "" {
+		s.Record.PreferredHolder = parsePreferredAnnotation(l.Annotations[PreferredHolderAnnotation], rec.Transitions)
+	}
 	return s
 }
 
@@ -95,6 +98,7 @@ func (c *Client) Create(ctx context.Context, rec Record) (*Snapshot, error) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: c.namespace, Name: c.name},
 		Spec:       rec.ToSpec(),
 	}
+	setPreferredAnnotation(&l.ObjectMeta, rec)
 	out, err := c.api().Create(ctx, l, metav1.CreateOptions{})
 	if err != nil {
 		return nil, classify("create", c.namespace, c.name, err)
@@ -105,13 +109,15 @@ func (c *Client) Create(ctx context.Context, rec Record) (*Snapshot, error) {
 // Update replaces the record of the Lease in base, on the condition that the
 // Lease is still at base.ResourceVersion (else ErrConflict). Metadata, labels
 // and annotations of base are kept. A non-zero token is recorded in
-// TokenAnnotation.
+// TokenAnnotation; the preferred holder in spec.preferredHolder and in
+// PreferredHolderAnnotation.
 func (c *Client) Update(ctx context.Context, base *Snapshot, rec Record, tok Token) (*Snapshot, error) {
 	if base == nil || base.obj == nil {
 		return nil, fmt.Errorf("lease: update %s/%s: no base snapshot", c.namespace, c.name)
 	}
 	l := base.obj.DeepCopy()
 	l.Spec = rec.ToSpec()
+	setPreferredAnnotation(&l.ObjectMeta, rec)
 	if !tok.IsZero() {
 		if l.Annotations == nil {
 			l.Annotations = map[string]string{}

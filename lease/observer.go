@@ -63,6 +63,7 @@ type Observer struct {
 	mu      sync.Mutex
 	state   State
 	lastRV  string
+	offers  uint64 // Offer calls, to tell whether one raced with a read
 	changed chan struct{}
 	resync  chan struct{}
 }
@@ -104,6 +105,7 @@ func (o *Observer) Resync() {
 func (o *Observer) Offer(s *Snapshot) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.offers++
 	o.apply(s, s.ResourceVersion)
 }
 
@@ -182,12 +184,15 @@ func (o *Observer) Run(ctx context.Context) error {
 
 // read gets the Lease and returns the version to watch from.
 func (o *Observer) read(ctx context.Context) (string, error) {
+	o.mu.Lock()
+	offers := o.offers
+	o.mu.Unlock()
 	s, err := o.client.Get(ctx)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	switch {
 	case errors.Is(err, ErrNotFound):
-		if o.state.Lease != nil && o.lastRV != "" {
+		if o.offers != offers && o.state.Lease != nil && o.lastRV != "" {
 			// A version offered while the read was in flight is newer than
 			// the read; a delete after it arrives through the watch.
 			return o.lastRV, nil

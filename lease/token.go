@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Token is a fencing token: a number that identifies one term of holding a
@@ -80,4 +82,46 @@ func parseTokenAnnotation(v string, transitions int32) Token {
 		return 0
 	}
 	return t
+}
+
+// PreferredHolderAnnotation carries a planned handoff
+// ("<identity>/<transitions>") on clusters whose apiserver drops
+// spec.preferredHolder: the field is kept only with the
+// CoordinatedLeaderElection feature gate, which is off by default. Leasehold
+// writes both and reads the field first. Like TokenAnnotation it is tied to a
+// transition count, so a request outlives neither the term it was made in nor
+// a client-go holder that keeps unknown annotations.
+const PreferredHolderAnnotation = "leasehold.io/preferred-holder"
+
+// PreferredHolderValue is the annotation value asking the holder at
+// transitions to hand over to identity.
+func PreferredHolderValue(identity string, transitions int32) string {
+	return identity + "/" + strconv.FormatInt(int64(transitions), 10)
+}
+
+func parsePreferredAnnotation(v string, transitions int32) string {
+	id, tr, ok := strings.Cut(v, "/")
+	if !ok || id == "" {
+		return ""
+	}
+	// An identity may itself contain "/": the count is after the last one.
+	if i := strings.LastIndexByte(v, '/'); i >= 0 {
+		id, tr = v[:i], v[i+1:]
+	}
+	n, err := strconv.ParseInt(tr, 10, 32)
+	if err != nil || int32(n) != transitions {
+		return ""
+	}
+	return id
+}
+
+func setPreferredAnnotation(meta *metav1.ObjectMeta, rec Record) {
+	if rec.PreferredHolder == "" {
+		delete(meta.Annotations, PreferredHolderAnnotation)
+		return
+	}
+	if meta.Annotations == nil {
+		meta.Annotations = map[string]string{}
+	}
+	meta.Annotations[PreferredHolderAnnotation] = PreferredHolderValue(rec.PreferredHolder, rec.Transitions)
 }

@@ -1,0 +1,262 @@
+// Package candidate is one leader-election candidate process used by the
+// demo, the benchmarks, the interop tests and the fault harness: a Leasehold
+// elector or a client-go leaderelection elector on one Lease, which reports
+// every leadership term on its standard output as JSON lines, stamped with
+// CLOCK_MONOTONIC (shared by all processes on a machine), and counts the API
+// requests it makes.
+//
+// A process becomes a candidate by calling Main; binaries that embed it
+// re-execute themselves with the argument "candidate" (see Command).
+package candidate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/leasehold/leasehold/election"
+)
+
+// Arg is the first argument that makes a binary embedding this package run
+// as a candidate.
+const Arg = "candidate"
+
+// Event is one line of a candidate's output.
+type Event struct {
+	// Ev is "ready", "start" (work began leading), "stop" (work returned),
+	// "requests" (counts, on SIGUSR1 and at exit) or "exit".
+	Ev   string `json:"ev"`
+	ID   string `json:"id"`
+	Impl string `json:"impl"`
+	// Mono is CLOCK_MONOTONIC in nanoseconds when the event happened.
+	Mono int64 `json:"mono"`
+	// Token is the fencing token of a Leasehold term; for client-go, which
+	// has none, the lease's transition count.
+	Token string `json:"token,omitempty"`
+	// Cause says why a term ended.
+	Cause string `json:"cause,omitempty"`
+	// Requests counts API requests by kind: get, create, update, watch, other.
+	Requests map[string]int64 `json:"requests,omitempty"`
+	// Err is set on an "exit" caused by an error.
+	Err string `json:"err,omitempty"`
+}
+
+// Mono returns CLOCK_MONOTONIC in nanoseconds, comparable across processes.
+func Mono() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return time.Now().UnixNano()
+	}
+	return ts.Nano()
+}
+
+type options struct {
+	impl, kubeconfig, namespace, name, id string
+	ld, rd, rp                            time.Duration
+}
+
+// Main runs a candidate with args (without the leading Arg) until SIGTERM or
+// SIGINT, then releases (if leading) and exits. It returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("candidate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	fs.StringVar(&o.impl, "impl", "leasehold", "leasehold or client-go")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig path")
+	fs.StringVar(&o.namespace, "namespace", "default", "namespace of the Lease")
+	fs.StringVar(&o.name, "lease", "", "name of the Lease")
+	fs.StringVar(&o.id, "id", "", "identity")
+	fs.DurationVar(&o.ld, "lease-duration", 15*time.Second, "LeaseDuration")
+	fs.DurationVar(&o.rd, "renew-deadline", 10*time.Second, "RenewDeadline")
+	fs.DurationVar(&o.rp, "retry-period", 2*time.Second, "RetryPeriod")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if o.name == "" || o.id == "" || o.kubeconfig == "" {
+		fmt.Fprintln(stderr, "candidate: --lease, --id and --kubeconfig are required")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	out := &emitter{w: stdout, id: o.id, impl: o.impl}
+	counts := &counter{}
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sctx, cancelStats := context.WithCancel(ctx)
+	defer cancelStats()
+	wg.Go(func() {
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-usr1:
+				out.emit(Event{Ev: "requests", Requests: counts.snapshot()})
+			}
+		}
+	})
+
+	err := run(ctx, o, out, counts)
+	cancelStats()
+	out.emit(Event{Ev: "requests", Requests: counts.snapshot()})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		out.emit(Event{Ev: "exit", Err: err.Error()})
+		return 1
+	}
+	out.emit(Event{Ev: "exit"})
+	return 0
+}
+
+func run(ctx context.Context, o options, out *emitter, counts *counter) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.kubeconfig)
+	if err != nil {
+		return err
+	}
+	cfg.QPS, cfg.Burst = 1000, 2000
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return counts.wrap(rt) })
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	out.emit(Event{Ev: "ready"})
+	switch o.impl {
+	case "leasehold":
+		return runLeasehold(ctx, o, cs, out)
+	case "client-go":
+		return runClientGo(ctx, o, cs, out)
+	}
+	return fmt.Errorf("candidate: unknown --impl %q (want leasehold or client-go)", o.impl)
+}
+
+func runLeasehold(ctx context.Context, o options, cs kubernetes.Interface, out *emitter) error {
+	e, err := election.New(election.Config{
+		Leases: cs.CoordinationV1(), Namespace: o.namespace, Name: o.name, Identity: o.id,
+		LeaseDuration: o.ld, RenewDeadline: o.rd, RetryPeriod: o.rp,
+	})
+	if err != nil {
+		return err
+	}
+	return e.Run(ctx, func(ctx context.Context) error {
+		tok, _ := election.TokenFrom(ctx)
+		out.emit(Event{Ev: "start", Token: tok.String()})
+		<-ctx.Done()
+		out.emit(Event{Ev: "stop", Cause: fmt.Sprint(context.Cause(ctx))})
+		return nil
+	})
+}
+
+// runClientGo campaigns with client-go's elector, again after every loss,
+// the way applications that do not exit on loss use it.
+func runClientGo(ctx context.Context, o options, cs kubernetes.Interface, out *emitter) error {
+	for ctx.Err() == nil {
+		lock := &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Namespace: o.namespace, Name: o.name},
+			Client:     cs.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: o.id},
+		}
+		// client-go starts the work in a goroutine it does not wait for; this
+		// waits for it, and a work goroutine scheduled only after Run
+		// returned does not start at all.
+		var (
+			mu     sync.Mutex
+			closed bool
+			work   sync.WaitGroup
+		)
+		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock: lock, LeaseDuration: o.ld, RenewDeadline: o.rd, RetryPeriod: o.rp, ReleaseOnCancel: true,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(ctx context.Context) {
+					mu.Lock()
+					if closed || ctx.Err() != nil {
+						mu.Unlock()
+						return
+					}
+					work.Add(1)
+					mu.Unlock()
+					defer work.Done()
+					tok := ""
+					if l, err := cs.CoordinationV1().Leases(o.namespace).Get(ctx, o.name, metav1.GetOptions{}); err == nil && l.Spec.LeaseTransitions != nil {
+						tok = fmt.Sprint(*l.Spec.LeaseTransitions)
+					}
+					out.emit(Event{Ev: "start", Token: tok})
+					<-ctx.Done()
+					out.emit(Event{Ev: "stop", Cause: fmt.Sprint(context.Cause(ctx))})
+				},
+				OnStoppedLeading: func() {},
+			},
+		})
+		if err != nil {
+			return err
+		}
+		le.Run(ctx)
+		mu.Lock()
+		closed = true
+		mu.Unlock()
+		work.Wait()
+	}
+	return ctx.Err()
+}
+
+type emitter struct {
+	mu       sync.Mutex
+	w        io.Writer
+	id, impl string
+}
+
+func (e *emitter) emit(ev Event) {
+	ev.ID, ev.Impl, ev.Mono = e.id, e.impl, Mono()
+	b, _ := json.Marshal(ev)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	_, _ = e.w.Write(append(b, '\n'))
+}
+
+// counter counts API requests by kind.
+type counter struct {
+	get, create, update, watch, other atomic.Int64
+}
+
+func (c *counter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripper(func(r *http.Request) (*http.Response, error) {
+		switch {
+		case r.URL.Query().Get("watch") == "true" || r.URL.Query().Get("watch") == "1":
+			c.watch.Add(1)
+		case r.Method == http.MethodGet:
+			c.get.Add(1)
+		case r.Method == http.MethodPost:
+			c.create.Add(1)
+		case r.Method == http.MethodPut:
+			c.update.Add(1)
+		default:
+			c.other.Add(1)
+		}
+		return rt.RoundTrip(r)
+	})
+}
+
+func (c *counter) snapshot() map[string]int64 {
+	return map[string]int64{"get": c.get.Load(), "create": c.create.Load(), "update": c.update.Load(), "watch": c.watch.Load(), "other": c.other.Load()}
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

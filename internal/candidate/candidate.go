@@ -70,6 +70,7 @@ func Mono() int64 {
 type options struct {
 	impl, kubeconfig, namespace, name, id string
 	ld, rd, rp                            time.Duration
+	releaseOnCancel                       bool
 }
 
 // Main runs a candidate with args (without the leading Arg) until SIGTERM or
@@ -86,6 +87,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.ld, "lease-duration", 15*time.Second, "LeaseDuration")
 	fs.DurationVar(&o.rd, "renew-deadline", 10*time.Second, "RenewDeadline")
 	fs.DurationVar(&o.rp, "retry-period", 2*time.Second, "RetryPeriod")
+	fs.BoolVar(&o.releaseOnCancel, "release-on-cancel", true, "release the lease on SIGTERM")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -150,7 +152,7 @@ func run(ctx context.Context, o options, out *emitter, counts *counter) error {
 func runLeasehold(ctx context.Context, o options, cs kubernetes.Interface, out *emitter) error {
 	e, err := election.New(election.Config{
 		Leases: cs.CoordinationV1(), Namespace: o.namespace, Name: o.name, Identity: o.id,
-		LeaseDuration: o.ld, RenewDeadline: o.rd, RetryPeriod: o.rp,
+		LeaseDuration: o.ld, RenewDeadline: o.rd, RetryPeriod: o.rp, ReleaseOnCancel: &o.releaseOnCancel,
 	})
 	if err != nil {
 		return err
@@ -182,7 +184,7 @@ func runClientGo(ctx context.Context, o options, cs kubernetes.Interface, out *e
 			work   sync.WaitGroup
 		)
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-			Lock: lock, LeaseDuration: o.ld, RenewDeadline: o.rd, RetryPeriod: o.rp, ReleaseOnCancel: true,
+			Lock: lock, LeaseDuration: o.ld, RenewDeadline: o.rd, RetryPeriod: o.rp, ReleaseOnCancel: o.releaseOnCancel,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(ctx context.Context) {
 					mu.Lock()

@@ -19,7 +19,11 @@
 // update per RetryPeriod. Run calls the work function on the caller's
 // goroutine, waits for it, releases, and campaigns again after a loss; it
 // never exits the process. Each term has a fencing token (TokenFrom).
-// Planned handoff uses spec.preferredHolder (Handoff, or set it with kubectl).
+// Planned handoff names the preferred holder (Handoff, or `leasehold
+// handoff`): in spec.preferredHolder, which the apiserver keeps only with the
+// CoordinatedLeaderElection feature gate, and in the annotation
+// leasehold.io/preferred-holder, which works on every cluster. On clusters
+// with the gate, setting spec.preferredHolder with kubectl works too.
 //
 // # Guarantees
 //

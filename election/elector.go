@@ -282,7 +282,7 @@ func (e *Elector) Resign(ctx context.Context) error {
 }
 
 // Handoff asks the current leader to hand the lease to the candidate with
-// identity to, by setting spec.preferredHolder (as `kubectl` or `leasehold
+// identity to, by naming it the preferred holder (see package doc; `leasehold
 // handoff` can do too). The leader stops its work, releases, and the
 // preferred candidate takes over at once; other candidates hold back for one
 // lease duration. While Run is active, Handoff waits until to leads and
@@ -320,7 +320,7 @@ func (e *Elector) Handoff(ctx context.Context, to string) error {
 	}
 }
 
-// RequestHandoff sets spec.preferredHolder of the lease to to, retrying on
+// RequestHandoff names to the preferred holder of the lease, retrying on
 // conflicts. It returns the written snapshot, or nil if to already holds it.
 func RequestHandoff(ctx context.Context, c *lease.Client, to string) (*lease.Snapshot, error) {
 	for attempt := 0; ; attempt++ {

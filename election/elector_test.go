@@ -461,3 +461,120 @@ func TestConfigValidateNamesEveryField(t *testing.T) {
 		t.Errorf("defaults invalid: %v", err)
 	}
 }
+
+// TestLostRenewEndsContextAtDeadline: renewals start failing; the leader's
+// context ends exactly RenewDeadline after its last successful renewal was
+// sent, which is LeaseDuration-RenewDeadline before the follower, who saw
+// that renewal, may take over.
+func TestLostRenewEndsContextAtDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		var ts terms
+		var r runner
+		t0 := time.Now()
+		a := newElector(t, srv, "a")
+		stopA := r.start(t.Context(), "a", a, ts.work("a", untilDone))
+		synctest.Wait()
+		b := newElector(t, srv, "b")
+		stopB := r.start(t.Context(), "b", b, ts.work("b", untilDone))
+		synctest.Wait()
+		// Renewals go out at t0+2s, +4s, ...; the one at +4s is the last
+		// that succeeds.
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		srv.Fail("update", func(string) error { return apierrors.NewServiceUnavailable("partitioned") })
+		lastSent := t0.Add(4 * time.Second)
+		for a.IsLeader() {
+			time.Sleep(time.Millisecond)
+		}
+		got := ts.check(t)
+		if end := got[0].end; end.After(lastSent.Add(10 * time.Second)) {
+			t.Fatalf("a's work ended at +%v, after the deadline +%v", end.Sub(t0), lastSent.Add(10*time.Second).Sub(t0))
+		}
+		srv.Fail("update", nil)
+		stopA()
+		for !b.IsLeader() {
+			time.Sleep(time.Millisecond)
+		}
+		got = ts.check(t)
+		if len(got) < 2 || got[1].id != "b" {
+			t.Fatalf("terms = %+v", got)
+		}
+		stopB()
+		r.wg.Wait()
+	})
+}
+
+// TestRaceForReleaseOneWinsOthersWatch: three followers race for a release;
+// exactly one write wins, the others get 409 and go back to watching, and in
+// steady state followers make no requests.
+func TestRaceForReleaseOneWinsOthersWatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		var ts terms
+		var r runner
+		a := newElector(t, srv, "a")
+		stopA := r.start(t.Context(), "a", a, ts.work("a", untilDone))
+		synctest.Wait()
+		stops := map[string]context.CancelFunc{}
+		for _, id := range []string{"b", "c", "d"} {
+			e := newElector(t, srv, id)
+			stops[id] = r.start(t.Context(), id, e, ts.work(id, untilDone))
+		}
+		synctest.Wait()
+		before := srv.Count("update")
+		stopA() // releases
+		synctest.Wait()
+		got := ts.check(t)
+		if len(got) != 2 {
+			t.Fatalf("terms = %+v, want a then exactly one follower", got)
+		}
+		// a's release, one winning write, at most two losing ones.
+		if n := srv.Count("update") - before; n < 2 || n > 4 {
+			t.Errorf("%d updates for one release and takeover, want 2..4", n)
+		}
+		updates, gets, watches := srv.Count("update"), srv.Count("get"), srv.Count("watch")
+		time.Sleep(20 * time.Second)
+		if n := srv.Count("update") - updates; n < 9 || n > 11 {
+			t.Errorf("%d updates in 20s, want only the leader's ~10 renewals", n)
+		}
+		if srv.Count("get") != gets || srv.Count("watch") != watches {
+			t.Errorf("followers polled: gets %d->%d, watches %d->%d", gets, srv.Count("get"), watches, srv.Count("watch"))
+		}
+		for _, stop := range stops {
+			stop()
+		}
+		r.wg.Wait()
+	})
+}
+
+// TestRenewConflictRereadsOnce: a 409 on renewal makes the leader re-read
+// once; the lease is still its own, so it renews and keeps leading.
+func TestRenewConflictRereadsOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		var r runner
+		a := newElector(t, srv, "a")
+		stop := r.start(t.Context(), "a", a, untilDone)
+		synctest.Wait()
+		var once sync.Once
+		srv.Fail("update", func(name string) error {
+			var err error
+			once.Do(func() {
+				err = apierrors.NewConflict(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, name, errors.New("the object has been modified"))
+			})
+			return err
+		})
+		gets := srv.Count("get")
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if n := srv.Count("get") - gets; n != 1 {
+			t.Errorf("%d re-reads after one conflict, want 1", n)
+		}
+		if !a.IsLeader() {
+			t.Fatal("a lost leadership over a conflict on its own lease")
+		}
+		stop()
+		r.wg.Wait()
+	})
+}

@@ -117,12 +117,13 @@ func (e *Elector) Run(ctx context.Context, fn func(ctx context.Context) error) e
 	defer fail(nil)
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
+	_, changed := e.obs.State()
+	wg.Go(func() { e.relay(bg, changed) })
 	wg.Go(func() {
 		if err := e.obs.Run(bg); err != nil && bg.Err() == nil {
 			fail(fmt.Errorf("election: watch lease %s/%s: %w", e.cfg.Namespace, e.cfg.Name, err))
 		}
 	})
-	wg.Go(func() { e.relay(bg) })
 	defer func() {
 		stopBG()
 		wg.Wait()

@@ -252,6 +252,7 @@ func TestHandoffAndPreferredHolder(t *testing.T) {
 		if err := es["b"].Handoff(t.Context(), "c"); err != nil {
 			t.Fatal(err)
 		}
+		synctest.Wait() // b saw c take the lease; let c's Run get to its work
 		if !es["c"].IsLeader() {
 			t.Fatal("c should lead after the handoff")
 		}
@@ -497,7 +498,7 @@ func TestLostRenewEndsContextAtDeadline(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 		got = ts.check(t)
-		if len(got) < 2 || got[1].id != "b" {
+		if len(got) < 2 || got[len(got)-1].id != "b" { // a may retake its own lease before it stops
 			t.Fatalf("terms = %+v", got)
 		}
 		stopB()

@@ -58,13 +58,16 @@ func (e *Elector) IsLeader() bool {
 }
 
 // relay turns changes seen by the observer into changes of this elector.
-func (e *Elector) relay(ctx context.Context) {
+// changed is the observer's change channel taken before the observer
+// started; the next one is taken before notifying, so no change falls
+// between two waits.
+func (e *Elector) relay(ctx context.Context, changed <-chan struct{}) {
 	for {
-		_, changed := e.obs.State()
 		select {
 		case <-ctx.Done():
 			return
 		case <-changed:
+			_, changed = e.obs.State()
 			e.mu.Lock()
 			e.notifyLocked()
 			e.mu.Unlock()

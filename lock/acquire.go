@@ -81,18 +81,25 @@ func newWaiter(cfg Config, names []string) (*waiter, error) {
 }
 
 // start runs an observer and a relay of its changes per lease.
+//
+// The relay must not lose a change: acquire takes the signal channel, then
+// reads the states, so every change after that read must close that channel
+// (or a later one). The relay therefore takes the observer's change channel
+// before Run starts, and after each change takes the next one before it
+// signals; a change in between closes that next channel at once.
 func (w *waiter) start(ctx context.Context) {
 	for _, o := range w.obs {
 		octx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		wg := &sync.WaitGroup{}
+		_, ch := o.State()
 		wg.Go(func() { _ = o.Run(octx) })
 		wg.Go(func() {
 			for {
-				_, ch := o.State()
 				select {
 				case <-octx.Done():
 					return
 				case <-ch:
+					_, ch = o.State()
 					w.mu.Lock()
 					close(w.changed)
 					w.changed = make(chan struct{})
@@ -133,26 +140,43 @@ func (w *waiter) acquire(ctx context.Context, try bool) (*lease.Term, int, error
 			w.unclaim(claimed)
 		}
 	}()
+	// lastMark holds, per lease, the holder's term and renewal at the
+	// previous pass. A claim is made only on the pass that sees the holder
+	// write (renew or take the lease): a claim changes the record, and every
+	// observer restarts its expiry wait on a change, so a claim on the lease
+	// of a holder that has crashed would block everyone for another lease
+	// duration (and waiters that give up, withdraw their claim and claim
+	// again would keep it blocked for ever). Right after a write the holder
+	// is known to be alive, and the claim moves the expiry by no more than
+	// the time it takes to write it.
+	lastMark := map[int]holderMark{}
 	offset := rand.IntN(len(w.obs))
 	for {
 		changed := w.signal()
 		var (
-			wait       time.Duration = -1
-			synced                   = true
-			locked                   = &LockedError{}
-			retrySoon  bool
-			oldestHeld = -1
+			wait      time.Duration = -1
+			synced                  = true
+			locked                  = &LockedError{}
+			retrySoon bool
+			claimable = -1 // a held lease whose holder wrote since the last pass
 		)
 		for k := range w.obs {
 			i := (offset + k) % len(w.obs)
 			st, _ := w.obs[i].State()
+			if st.Err != nil && lease.Permanent(st.Err) {
+				// Also after the first read: an observer whose watch is
+				// refused has stopped, and waiting on it would never see
+				// the release.
+				return nil, -1, st.Err
+			}
 			if !st.Synced {
-				if st.Err != nil && lease.Permanent(st.Err) {
-					return nil, -1, st.Err
-				}
 				synced = false
 				continue
 			}
+			mark := markOf(st)
+			prev, seen := lastMark[i]
+			lastMark[i] = mark
+			holderWrote := seen && mark != prev
 			if rv, ok := raced[i]; ok {
 				if rv == versionOf(st) {
 					retrySoon = true
@@ -177,8 +201,8 @@ func (w *waiter) acquire(ctx context.Context, try bool) (*lease.Term, int, error
 				if d := held.ExpiresAt.Sub(clk.Now()); wait < 0 || d < wait {
 					wait = max(d, 0)
 				}
-				if st.Lease != nil && st.Lease.Record.Held() && st.Lease.Record.PreferredHolder == "" {
-					oldestHeld = i
+				if holderWrote && st.Lease != nil && st.Lease.Record.Held() && st.Lease.Record.PreferredHolder == "" {
+					claimable = i
 				}
 			case errors.Is(err, lease.ErrConflict), errors.Is(err, lease.ErrAlreadyExists):
 				if w.cfg.Hooks.Conflict != nil {
@@ -201,18 +225,13 @@ func (w *waiter) acquire(ctx context.Context, try bool) (*lease.Term, int, error
 		if try && synced && !retrySoon {
 			return nil, -1, locked
 		}
-		if !try && claimed < 0 && oldestHeld >= 0 && w.cfg.ClaimAfter > 0 && clk.Since(start) >= w.cfg.ClaimAfter {
-			if w.claim(ctx, oldestHeld) {
-				claimed = oldestHeld
+		if !try && claimed < 0 && claimable >= 0 && w.cfg.ClaimAfter > 0 && clk.Since(start) >= w.cfg.ClaimAfter {
+			if w.claim(ctx, claimable) {
+				claimed = claimable
 			}
 		}
 		if retrySoon && (wait < 0 || wait > w.cfg.RetryPeriod) {
 			wait = w.cfg.RetryPeriod
-		}
-		if !try && w.cfg.ClaimAfter > 0 && claimed < 0 {
-			if d := w.cfg.ClaimAfter - clk.Since(start); d > 0 && (wait < 0 || d < wait) {
-				wait = d
-			}
 		}
 		timedOut, err := sleep(ctx, clk, changed, wait)
 		if err != nil {
@@ -262,6 +281,23 @@ func (w *waiter) unclaim(i int) {
 			return
 		}
 	}
+}
+
+// holderMark is what a holder changes when it takes or renews a lease; a
+// claim or its withdrawal leaves it alone.
+type holderMark struct {
+	uid         string
+	holder      string
+	transitions int32
+	renew       int64 // RenewTime in Unix microseconds (its precision on the wire)
+}
+
+func markOf(st lease.State) holderMark {
+	if st.Lease == nil {
+		return holderMark{}
+	}
+	r := st.Lease.Record
+	return holderMark{uid: string(st.Lease.UID), holder: r.Holder, transitions: r.Transitions, renew: r.RenewTime.UnixMicro()}
 }
 
 func versionOf(st lease.State) string {

@@ -46,7 +46,11 @@ type Config struct {
 	// ClaimAfter: a waiter that has waited this long claims the next turn by
 	// setting spec.preferredHolder, so that it is not starved by luckier
 	// waiters: at the next release the others hold back for one lease
-	// duration. Default: LeaseDuration. Negative disables claims.
+	// duration. The claim is written right after the waiter sees the holder
+	// renew or take the lease, never on the lease of a holder that has
+	// stopped writing: a claim changes the record, which restarts every
+	// observer's expiry wait. Default: LeaseDuration. Negative disables
+	// claims.
 	ClaimAfter time.Duration
 	// Clock is the time source. Default: the real clock.
 	Clock clock.Clock
@@ -74,7 +78,11 @@ func (c Config) withDefaults(permits int) (Config, error) {
 			longest = permitName(c.Name, permits-1)
 		}
 		if msgs := validation.IsDNS1123Subdomain(longest); len(msgs) > 0 {
-			errs = append(errs, fmt.Errorf("Name %q does not give valid Lease names: %v", c.Name, msgs))
+			if longest == c.Name {
+				errs = append(errs, fmt.Errorf("Name %q is not a valid Lease name: %v", c.Name, msgs))
+			} else {
+				errs = append(errs, fmt.Errorf("Name %q does not give valid Lease names for %d permits: %q: %v", c.Name, permits, longest, msgs))
+			}
 		}
 	}
 	if permits < 1 {

@@ -11,7 +11,9 @@
 // or expires in their own view; when several race for a release, exactly one
 // write wins (HTTP 409 for the others, which go back to watching). A waiter
 // that has waited longer than ClaimAfter reserves the next turn through
-// spec.preferredHolder, so no waiter starves under steady contention.
+// spec.preferredHolder, so no waiter starves under steady contention. The
+// claim is written right after a write of the holder, so it prolongs a
+// crashed holder's lease by no more than the latency of one request.
 //
 // The guarantees and clock assumptions are those of package lease: Held's
 // Context ends strictly before another process can see the lease expire,

@@ -1,0 +1,474 @@
+package lock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+
+	"github.com/leasehold/leasehold/internal/testenv"
+	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/lock"
+)
+
+// Integration tests: a real kube-apiserver and etcd (one control plane for
+// all of them, each subtest on its own Leases), wall-clock time and short
+// timings. They assert safety (no overlap, ordering of tokens and of expiry)
+// and only loose bounds on speed.
+
+const (
+	itLease   = 3 * time.Second
+	itRenew   = 2 * time.Second
+	itRetry   = 500 * time.Millisecond
+	itTimeout = 45 * time.Second // a subtest that hangs fails instead
+)
+
+func fast(c *lock.Config) {
+	c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = itLease, itRenew, itRetry
+}
+
+func TestIntegration(t *testing.T) {
+	cp := testenv.Start(t)
+	cs := testenv.Clientset(t, cp)
+	t.Run("MutualExclusion", func(t *testing.T) { testMutualExclusion(t, cs) })
+	t.Run("CrashedGhostHolder", func(t *testing.T) { testCrashedGhostHolder(t, cs) })
+	t.Run("PartitionedHolder", func(t *testing.T) { testPartitionedHolder(t, cs) })
+	t.Run("Semaphore", func(t *testing.T) { testSemaphore(t, cs) })
+	t.Run("NamespacesAndRBAC", func(t *testing.T) { testNamespacesAndRBAC(t, cp, cs) })
+	t.Run("ConflictsPerHandOver", func(t *testing.T) { testConflictsPerHandOver(t, cs) })
+}
+
+func timeout(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), itTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// 20 contenders, each its own Mutex and identity, lock 3 times each with
+// short holds; the wall-clock intervals from Lock's return to the call of
+// Release never overlap and the tokens grow in acquisition order.
+func testMutualExclusion(t *testing.T, cs kubernetes.Interface) {
+	const contenders, rounds = 20, 3
+	ctx := timeout(t)
+	var (
+		iv        intervals
+		conflicts atomic.Int64
+		lost      atomic.Int64
+		wg        sync.WaitGroup
+	)
+	for i := range contenders {
+		m := newMutex(t, cs.CoordinationV1(), "mutex", fmt.Sprintf("c%02d", i), fast, func(c *lock.Config) {
+			c.Hooks.Conflict = func() { conflicts.Add(1) }
+		})
+		wg.Go(func() {
+			for r := range rounds {
+				h, err := m.Lock(ctx)
+				if err != nil {
+					t.Errorf("%s round %d: %v", m.Identity(), r, err)
+					return
+				}
+				k := iv.begin(m.Identity(), h)
+				time.Sleep(time.Duration(10+(i*7+r*13)%30) * time.Millisecond)
+				if h.Err() != nil {
+					lost.Add(1) // e.g. a renewal slower than RenewDeadline on a loaded machine
+					t.Logf("%s lost its lock while holding: %v", m.Identity(), h.Err())
+				}
+				iv.end(k)
+				if err := h.Release(context.WithoutCancel(ctx)); err != nil {
+					t.Errorf("%s: Release: %v", m.Identity(), err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := iv.len(); n != contenders*rounds {
+		t.Fatalf("%d acquisitions, want %d", n, contenders*rounds)
+	}
+	iv.check(t, 1)
+	t.Logf("%d acquisitions by %d contenders, %d conflicts, %d holds lost", iv.len(), contenders, conflicts.Load(), lost.Load())
+}
+
+// A holder crashed: its record stays, nobody renews it. The waiter takes the
+// lock once the record's leaseDurationSeconds has passed in its own view.
+func testCrashedGhostHolder(t *testing.T, cs kubernetes.Interface) {
+	ctx := timeout(t)
+	c, err := lease.NewClient(cs.CoordinationV1(), ns, "ghost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := c.Create(ctx, lease.Record{Holder: "ghost", LeaseDuration: 2 * time.Second, AcquireTime: now, RenewTime: now, Transitions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	written := time.Now()
+	m := newMutex(t, cs.CoordinationV1(), "ghost", "b", fast)
+	h, err := m.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release(context.WithoutCancel(ctx))
+	took := time.Since(written)
+	if took < 2*time.Second {
+		t.Errorf("took the lock %v after the ghost's write, before its 2s lease could expire", took)
+	}
+	if took > 2*time.Second+itTimeout/3 {
+		t.Errorf("took the lock only after %v", took)
+	}
+	s, err := c.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Record.Holder != "b" || s.Record.Transitions != 5 || s.Token != h.Token() {
+		t.Errorf("after take-over: %+v token %v, want b at transition 5 with token %v", s.Record, s.Token, h.Token())
+	}
+	t.Logf("ghost's 2s lease taken over %v after it was written", took)
+}
+
+// partition wraps a LeasesGetter; while cut, every new request fails as if
+// the apiserver were unreachable from this one client. It stands in for a
+// holder process that hangs or loses its network without releasing.
+type partition struct {
+	coordinationv1client.LeasesGetter
+	cut atomic.Bool
+}
+
+func (p *partition) Leases(namespace string) coordinationv1client.LeaseInterface {
+	return partitioned{LeaseInterface: p.LeasesGetter.Leases(namespace), p: p}
+}
+
+type partitioned struct {
+	coordinationv1client.LeaseInterface
+	p *partition
+}
+
+func (l partitioned) err() error {
+	if l.p.cut.Load() {
+		return apierrors.NewServiceUnavailable("test partition")
+	}
+	return nil
+}
+
+func (l partitioned) Get(ctx context.Context, name string, opts metav1.GetOptions) (*coordinationv1.Lease, error) {
+	if err := l.err(); err != nil {
+		return nil, err
+	}
+	return l.LeaseInterface.Get(ctx, name, opts)
+}
+
+func (l partitioned) Create(ctx context.Context, in *coordinationv1.Lease, opts metav1.CreateOptions) (*coordinationv1.Lease, error) {
+	if err := l.err(); err != nil {
+		return nil, err
+	}
+	return l.LeaseInterface.Create(ctx, in, opts)
+}
+
+func (l partitioned) Update(ctx context.Context, in *coordinationv1.Lease, opts metav1.UpdateOptions) (*coordinationv1.Lease, error) {
+	if err := l.err(); err != nil {
+		return nil, err
+	}
+	return l.LeaseInterface.Update(ctx, in, opts)
+}
+
+func (l partitioned) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	if err := l.err(); err != nil {
+		return nil, err
+	}
+	return l.LeaseInterface.Watch(ctx, opts)
+}
+
+// A real Mutex holder stops getting through to the apiserver and never
+// releases: its Context ends with ErrDeadline at RenewDeadline after its last
+// successful renewal was sent, and the waiter takes over no earlier than
+// LeaseDuration after that renewal, i.e. LeaseDuration-RenewDeadline after the
+// holder's context ended.
+func testPartitionedHolder(t *testing.T, cs kubernetes.Interface) {
+	ctx := timeout(t)
+	p := &partition{LeasesGetter: cs.CoordinationV1()}
+	a := newMutex(t, p, "partition", "a", fast)
+	b := newMutex(t, cs.CoordinationV1(), "partition", "b", fast)
+	h, err := a.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type got struct {
+		h   *lock.Held
+		err error
+		at  time.Time
+	}
+	waiting := make(chan got, 1)
+	go func() {
+		h, err := b.Lock(ctx)
+		waiting <- got{h, err, time.Now()}
+	}()
+	time.Sleep(2 * itRetry) // a renews at least once while b waits
+	p.cut.Store(true)
+	<-h.Done()
+	ended := time.Now()
+	if !errors.Is(h.Err(), lease.ErrDeadline) {
+		t.Errorf("a's context ended with %v, want lease.ErrDeadline", h.Err())
+	}
+	r := <-waiting
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.h.Release(context.WithoutCancel(ctx))
+	if !r.at.After(ended) {
+		t.Fatalf("b acquired at %v, before a's context ended at %v", r.at, ended)
+	}
+	// h.Deadline() is a's last successful renewal send time + RenewDeadline;
+	// b saw that renewal no earlier than it was sent.
+	if margin := r.at.Sub(h.Deadline()); margin < itLease-itRenew {
+		t.Errorf("b took over %v after a's deadline, want at least LeaseDuration-RenewDeadline = %v", margin, itLease-itRenew)
+	}
+	if r.h.Token() <= h.Token() {
+		t.Errorf("token %v after %v", r.h.Token(), h.Token())
+	}
+	p.cut.Store(false)
+	if err := h.Release(context.WithoutCancel(ctx)); err != nil {
+		t.Errorf("a's Release after the loss: %v", err)
+	}
+	t.Logf("a's context ended %v after its deadline; b took over %v after a's context ended",
+		ended.Sub(h.Deadline()), r.at.Sub(ended))
+}
+
+func testSemaphore(t *testing.T, cs kubernetes.Interface) {
+	const permits, contenders, rounds = 3, 8, 3
+	ctx := timeout(t)
+	var iv intervals
+	var wg sync.WaitGroup
+	for i := range contenders {
+		s, err := lock.NewSemaphore(config(cs.CoordinationV1(), "sem", fmt.Sprintf("s%d", i), fast), permits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			for range rounds {
+				h, err := s.Acquire(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				k := iv.begin(s.Identity(), h)
+				time.Sleep(time.Duration(50+i*20) * time.Millisecond)
+				iv.end(k)
+				if err := h.Release(context.WithoutCancel(ctx)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := iv.len(); n != contenders*rounds {
+		t.Fatalf("%d acquisitions, want %d", n, contenders*rounds)
+	}
+	most := iv.check(t, permits)
+	for i := range permits + 1 {
+		_, err := cs.CoordinationV1().Leases(ns).Get(ctx, fmt.Sprintf("sem-%d", i), metav1.GetOptions{})
+		if exists := err == nil; exists != (i < permits) {
+			t.Errorf("lease sem-%d exists: %v (%v)", i, exists, err)
+		}
+	}
+	t.Logf("%d acquisitions, at most %d holders at once", iv.len(), most)
+}
+
+// The same lock name in two namespaces is two locks; a ServiceAccount may
+// lock only where its Role allows, and a Role without create/update fails
+// with an error that names the missing verb.
+func testNamespacesAndRBAC(t *testing.T, cp *testenv.ControlPlane, cs kubernetes.Interface) {
+	ctx := timeout(t)
+	saClient := func(namespace, name string, rules []rbacv1.PolicyRule) coordinationv1client.LeasesGetter {
+		t.Helper()
+		token, err := cp.ServiceAccountToken(ctx, namespace, name, rules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := kubernetes.NewForConfig(cp.ConfigForToken(token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.CoordinationV1()
+	}
+	teamA := saClient("team-a", "app", testenv.LeaseRules())
+	teamB := saClient("team-b", "app", testenv.LeaseRules())
+	viewer := saClient("readonly", "viewer", []rbacv1.PolicyRule{{
+		APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch"},
+	}})
+
+	mutex := func(leases coordinationv1client.LeasesGetter, namespace, id string) *lock.Mutex {
+		t.Helper()
+		m, err := lock.NewMutex(lock.Config{Leases: leases, Namespace: namespace, Name: "shared", Identity: id,
+			LeaseDuration: itLease, RenewDeadline: itRenew, RetryPeriod: itRetry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	ha, err := mutex(teamA, "team-a", "a").TryLock(ctx)
+	if err != nil {
+		t.Fatalf("team-a: %v", err)
+	}
+	defer ha.Release(context.WithoutCancel(ctx))
+	hb, err := mutex(teamB, "team-b", "b").TryLock(ctx)
+	if err != nil {
+		t.Fatalf("team-b, while team-a/shared is held: %v", err)
+	}
+	defer hb.Release(context.WithoutCancel(ctx))
+	if ha.Lease() != "team-a/shared" || hb.Lease() != "team-b/shared" {
+		t.Errorf("leases %s and %s", ha.Lease(), hb.Lease())
+	}
+	if _, err := mutex(cs.CoordinationV1(), "team-a", "admin").TryLock(ctx); !errors.Is(err, lock.ErrLocked) {
+		t.Errorf("team-a/shared while held: %v, want lock.ErrLocked", err)
+	}
+
+	forbidden := func(t *testing.T, err error, verb, namespace string) {
+		t.Helper()
+		var apiErr *lease.APIError
+		if !errors.Is(err, lease.ErrForbidden) || !errors.As(err, &apiErr) || apiErr.Verb != verb {
+			t.Fatalf("Lock = %v, want lease.ErrForbidden for verb %q", err, verb)
+		}
+		msg := err.Error()
+		for _, want := range []string{fmt.Sprintf("verb %q", verb), `resource "leases"`, fmt.Sprintf("namespace %q", namespace)} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("error %q does not mention %s", msg, want)
+			}
+		}
+	}
+	t.Run("other namespace", func(t *testing.T) {
+		_, err := mutex(teamA, "team-b", "a").Lock(ctx)
+		forbidden(t, err, "get", "team-b")
+	})
+	t.Run("read-only role, no lease yet", func(t *testing.T) {
+		_, err := mutex(viewer, "readonly", "v").Lock(ctx)
+		forbidden(t, err, "create", "readonly")
+	})
+	t.Run("read-only role, released lease", func(t *testing.T) {
+		c, err := lease.NewClient(cs.CoordinationV1(), "readonly", "shared")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Create(ctx, lease.Record{}.Released(time.Now())); err != nil {
+			t.Fatal(err)
+		}
+		_, err = mutex(viewer, "readonly", "v").Lock(ctx)
+		forbidden(t, err, "update", "readonly")
+		if s, err := c.Get(ctx); err != nil || s.Record.Holder != "" || s.Record.PreferredHolder != "" {
+			t.Errorf("lease after the refused Lock: %+v, %v", s, err)
+		}
+	})
+}
+
+// One holder and 10 waiters: each release is one hand-over, won by exactly
+// one waiter; the others lose the race (409) or hold back for a claim. The
+// winner holds briefly, the previous holder queues again, so 10 waiters stay.
+func testConflictsPerHandOver(t *testing.T, cs kubernetes.Interface) {
+	for _, tc := range []struct {
+		name       string
+		claimAfter time.Duration
+	}{
+		{"claims off", -1},
+		{"default ClaimAfter", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const waiters, handOvers = 10, 12
+			ctx, cancel := context.WithCancel(timeout(t))
+			name := "handover-" + strings.ToLower(strings.ReplaceAll(tc.name, " ", "-"))
+			var conflicts atomic.Int64
+			type won struct {
+				m *lock.Mutex
+				h *lock.Held
+			}
+			wins := make(chan won, waiters+1)
+			var wg sync.WaitGroup
+			defer wg.Wait()
+			defer cancel() // before the Wait: on failure, stop the waiters
+			queue := func(m *lock.Mutex) {
+				wg.Go(func() {
+					h, err := m.Lock(ctx)
+					if err != nil {
+						if ctx.Err() == nil {
+							t.Error(err)
+						}
+						return
+					}
+					wins <- won{m, h}
+				})
+			}
+			var ms []*lock.Mutex
+			for i := range waiters + 1 {
+				ms = append(ms, newMutex(t, cs.CoordinationV1(), name, fmt.Sprintf("w%02d", i), fast, func(c *lock.Config) {
+					c.ClaimAfter = tc.claimAfter
+					c.Hooks.Conflict = func() { conflicts.Add(1) }
+				}))
+			}
+			cur := won{ms[0], nil}
+			var err error
+			if cur.h, err = ms[0].Lock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ms[1:] {
+				queue(m)
+			}
+			var per []int64
+			var tokens []lease.Token
+			for range handOvers {
+				time.Sleep(300 * time.Millisecond) // every waiter is watching
+				select {
+				case w := <-wins:
+					t.Fatalf("%s acquired while %s held the lock", w.m.Identity(), cur.m.Identity())
+				default:
+				}
+				before := conflicts.Load()
+				if err := cur.h.Release(ctx); err != nil {
+					t.Fatal(err)
+				}
+				prev := cur
+				cur = <-wins
+				time.Sleep(200 * time.Millisecond) // losers of the race settle
+				select {
+				case w := <-wins:
+					t.Fatalf("one release, two winners: %s and %s", cur.m.Identity(), w.m.Identity())
+				default:
+				}
+				per = append(per, conflicts.Load()-before)
+				tokens = append(tokens, cur.h.Token())
+				queue(prev.m)
+			}
+			if err := cur.h.Release(ctx); err != nil {
+				t.Error(err)
+			}
+			// Drain: everyone left gets the lock in turn and releases it.
+			for range waiters {
+				w := <-wins
+				if err := w.h.Release(ctx); err != nil {
+					t.Error(err)
+				}
+			}
+			for i := 1; i < len(tokens); i++ {
+				if tokens[i] <= tokens[i-1] {
+					t.Errorf("tokens not increasing: %v", tokens)
+				}
+			}
+			var sum int64
+			for _, n := range per {
+				sum += n
+				if n >= waiters {
+					t.Errorf("%d conflicts in one hand-over with %d waiters: a waiter raced twice", n, waiters)
+				}
+			}
+			t.Logf("%s: conflicts per hand-over with %d waiters: %v (mean %.1f)", tc.name, waiters, per, float64(sum)/float64(len(per)))
+		})
+	}
+}

@@ -64,6 +64,7 @@ type Observer struct {
 	state   State
 	lastRV  string
 	offers  uint64 // Offer calls, to tell whether one raced with a read
+	seed    State  // an earlier observation to continue from (Seed)
 	changed chan struct{}
 	resync  chan struct{}
 }
@@ -100,6 +101,19 @@ func (o *Observer) Resync() {
 	}
 }
 
+// Seed continues an earlier observation of the same Lease (usually the last
+// State of a previous Observer in this process): if the first read finds the
+// same object at the same resourceVersion (nothing was written since), its
+// ObservedAt is kept instead of
+// restarting at now, so a caller that watches in bouts (a Lock retried with
+// short timeouts) still sees a crashed holder's lease expire. Call it before
+// Run.
+func (o *Observer) Seed(prev State) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.seed = prev
+}
+
 // Offer records a snapshot obtained outside the watch, typically the result
 // of the caller's own write. Snapshots older than what is known are ignored.
 func (o *Observer) Offer(s *Snapshot) {
@@ -122,6 +136,8 @@ func (o *Observer) apply(s *Snapshot, rv string) {
 	prev := o.state
 	next := State{Synced: true, Lease: s, ObservedAt: prev.ObservedAt, Err: nil}
 	switch {
+	case !prev.Synced && s != nil && o.seed.Lease != nil && s.UID == o.seed.Lease.UID && s.ResourceVersion == o.seed.Lease.ResourceVersion:
+		next.ObservedAt = o.seed.ObservedAt
 	case !prev.Synced, (prev.Lease == nil) != (s == nil):
 		next.ObservedAt = o.clock.Now()
 	case s != nil && (s.UID != prev.Lease.UID || !sameState(s.Record, prev.Lease.Record)):

@@ -870,8 +870,6 @@ func TestConfigValidationNamesEveryField(t *testing.T) {
 }
 
 func TestRetriedLockTakesCrashedHolder(t *testing.T) {
-	t.Skip("BUG (needs lease/): each Lock call starts a new lease.Observer, whose expiry wait starts at its own first read; " +
-		"a caller that retries Lock with a timeout shorter than the crashed holder's leaseDurationSeconds never takes the lock")
 	synctest.Test(t, func(t *testing.T) {
 		srv := fakelease.New()
 		srv.Put(leaseObj("retry", "ghost", 15, 1, time.Now()))

@@ -7,6 +7,7 @@ import "context"
 // not wait. Each acquisition returns a fresh *Held with its own fencing
 // token. Mutex is safe for concurrent use.
 type Mutex struct {
+	mem memory
 	cfg Config
 }
 
@@ -26,12 +27,12 @@ func (m *Mutex) Identity() string { return m.cfg.Identity }
 // permanent API error (forbidden: the message names the missing verb) is
 // returned at once.
 func (m *Mutex) Lock(ctx context.Context) (*Held, error) {
-	return acquire(ctx, m.cfg, []string{m.cfg.Name}, false)
+	return acquire(ctx, m.cfg, []string{m.cfg.Name}, false, &m.mem)
 }
 
 // TryLock takes the lock if it is free in this process's view, else returns
 // a *LockedError (errors.Is ErrLocked) naming the holder and when its lease
 // expires.
 func (m *Mutex) TryLock(ctx context.Context) (*Held, error) {
-	return acquire(ctx, m.cfg, []string{m.cfg.Name}, true)
+	return acquire(ctx, m.cfg, []string{m.cfg.Name}, true, &m.mem)
 }

@@ -3,6 +3,9 @@ package lock
 import (
 	"context"
 	"fmt"
+	"sync"
+
+	"github.com/leasehold/leasehold/lease"
 )
 
 // Semaphore is a counted lock: at most N holders at once. It uses N Leases,
@@ -14,6 +17,7 @@ import (
 //
 // Semaphore is safe for concurrent use; each Acquire is independent.
 type Semaphore struct {
+	mem     memory
 	cfg     Config
 	permits int
 	names   []string
@@ -41,26 +45,59 @@ func (s *Semaphore) Identity() string { return s.cfg.Identity }
 // Acquire blocks until a permit is held, waking on the watch, not by polling.
 // A timeout is a context deadline; on ctx end it returns ctx.Err().
 func (s *Semaphore) Acquire(ctx context.Context) (*Held, error) {
-	return acquire(ctx, s.cfg, s.names, false)
+	return acquire(ctx, s.cfg, s.names, false, &s.mem)
 }
 
 // TryAcquire takes a free permit or returns a *LockedError (errors.Is
 // ErrLocked) listing the holders, without waiting.
 func (s *Semaphore) TryAcquire(ctx context.Context) (*Held, error) {
-	return acquire(ctx, s.cfg, s.names, true)
+	return acquire(ctx, s.cfg, s.names, true, &s.mem)
 }
 
-func acquire(ctx context.Context, cfg Config, names []string, try bool) (*Held, error) {
+func acquire(ctx context.Context, cfg Config, names []string, try bool, mem *memory) (*Held, error) {
 	w, err := newWaiter(cfg, names)
 	if err != nil {
 		return nil, err
 	}
+	for i, o := range w.obs {
+		o.Seed(mem.get(names[i]))
+	}
 	w.start(ctx)
 	term, i, err := w.acquire(ctx, try)
+	for j, o := range w.obs {
+		st, _ := o.State()
+		mem.put(names[j], st)
+	}
 	if err != nil {
 		w.stop(-1)
 		return nil, err
 	}
 	w.stop(i)
 	return &Held{term: term, permit: i, lease: fmt.Sprintf("%s/%s", cfg.Namespace, names[i]), w: w}, nil
+}
+
+// memory keeps, per Lease, the last state seen by an earlier acquisition, so
+// that the next one continues its view of a crashed holder's expiry instead
+// of starting the wait over.
+type memory struct {
+	mu   sync.Mutex
+	last map[string]lease.State
+}
+
+func (m *memory) get(name string) lease.State {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.last[name]
+}
+
+func (m *memory) put(name string, st lease.State) {
+	if !st.Synced {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.last == nil {
+		m.last = map[string]lease.State{}
+	}
+	m.last[name] = st
 }

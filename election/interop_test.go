@@ -126,7 +126,11 @@ func (x *interop) stop(id string, sig syscall.Signal) {
 // expiry, and checks that no two terms overlap on the shared monotonic clock.
 func TestIntegrationInteropWithClientGo(t *testing.T) {
 	cp := testenv.Start(t)
-	x := newInterop(t, cp, 3*time.Second, 2*time.Second, 500*time.Millisecond)
+	// client-go compares records by their JSON, where acquire and renew times
+	// have whole seconds, so with sub-second renewals its followers date the
+	// last change up to a second early: LeaseDuration-RenewDeadline must
+	// cover that second as well as clock-rate differences.
+	x := newInterop(t, cp, 4*time.Second, 2*time.Second, 500*time.Millisecond)
 
 	// client-go leads; it stops and a Leasehold candidate takes over when the
 	// lease expires in its view.

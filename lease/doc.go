@@ -31,6 +31,13 @@
 // processes (0.2, i.e. 20%, for the defaults 15s/10s). Changes of the lease
 // are resolved only by resourceVersion (HTTP 409 on conflict).
 //
+// Mixed fleets: client-go decides whether the record changed by comparing
+// its JSON, in which acquire and renew times have whole seconds. With a
+// RetryPeriod under a second, its followers may therefore date the last
+// change up to a second early and take over up to a second sooner than the
+// formula above assumes; keep LeaseDuration−RenewDeadline at least a second
+// above the clock-rate margin, or renew at most once a second.
+//
 // # Non-guarantees
 //
 // Ending a context does not stop code that ignores it, and a process paused

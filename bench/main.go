@@ -1,0 +1,170 @@
+// Command bench measures Leasehold against client-go's leaderelection on a
+// local control plane (etcd + kube-apiserver, started here), in one run, with
+// the same timings for both:
+//
+//   - handoff: SIGTERM the leader of three candidate processes; time until
+//     another leads.
+//   - failover: SIGKILL the leader; time until another leads, and the excess
+//     over the earliest moment the lease could be taken (last change of the
+//     dead leader's record seen by this process's own watch + LeaseDuration).
+//   - load: API requests per second of a steady leader and its followers.
+//   - lock-uncontended, lock-handover (Leasehold only, in this process): a
+//     free Mutex's Lock+Release latency; release-to-next-holder latency with
+//     2, 10, 50 waiters, with API requests and conflicts per hand-over.
+//
+// Progress goes to stderr. The output ends with one JSON object per (bench,
+// impl) per line on stdout:
+//
+//	go run ./bench [flags]      (or: make bench)
+//	go run ./bench -lease-duration 3s -renew-deadline 2s -retry-period 500ms -n 10 -failovers 2 -load-window 10s
+//
+// Candidate processes re-execute this binary with the argument "candidate".
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/leasehold/leasehold/internal/candidate"
+	"github.com/leasehold/leasehold/lease"
+)
+
+// Benchmark and implementation names, in the order they run.
+var (
+	allBenches = []string{"handoff", "failover", "load", "lock-uncontended", "lock-handover"}
+	allImpls   = []string{"leasehold", "client-go"}
+)
+
+// options are the parsed flags.
+type options struct {
+	timing     lease.Timing
+	impls      []string
+	benches    []string
+	n          int
+	failovers  int
+	loadWindow time.Duration
+	lockN      int
+	handovers  int
+	waiters    []int
+	hold       time.Duration
+	verbose    bool
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == candidate.Arg {
+		os.Exit(candidate.Main(os.Args[2:], os.Stdout, os.Stderr))
+	}
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = run(ctx, o, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var o options
+	var impls, benches, waiters string
+	fs.DurationVar(&o.timing.LeaseDuration, "lease-duration", 15*time.Second, "LeaseDuration of every candidate and lock (whole seconds)")
+	fs.DurationVar(&o.timing.RenewDeadline, "renew-deadline", 10*time.Second, "RenewDeadline")
+	fs.DurationVar(&o.timing.RetryPeriod, "retry-period", 2*time.Second, "RetryPeriod")
+	fs.StringVar(&impls, "impl", strings.Join(allImpls, ","), "comma-separated implementations for the election benchmarks: "+strings.Join(allImpls, ", "))
+	fs.StringVar(&benches, "bench", strings.Join(allBenches, ","), "comma-separated benchmarks: "+strings.Join(allBenches, ", "))
+	fs.IntVar(&o.n, "n", 20, "handoff: number of hand-overs per implementation")
+	fs.IntVar(&o.failovers, "failovers", 3, "failover: number of leader kills per implementation (each costs about a LeaseDuration)")
+	fs.DurationVar(&o.loadWindow, "load-window", 30*time.Second, "load: measuring window")
+	fs.IntVar(&o.lockN, "lock-n", 50, "lock-uncontended: number of Lock+Release cycles")
+	fs.IntVar(&o.handovers, "lock-handovers", 50, "lock-handover: hand-overs measured per waiter count")
+	fs.StringVar(&waiters, "lock-waiters", "2,10,50", "lock-handover: comma-separated waiter counts, one result each")
+	fs.DurationVar(&o.hold, "lock-hold", 5*time.Millisecond, "lock-handover: how long each holder keeps the lock")
+	fs.BoolVar(&o.verbose, "v", false, "pass the candidate processes' stderr (client-go's klog) through")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var errs []error
+	var err error
+	if o.impls, err = pickList(impls, allImpls, "-impl"); err != nil {
+		errs = append(errs, err)
+	}
+	if o.benches, err = pickList(benches, allBenches, "-bench"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.timing.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if slices.Contains(o.impls, "client-go") && float64(o.timing.RenewDeadline) <= 1.2*float64(o.timing.RetryPeriod) {
+		errs = append(errs, fmt.Errorf("-renew-deadline %v must exceed 1.2 × -retry-period %v for client-go", o.timing.RenewDeadline, o.timing.RetryPeriod))
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"-n", o.n}, {"-failovers", o.failovers}, {"-lock-n", o.lockN}, {"-lock-handovers", o.handovers}} {
+		if f.v < 1 {
+			errs = append(errs, fmt.Errorf("%s %d must be at least 1", f.name, f.v))
+		}
+	}
+	if o.loadWindow <= 0 {
+		errs = append(errs, fmt.Errorf("-load-window %v must be positive", o.loadWindow))
+	}
+	if o.hold < 0 {
+		errs = append(errs, fmt.Errorf("-lock-hold %v must not be negative", o.hold))
+	}
+	for _, s := range strings.Split(waiters, ",") {
+		w, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || w < 1 {
+			errs = append(errs, fmt.Errorf("-lock-waiters: %q is not a positive number", s))
+			continue
+		}
+		o.waiters = append(o.waiters, w)
+	}
+	return o, errors.Join(errs...)
+}
+
+// pickList parses a comma-separated subset of known, keeping known's order.
+func pickList(s string, known []string, flagName string) ([]string, error) {
+	var picked []string
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if !slices.Contains(known, item) {
+			return nil, fmt.Errorf("%s: unknown %q (want some of %s)", flagName, item, strings.Join(known, ", "))
+		}
+		picked = append(picked, item)
+	}
+	if len(picked) == 0 {
+		return nil, fmt.Errorf("%s: empty (want some of %s)", flagName, strings.Join(known, ", "))
+	}
+	var ordered []string
+	for _, k := range known {
+		if slices.Contains(picked, k) {
+			ordered = append(ordered, k)
+		}
+	}
+	return ordered, nil
+}

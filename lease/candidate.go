@@ -256,9 +256,16 @@ func (c *Candidate) waitFor(st State, now time.Time) time.Duration {
 // sleep waits for a change of state, d (unless negative) or the end of ctx,
 // and reports whether d elapsed.
 func (c *Candidate) sleep(ctx context.Context, changed <-chan struct{}, d time.Duration) (bool, error) {
+	return Wait(ctx, c.clock, changed, d)
+}
+
+// Wait blocks until changed is closed, d has passed on clk (unless d is
+// negative: no timeout) or ctx ends, and reports whether d elapsed. It
+// returns ctx.Err() when ctx ends first.
+func Wait(ctx context.Context, clk clock.Clock, changed <-chan struct{}, d time.Duration) (bool, error) {
 	var timeout <-chan time.Time
 	if d >= 0 {
-		t := c.clock.NewTimer(d)
+		t := clk.NewTimer(d)
 		defer t.Stop()
 		timeout = t.C()
 	}

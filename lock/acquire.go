@@ -233,7 +233,7 @@ func (w *waiter) acquire(ctx context.Context, try bool) (*lease.Term, int, error
 		if retrySoon && (wait < 0 || wait > w.cfg.RetryPeriod) {
 			wait = w.cfg.RetryPeriod
 		}
-		timedOut, err := sleep(ctx, clk, changed, wait)
+		timedOut, err := lease.Wait(ctx, clk, changed, wait)
 		if err != nil {
 			return nil, -1, err
 		}

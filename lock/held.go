@@ -5,8 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"k8s.io/utils/clock"
-
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -56,21 +54,4 @@ func (h *Held) Release(ctx context.Context) error {
 		h.w.stop(-1)
 	})
 	return h.relErr
-}
-
-func sleep(ctx context.Context, clk clock.Clock, changed <-chan struct{}, d time.Duration) (bool, error) {
-	var timeout <-chan time.Time
-	if d >= 0 {
-		t := clk.NewTimer(d)
-		defer t.Stop()
-		timeout = t.C()
-	}
-	select {
-	case <-ctx.Done():
-		return false, ctx.Err()
-	case <-changed:
-		return false, nil
-	case <-timeout:
-		return true, nil
-	}
 }

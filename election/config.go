@@ -3,12 +3,10 @@ package election
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/apimachinery/pkg/util/validation"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
@@ -19,9 +17,9 @@ import (
 // Defaults, the same as client-go's recommended values so that mixed fleets
 // agree.
 const (
-	DefaultLeaseDuration = 15 * time.Second
-	DefaultRenewDeadline = 10 * time.Second
-	DefaultRetryPeriod   = 2 * time.Second
+	DefaultLeaseDuration = lease.DefaultLeaseDuration
+	DefaultRenewDeadline = lease.DefaultRenewDeadline
+	DefaultRetryPeriod   = lease.DefaultRetryPeriod
 )
 
 // Config configures an Elector. The zero value of every optional field means
@@ -81,16 +79,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Leases == nil {
 		errs = append(errs, errors.New("Leases is required (for example clientset.CoordinationV1())"))
 	}
-	if c.Namespace == "" {
-		errs = append(errs, errors.New("Namespace is required"))
-	} else if msgs := validation.IsDNS1123Label(c.Namespace); len(msgs) > 0 {
-		errs = append(errs, fmt.Errorf("Namespace %q is not a valid namespace name: %v", c.Namespace, msgs))
-	}
-	if c.Name == "" {
-		errs = append(errs, errors.New("Name is required"))
-	} else if msgs := validation.IsDNS1123Subdomain(c.Name); len(msgs) > 0 {
-		errs = append(errs, fmt.Errorf("Name %q is not a valid Lease name: %v", c.Name, msgs))
-	}
+	errs = append(errs, lease.ValidateRef(c.Namespace, c.Name)...)
 	if c.Identity == "" {
 		id, err := DefaultIdentity()
 		if err != nil {
@@ -98,15 +87,8 @@ func (c Config) withDefaults() (Config, error) {
 		}
 		c.Identity = id
 	}
-	if c.LeaseDuration == 0 {
-		c.LeaseDuration = DefaultLeaseDuration
-	}
-	if c.RenewDeadline == 0 {
-		c.RenewDeadline = DefaultRenewDeadline
-	}
-	if c.RetryPeriod == 0 {
-		c.RetryPeriod = DefaultRetryPeriod
-	}
+	t := c.timing().WithDefaults()
+	c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = t.LeaseDuration, t.RenewDeadline, t.RetryPeriod
 	if err := c.timing().Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -129,16 +111,4 @@ func (c Config) timing() lease.Timing {
 
 // DefaultIdentity returns the POD_NAME environment variable if set, else the
 // hostname.
-func DefaultIdentity() (string, error) {
-	if id := os.Getenv("POD_NAME"); id != "" {
-		return id, nil
-	}
-	h, err := os.Hostname()
-	if err != nil {
-		return "", fmt.Errorf("hostname: %w", err)
-	}
-	if h == "" {
-		return "", errors.New("hostname is empty")
-	}
-	return h, nil
-}
+func DefaultIdentity() (string, error) { return lease.DefaultIdentity() }

@@ -5,11 +5,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/go-logr/logr"
-	"k8s.io/apimachinery/pkg/util/validation"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/utils/clock"
 
@@ -19,9 +17,9 @@ import (
 // Defaults for locks. A lock's LeaseDuration is how long a crashed holder
 // blocks others.
 const (
-	DefaultLeaseDuration = 15 * time.Second
-	DefaultRenewDeadline = 10 * time.Second
-	DefaultRetryPeriod   = 2 * time.Second
+	DefaultLeaseDuration = lease.DefaultLeaseDuration
+	DefaultRenewDeadline = lease.DefaultRenewDeadline
+	DefaultRetryPeriod   = lease.DefaultRetryPeriod
 )
 
 // Config configures a Mutex or Semaphore. New* never modify it.
@@ -65,24 +63,11 @@ func (c Config) withDefaults(permits int) (Config, error) {
 	if c.Leases == nil {
 		errs = append(errs, errors.New("Leases is required (for example clientset.CoordinationV1())"))
 	}
-	if c.Namespace == "" {
-		errs = append(errs, errors.New("Namespace is required"))
-	} else if msgs := validation.IsDNS1123Label(c.Namespace); len(msgs) > 0 {
-		errs = append(errs, fmt.Errorf("Namespace %q is not a valid namespace name: %v", c.Namespace, msgs))
-	}
-	if c.Name == "" {
-		errs = append(errs, errors.New("Name is required"))
-	} else {
-		longest := c.Name
-		if permits > 1 {
-			longest = permitName(c.Name, permits-1)
-		}
-		if msgs := validation.IsDNS1123Subdomain(longest); len(msgs) > 0 {
-			if longest == c.Name {
-				errs = append(errs, fmt.Errorf("Name %q is not a valid Lease name: %v", c.Name, msgs))
-			} else {
-				errs = append(errs, fmt.Errorf("Name %q does not give valid Lease names for %d permits: %q: %v", c.Name, permits, longest, msgs))
-			}
+	refErrs := lease.ValidateRef(c.Namespace, c.Name)
+	errs = append(errs, refErrs...)
+	if len(refErrs) == 0 && permits > 1 {
+		if longest := permitName(c.Name, permits-1); len(lease.ValidateRef(c.Namespace, longest)) > 0 {
+			errs = append(errs, fmt.Errorf("Name %q does not give valid Lease names for %d permits: %q is longer than 253 characters", c.Name, permits, longest))
 		}
 	}
 	if permits < 1 {
@@ -95,15 +80,8 @@ func (c Config) withDefaults(permits int) (Config, error) {
 		}
 		c.Identity = id
 	}
-	if c.LeaseDuration == 0 {
-		c.LeaseDuration = DefaultLeaseDuration
-	}
-	if c.RenewDeadline == 0 {
-		c.RenewDeadline = DefaultRenewDeadline
-	}
-	if c.RetryPeriod == 0 {
-		c.RetryPeriod = DefaultRetryPeriod
-	}
+	t := c.timing().WithDefaults()
+	c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = t.LeaseDuration, t.RenewDeadline, t.RetryPeriod
 	if c.ClaimAfter == 0 {
 		c.ClaimAfter = c.LeaseDuration
 	}
@@ -125,14 +103,12 @@ func (c Config) timing() lease.Timing {
 
 func permitName(name string, i int) string { return fmt.Sprintf("%s-%d", name, i) }
 
+// defaultIdentity is lease.DefaultIdentity plus a random suffix, so that
+// several Mutex values in one process are distinct holders.
 func defaultIdentity() (string, error) {
-	host := os.Getenv("POD_NAME")
-	if host == "" {
-		h, err := os.Hostname()
-		if err != nil {
-			return "", fmt.Errorf("hostname: %w", err)
-		}
-		host = h
+	host, err := lease.DefaultIdentity()
+	if err != nil {
+		return "", err
 	}
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {

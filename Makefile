@@ -10,6 +10,8 @@ all: build
 
 build:
 	$(GO) build ./...
+	$(GO) build -o bin/leasehold ./cmd/leasehold
+	cp bin/leasehold bin/kubectl-lease
 
 # etcd, kube-apiserver and kubectl, built once into .cache/controlplane.
 controlplane:
@@ -28,7 +30,7 @@ test: controlplane vet
 	$(GO) test -race -timeout 20m ./...
 
 demo: controlplane
-	$(GO) run ./hack/demo
+	$(GO) run ./cmd/leasehold demo
 
 cluster: controlplane
 	$(GO) run ./hack/cluster

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -65,25 +64,22 @@ func Execute(ctx context.Context, args []string, streams IO) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.err != nil && ee.err.Error() != "" {
-			fmt.Fprintln(streams.Err, "leasehold:", ee.err)
+			fmt.Fprintln(streams.Err, cliName()+":", ee.err)
 		}
 		return ee.code
 	}
-	fmt.Fprintln(streams.Err, "leasehold:", err)
-	if strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "flag") || strings.Contains(err.Error(), "arg") {
-		return ExitUsage
-	}
-	return ExitError
+	// Errors the commands return carry their code (withCode); what is left
+	// comes from cobra's parsing of the command line.
+	fmt.Fprintln(streams.Err, cliName()+":", err)
+	return ExitUsage
 }
 
 func newRoot(streams IO) *cobra.Command {
 	a := &app{io: streams, flags: genericclioptions.NewConfigFlags(true)}
-	name := "leasehold"
-	if strings.HasPrefix(filepath.Base(os.Args[0]), "kubectl-lease") {
-		name = "kubectl lease"
-	}
 	root := &cobra.Command{
-		Use:   name,
+		Use:   strings.ReplaceAll(cliName(), " ", "-"),
+		// As a kubectl plugin, help and usage say "kubectl lease".
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: cliName()},
 		Short: "Leader election and locks on Kubernetes Leases",
 		Long: `leasehold runs any command only while it is the leader, runs a command under a
 lock, and shows, watches, releases and hands off Leases (coordination.k8s.io/v1).
@@ -99,7 +95,27 @@ It is compatible with client-go's leader election: both can share a Lease.`,
 	for _, add := range subcommands {
 		root.AddCommand(add(a))
 	}
+	markRuntimeErrors(root)
 	return root
+}
+
+// markRuntimeErrors gives every error a command's RunE returns without a
+// code the code ExitError, so that Execute can tell them from cobra's own
+// command-line errors (ExitUsage).
+func markRuntimeErrors(c *cobra.Command) {
+	if run := c.RunE; run != nil {
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			err := run(cmd, args)
+			var ee *exitError
+			if err != nil && !errors.As(err, &ee) {
+				return withCode(ExitError, err)
+			}
+			return err
+		}
+	}
+	for _, sub := range c.Commands() {
+		markRuntimeErrors(sub)
+	}
 }
 
 // subcommands is filled by each command's file in init, so that commands
@@ -109,6 +125,9 @@ var subcommands []func(*app) *cobra.Command
 // restConfig returns the client configuration from the kubeconfig flags,
 // with a clear error when there is none.
 func (a *app) restConfig() (*rest.Config, error) {
+	if a.noCluster() {
+		return nil, errors.New("no cluster configured: set --kubeconfig or KUBECONFIG, or create ~/.kube/config, or run in a pod")
+	}
 	cfg, err := a.flags.ToRESTConfig()
 	if err != nil {
 		return nil, fmt.Errorf("no usable cluster configuration (set --kubeconfig, KUBECONFIG, or run in a pod): %w", err)
@@ -133,4 +152,18 @@ func (a *app) namespace() (string, error) {
 		return "", fmt.Errorf("namespace: %w", err)
 	}
 	return ns, nil
+}
+
+// noCluster reports that nothing names a cluster: kubectl's flags would
+// otherwise fall back to http://localhost:8080 and fail with "connection
+// refused", which explains nothing.
+func (a *app) noCluster() bool {
+	if a.flags.APIServer != nil && *a.flags.APIServer != "" {
+		return false
+	}
+	if os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+		return false
+	}
+	raw, err := a.flags.ToRawKubeConfigLoader().RawConfig()
+	return err == nil && len(raw.Clusters) == 0
 }

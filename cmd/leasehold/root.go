@@ -77,10 +77,10 @@ func Execute(ctx context.Context, args []string, streams IO) int {
 func newRoot(streams IO) *cobra.Command {
 	a := &app{io: streams, flags: genericclioptions.NewConfigFlags(true)}
 	root := &cobra.Command{
-		Use:   strings.ReplaceAll(cliName(), " ", "-"),
+		Use: strings.ReplaceAll(cliName(), " ", "-"),
 		// As a kubectl plugin, help and usage say "kubectl lease".
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: cliName()},
-		Short: "Leader election and locks on Kubernetes Leases",
+		Short:       "Leader election and locks on Kubernetes Leases",
 		Long: `leasehold runs any command only while it is the leader, runs a command under a
 lock, and shows, watches, releases and hands off Leases (coordination.k8s.io/v1).
 It is compatible with client-go's leader election: both can share a Lease.`,

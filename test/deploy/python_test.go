@@ -1,0 +1,318 @@
+package deploy_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/leasehold/leasehold/internal/testenv"
+)
+
+var fastFlags = []string{"--lease-duration", "2s", "--renew-deadline", "1500ms", "--retry-period", "300ms", "--grace", "5s"}
+
+// TestPythonExampleUnderRun runs examples/python/app.py as the child of
+// `leasehold run` in two replicas: only one works at a time, and when the
+// leader is stopped (SIGTERM) the app gets SIGTERM, stops, and only then the
+// other replica's app starts, with a larger fencing token.
+func TestPythonExampleUnderRun(t *testing.T) {
+	python := needPython(t)
+	cp := testenv.Start(t)
+	bin := buildLeasehold(t)
+	app := filepath.Join(repoRoot(t), "examples", "python", "app.py")
+	log := filepath.Join(t.TempDir(), "work.log")
+	env := []string{"WORK_LOG=" + log, "WORK_SECONDS=0.05"}
+
+	procs := map[string]*proc{}
+	for _, id := range []string{"a", "b"} {
+		args := append(append([]string{"--kubeconfig", cp.Kubeconfig, "run", "--lease", "py", "--identity", id}, fastFlags...), "--", python, app)
+		procs[id] = start(t, env, bin, args...)
+	}
+
+	var first string
+	eventually(t, 20*time.Second, "one app to start and work", func() bool {
+		ls := readLog(t, log)
+		if len(ls) > 0 {
+			first = ls[0].id
+		}
+		return count(ls, first, "work") >= 5
+	})
+	second := map[string]string{"a": "b", "b": "a"}[first]
+	if n := len(byID(readLog(t, log), second)); n != 0 {
+		t.Fatalf("%s's app wrote %d lines while %s leads", second, n, first)
+	}
+
+	procs[first].signal(syscall.SIGTERM)
+	if code := procs[first].wait(t); code != 0 {
+		t.Errorf("leasehold %s exited %d after SIGTERM, want the app's status 0\n%s", first, code, procs[first].stderr)
+	}
+	eventually(t, 20*time.Second, "the other app to take over", func() bool {
+		return count(readLog(t, log), second, "work") >= 3
+	})
+	procs[second].signal(syscall.SIGTERM)
+	if code := procs[second].wait(t); code != 0 {
+		t.Errorf("leasehold %s exited %d after SIGTERM\n%s", second, code, procs[second].stderr)
+	}
+
+	ls := readLog(t, log)
+	a, b := byID(ls, first), byID(ls, second)
+	if a[0].what != "start" || a[len(a)-1].what != "stop" || b[0].what != "start" || b[len(b)-1].what != "stop" {
+		t.Errorf("each term should run from start to stop:\n%s", dump(ls))
+	}
+	if last, next := a[len(a)-1], b[0]; last.ns >= next.ns {
+		t.Errorf("overlap: %s's app stopped at %d, %s's started at %d\n%s", first, last.ns, second, next.ns, dump(ls))
+	} else {
+		t.Logf("handoff: %s's app stopped, %s's started %v later", first, second, time.Duration(next.ns-last.ns))
+	}
+	if a[0].token <= 0 || b[0].token <= a[0].token {
+		t.Errorf("tokens %d then %d, want positive and growing", a[0].token, b[0].token)
+	}
+}
+
+// TestPythonExampleWithSidecar runs app.py next to `leasehold run --http`
+// sidecars (whose child is `leasehold watch`, as in deploy/sidecar), in two
+// replicas: the app of the leading replica works, the other waits; when the
+// leader's sidecar is stopped, the other app takes over. The apps poll, so
+// this checks who works, not that terms never overlap by a poll interval.
+func TestPythonExampleWithSidecar(t *testing.T) {
+	python := needPython(t)
+	cp := testenv.Start(t)
+	bin := buildLeasehold(t)
+	app := filepath.Join(repoRoot(t), "examples", "python", "app.py")
+	log := filepath.Join(t.TempDir(), "work.log")
+
+	sidecars := map[string]*proc{}
+	apps := map[string]*proc{}
+	for _, id := range []string{"a", "b"} {
+		args := append(append([]string{"--kubeconfig", cp.Kubeconfig, "run", "--lease", "py-sidecar", "--identity", id, "--http", "127.0.0.1:0"}, fastFlags...),
+			"--", bin, "--kubeconfig", cp.Kubeconfig, "watch", "py-sidecar")
+		sidecars[id] = start(t, nil, bin, args...)
+		addr := sidecars[id].httpAddr(t)
+		apps[id] = start(t, []string{"WORK_LOG=" + log, "WORK_SECONDS=0.05", "POLL_SECONDS=0.2", "POD_NAME=" + id,
+			"LEASEHOLD_URL=http://" + addr + "/leader"}, python, app)
+	}
+
+	var first string
+	eventually(t, 20*time.Second, "one app to lead and work", func() bool {
+		ls := readLog(t, log)
+		if len(ls) > 0 {
+			first = ls[0].id
+		}
+		return count(ls, first, "work") >= 5
+	})
+	second := map[string]string{"a": "b", "b": "a"}[first]
+	if n := len(byID(readLog(t, log), second)); n != 0 {
+		t.Fatalf("%s's app wrote %d lines while %s leads:\n%s", second, n, first, dump(readLog(t, log)))
+	}
+
+	sidecars[first].signal(syscall.SIGTERM)
+	sidecars[first].wait(t)
+	eventually(t, 20*time.Second, "the other app to take over and the first to stop", func() bool {
+		ls := readLog(t, log)
+		return count(ls, second, "work") >= 3 && count(ls, first, "stop") == 1
+	})
+	ls := readLog(t, log)
+	a, b := byID(ls, first), byID(ls, second)
+	if b[0].what != "start" || b[0].token <= a[0].token {
+		t.Errorf("%s's term should start with a token above %d:\n%s", second, a[0].token, dump(ls))
+	}
+	for id, p := range apps {
+		p.signal(syscall.SIGTERM)
+		if code := p.wait(t); code != 0 {
+			t.Errorf("app %s exited %d after SIGTERM\n%s", id, code, p.stderr)
+		}
+	}
+}
+
+func needPython(t *testing.T) string {
+	t.Helper()
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not found in PATH: the Python example cannot be tested here")
+	}
+	return python
+}
+
+// buildLeasehold builds cmd/leasehold into a temporary folder.
+func buildLeasehold(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "leasehold")
+	cmd := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "./cmd/leasehold")
+	cmd.Dir = repoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/leasehold: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// line is one line of the work log: "<what> <identity> <token> <unix ns>".
+type line struct {
+	what, id  string
+	token, ns int64
+}
+
+func readLog(t *testing.T, path string) []line {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ls []line
+	for s := range strings.Lines(string(data)) {
+		if !strings.HasSuffix(s, "\n") {
+			break // being written
+		}
+		f := strings.Fields(s)
+		if len(f) != 4 {
+			t.Fatalf("work log line %q: want 4 fields", s)
+		}
+		tok, err1 := strconv.ParseInt(f[2], 10, 64)
+		ns, err2 := strconv.ParseInt(f[3], 10, 64)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("work log line %q: bad token or time", s)
+		}
+		ls = append(ls, line{what: f[0], id: f[1], token: tok, ns: ns})
+	}
+	return ls
+}
+
+func byID(ls []line, id string) []line {
+	var out []line
+	for _, l := range ls {
+		if l.id == id {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func count(ls []line, id, what string) int {
+	n := 0
+	for _, l := range byID(ls, id) {
+		if l.what == what {
+			n++
+		}
+	}
+	return n
+}
+
+func dump(ls []line) string {
+	var b strings.Builder
+	for _, l := range ls {
+		fmt.Fprintf(&b, "  %s %s %d %d\n", l.what, l.id, l.token, l.ns)
+	}
+	return b.String()
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// proc is a process started by a test, killed and waited for in Cleanup.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan struct{}
+	code   int
+}
+
+func start(t *testing.T, env []string, name string, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(name, args...), stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.stderr, p.stderr
+	p.cmd.WaitDelay = 5 * time.Second
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		p.code = p.cmd.ProcessState.ExitCode()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.signal(syscall.SIGKILL)
+		<-p.done
+		if t.Failed() {
+			t.Logf("%s %q output:\n%s", filepath.Base(name), args, p.stderr)
+		}
+	})
+	return p
+}
+
+func (p *proc) signal(sig syscall.Signal) {
+	select {
+	case <-p.done:
+	default:
+		_ = p.cmd.Process.Signal(sig)
+	}
+}
+
+// wait waits for the process to exit, at most 30 s, and returns its status.
+func (p *proc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.code
+	case <-time.After(30 * time.Second):
+		t.Fatalf("process did not exit within 30s; output:\n%s", p.stderr)
+		return -1
+	}
+}
+
+// httpAddr returns the address leasehold --http prints on stderr.
+func (p *proc) httpAddr(t *testing.T) string {
+	t.Helper()
+	const prefix = "serving HTTP on "
+	var addr string
+	eventually(t, 20*time.Second, "the HTTP address on stderr", func() bool {
+		s := p.stderr.String()
+		i := strings.Index(s, prefix)
+		if i < 0 {
+			return false
+		}
+		rest := s[i+len(prefix):]
+		j := strings.IndexByte(rest, '\n')
+		if j < 0 {
+			return false
+		}
+		addr = rest[:j]
+		return true
+	})
+	return addr
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and concurrent readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

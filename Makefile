@@ -4,7 +4,7 @@
 
 GO ?= go
 
-.PHONY: all build controlplane test unit vet demo cluster bench clean
+.PHONY: all build deps controlplane test unit vet demo cluster bench clean
 
 all: build
 
@@ -28,7 +28,11 @@ unit:
 	$(GO) test -race -short ./...
 	cd examples/controller-runtime && $(GO) test -race -short ./...
 
-test: controlplane vet
+# Machine packages the tests need (python3), installed when absent.
+deps:
+	@hack/deps.sh
+
+test: deps controlplane vet
 	$(GO) test -race -timeout 20m ./...
 	cd examples/controller-runtime && $(GO) test -race -timeout 10m ./...
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -36,7 +37,7 @@ const (
 )
 
 // kustomizations are the folders under deploy/ that kubectl kustomize builds.
-var kustomizations = []string{"base", "route-to-leader", "sidecar"}
+var kustomizations = []string{"base", "route-to-leader", "sidecar", "migration-job"}
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
@@ -150,6 +151,23 @@ func TestManifestsApply(t *testing.T) {
 				t.Errorf("apply --dry-run=server confirmed %d objects, rendered %d:\n%s", n, len(objs), out)
 			}
 
+			if dir == "migration-job" {
+				if got, want := kinds(objs), []string{"Job", "Role", "RoleBinding", "ServiceAccount"}; !slices.Equal(got, want) {
+					t.Errorf("kinds %v, want %v", got, want)
+				}
+				var j batchv1.Job
+				if !find(t, objs, "Job", &j) {
+					t.Fatal("no Job")
+				}
+				c := j.Spec.Template.Spec.Containers[0]
+				args := append(slices.Clone(c.Command), c.Args...)
+				for _, a := range []string{"leasehold", "lock", "db-migrate", "--identity=$(POD_NAME)", "--timeout=10m", "--", "/app/migrate"} {
+					if !slices.Contains(args, a) {
+						t.Errorf("job args %q lack %q", args, a)
+					}
+				}
+				return
+			}
 			want := []string{"Deployment", "PodDisruptionBudget", "Role", "RoleBinding", "Service", "ServiceAccount"}
 			if dir == "route-to-leader" {
 				want = slices.DeleteFunc(want, func(k string) bool { return k == "PodDisruptionBudget" })

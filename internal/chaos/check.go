@@ -1,0 +1,121 @@
+package chaos
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/leasehold/leasehold/internal/candidate"
+)
+
+// Window is an interval on the shared monotonic clock (nanoseconds).
+type Window struct{ From, To int64 }
+
+// Report is what the checker found in one run's terms.
+type Report struct {
+	Terms int
+	// Overlaps are pairs of terms of different processes that overlap in
+	// time and are not excused by a pause: safety violations.
+	Overlaps []string
+	// PausedOverlaps overlap only because the earlier holder was frozen
+	// (SIGSTOP) and could log its "stop" only once thawed. lease/doc.go lists
+	// this as a non-guarantee; the fencing token is the protection, and
+	// ReplayFenced shows the frozen holder's late write rejected.
+	PausedOverlaps []string
+	// TokensBackwards is candidate.TokensBackwards (Leasehold terms only).
+	TokensBackwards []string
+	// Fence is the replay of the terms against a fenced resource.
+	Fence FenceResult
+	// MaxNoLeader is the longest time, after the last fault healed, with no
+	// term open.
+	MaxNoLeader time.Duration
+	// MaxNoLeaderAll is the longest time with no term open over the whole
+	// run (faults included), for information.
+	MaxNoLeaderAll time.Duration
+}
+
+// Violations lists every safety violation: unexcused overlaps, tokens going
+// backwards and stale writes.
+func (r Report) Violations() []string {
+	var out []string
+	for _, s := range r.Overlaps {
+		out = append(out, "overlap: "+s)
+	}
+	for _, s := range r.TokensBackwards {
+		out = append(out, "token backwards: "+s)
+	}
+	for _, s := range r.Fence.Stale {
+		out = append(out, "stale write: "+s)
+	}
+	return out
+}
+
+// Check checks terms (as from candidate.Recorder.Terms, closed only by each
+// process's own "stop" or exit, so a frozen holder's term lasts until it
+// thaws and logs). pauses gives, per process id, the windows during which it
+// was stopped with SIGSTOP; an overlap is excused when the earlier term's
+// process was frozen when the later term started and it ended its term
+// within slack of being thawed. Liveness is measured over live.
+func Check(terms []candidate.Term, pauses map[string][]Window, slack time.Duration, live Window) Report {
+	return CheckRun(terms, pauses, slack, live, live)
+}
+
+// CheckRun is Check that also measures MaxNoLeaderAll over whole.
+func CheckRun(terms []candidate.Term, pauses map[string][]Window, slack time.Duration, live, whole Window) Report {
+	r := Report{Terms: len(terms)}
+	sorted := append([]candidate.Term(nil), terms...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Start < sorted[j].Start })
+	for i, a := range sorted {
+		for _, b := range sorted[i+1:] {
+			if b.Start >= a.End || a.ID == b.ID {
+				continue
+			}
+			msg := fmt.Sprintf("%s (%s, token %s) led until %d, but %s (%s, token %s) started at %d: overlap %.3fms",
+				a.ID, a.Impl, a.Token, a.End, b.ID, b.Impl, b.Token, b.Start, float64(min(a.End, b.End)-b.Start)/1e6)
+			if excused(a, b, pauses[a.ID], slack) {
+				r.PausedOverlaps = append(r.PausedOverlaps, msg)
+			} else {
+				r.Overlaps = append(r.Overlaps, msg)
+			}
+		}
+	}
+	r.TokensBackwards = candidate.TokensBackwards(sorted)
+	r.Fence = ReplayFenced(sorted)
+	r.MaxNoLeader = maxGap(sorted, live)
+	r.MaxNoLeaderAll = maxGap(sorted, whole)
+	return r
+}
+
+func excused(a, b candidate.Term, pauses []Window, slack time.Duration) bool {
+	for _, p := range pauses {
+		if p.From <= b.Start && b.Start <= p.To+int64(slack) && a.End <= p.To+int64(slack) && a.Start < p.From {
+			return true
+		}
+	}
+	return false
+}
+
+// maxGap returns the longest part of w covered by no term.
+func maxGap(terms []candidate.Term, w Window) time.Duration {
+	if w.To <= w.From {
+		return 0
+	}
+	var longest int64
+	at := w.From              // covered up to here
+	for _, t := range terms { // sorted by start
+		if t.End <= at {
+			continue
+		}
+		if t.Start > at {
+			longest = max(longest, min(t.Start, w.To)-at)
+		}
+		at = max(at, t.End)
+		if at >= w.To {
+			break
+		}
+	}
+	if at < w.To {
+		longest = max(longest, w.To-at)
+	}
+	return time.Duration(longest)
+}

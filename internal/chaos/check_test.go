@@ -1,0 +1,143 @@
+package chaos
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leasehold/leasehold/internal/candidate"
+)
+
+func TestFencedRejectsOlderTokens(t *testing.T) {
+	var f Fenced
+	for _, tok := range []uint64{5, 5, 7} {
+		if err := f.Write(tok); err != nil {
+			t.Fatalf("write %d: %v", tok, err)
+		}
+	}
+	if err := f.Write(6); err == nil {
+		t.Fatal("write with token 6 after 7 accepted")
+	}
+	if f.Highest() != 7 {
+		t.Fatalf("highest = %d, want 7", f.Highest())
+	}
+}
+
+func terms(evs ...candidate.Event) []candidate.Term {
+	var r candidate.Recorder
+	for _, ev := range evs {
+		r.Add(ev)
+	}
+	return r.Terms(10_000)
+}
+
+func ev(kind, id, impl, token string, mono int64) candidate.Event {
+	return candidate.Event{Ev: kind, ID: id, Impl: impl, Token: token, Mono: mono}
+}
+
+// TestCheckerFindsViolations is the control: the checker must fail
+// synthetic term logs that break the rules, and pass clean ones.
+func TestCheckerFindsViolations(t *testing.T) {
+	const lh, cg = "leasehold", "client-go"
+	tests := []struct {
+		name                    string
+		terms                   []candidate.Term
+		pauses                  map[string][]Window
+		overlaps, paused, stale int
+		backwards, fenced       int
+		live                    Window
+		maxNoLeader             time.Duration
+	}{
+		{
+			name: "clean handovers",
+			terms: terms(ev("start", "a", lh, "10", 100), ev("stop", "a", "", "", 200),
+				ev("start", "b", cg, "1", 300), ev("exited", "b", "", "", 400),
+				ev("start", "c", lh, "12", 450), ev("stop", "c", "", "", 1000)),
+			live: Window{150, 1000}, maxNoLeader: 100,
+		},
+		{
+			name: "two leaders at once",
+			terms: terms(ev("start", "a", lh, "10", 100), ev("start", "b", lh, "11", 150),
+				ev("stop", "a", "", "", 200), ev("stop", "b", "", "", 300)),
+			overlaps: 1, fenced: 1, live: Window{0, 400}, maxNoLeader: 100,
+		},
+		{
+			name: "stale token: a new term with an older token",
+			terms: terms(ev("start", "a", lh, "10", 100), ev("stop", "a", "", "", 200),
+				ev("start", "b", lh, "9", 300), ev("stop", "b", "", "", 400)),
+			stale: 1, backwards: 1, fenced: 1, // its last write is rejected too
+		},
+		{
+			name: "frozen holder, excused by its pause and fenced",
+			terms: terms(ev("start", "a", lh, "10", 100), ev("start", "b", lh, "11", 500),
+				ev("stop", "a", "", "", 900), ev("stop", "b", "", "", 1000)),
+			pauses: map[string][]Window{"a": {{From: 200, To: 890}}},
+			paused: 1, fenced: 1,
+		},
+		{
+			name: "a pause of the other process excuses nothing",
+			terms: terms(ev("start", "a", lh, "10", 100), ev("start", "b", lh, "11", 500),
+				ev("stop", "a", "", "", 900)),
+			pauses:   map[string][]Window{"b": {{From: 200, To: 890}}},
+			overlaps: 1, fenced: 1,
+		},
+		{
+			name:     "a term never stopped overlaps the next",
+			terms:    terms(ev("start", "a", cg, "1", 100), ev("start", "b", cg, "2", 500)),
+			overlaps: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := Check(tt.terms, tt.pauses, 50, tt.live)
+			got := []int{len(r.Overlaps), len(r.PausedOverlaps), len(r.Fence.Stale), len(r.TokensBackwards), len(r.Fence.Fenced)}
+			want := []int{tt.overlaps, tt.paused, tt.stale, tt.backwards, tt.fenced}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("overlaps, paused, stale, backwards, fenced = %v, want %v\n%s", got, want, strings.Join(append(r.Violations(), r.PausedOverlaps...), "\n"))
+			}
+			if n := len(candidate.Overlaps(tt.terms)); n != len(r.Overlaps)+len(r.PausedOverlaps) {
+				t.Errorf("candidate.Overlaps found %d, checker %d+%d", n, len(r.Overlaps), len(r.PausedOverlaps))
+			}
+			if wantV := tt.overlaps + tt.stale + tt.backwards; len(r.Violations()) != wantV {
+				t.Errorf("violations = %d, want %d", len(r.Violations()), wantV)
+			}
+			if r.MaxNoLeader != tt.maxNoLeader {
+				t.Errorf("max without leader = %v, want %v", r.MaxNoLeader, tt.maxNoLeader)
+			}
+		})
+	}
+}
+
+func TestGenerateIsReproducible(t *testing.T) {
+	tm := Timing{2 * time.Second, time.Second, 250 * time.Millisecond}
+	a := Generate(42, 3, time.Minute, tm)
+	b := Generate(42, 3, time.Minute, tm)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("same seed, different schedules:\n%s\n%s", a, b)
+	}
+	if c := Generate(43, 3, time.Minute, tm); reflect.DeepEqual(a.Faults, c.Faults) {
+		t.Fatal("seeds 42 and 43 gave the same schedule")
+	}
+	var total time.Duration
+	seen := map[Kind]bool{}
+	for _, f := range a.Faults {
+		total += f.Gap + f.Dur
+		seen[f.Kind] = true
+		if (f.Kind == Partition || f.Kind == Pause) && f.Dur <= tm.LeaseDuration {
+			t.Errorf("%s shorter than the lease: %v", f.Kind, f.Dur)
+		}
+		if f.Target < 0 || f.Target >= 3 {
+			t.Errorf("target %d out of range", f.Target)
+		}
+	}
+	if total < time.Minute {
+		t.Errorf("schedule lasts %v, want at least a minute", total)
+	}
+	if len(seen) < 4 {
+		t.Errorf("only %d kinds in a minute of faults: %v", len(seen), seen)
+	}
+	if only := Generate(1, 2, 10*time.Second, tm, Kill); only.Faults[0].Kind != Kill {
+		t.Errorf("kinds not honoured: %s", only)
+	}
+}

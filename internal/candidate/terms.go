@@ -14,6 +14,8 @@ type Term struct {
 	Token      string
 	Start, End int64
 	Open       bool
+	// Cause is why the term ended, as its process logged it.
+	Cause string
 }
 
 // Recorder collects events and turns them into terms. Not safe for
@@ -35,6 +37,16 @@ func (r *Recorder) Add(ev Event) {
 		r.terms = append(r.terms, Term{ID: ev.ID, Impl: ev.Impl, Token: ev.Token, Start: ev.Mono, Open: true})
 	case "stop", "exited":
 		r.close(ev.ID, ev.Mono)
+		if i := len(r.terms) - 1; ev.Ev == "stop" && i >= 0 {
+			for j := i; j >= 0; j-- {
+				if r.terms[j].ID == ev.ID {
+					if r.terms[j].Cause == "" && r.terms[j].End == ev.Mono {
+						r.terms[j].Cause = ev.Cause
+					}
+					break
+				}
+			}
+		}
 	}
 }
 

@@ -19,12 +19,12 @@ type Report struct {
 	Overlaps []string
 	// PausedOverlaps overlap only because the earlier holder was frozen
 	// (SIGSTOP) and could log its "stop" only once thawed. lease/doc.go lists
-	// this as a non-guarantee; the fencing token is the protection, and
-	// ReplayFenced shows the frozen holder's late write rejected.
+	// this as a non-guarantee; the fencing token is the protection, and the
+	// Store's log shows whether the frozen holder's late writes were rejected.
 	PausedOverlaps []string
 	// TokensBackwards is candidate.TokensBackwards (Leasehold terms only).
 	TokensBackwards []string
-	// Fence is the replay of the terms against a fenced resource.
+	// Fence is what the fenced resource saw (CheckWrites).
 	Fence FenceResult
 	// MaxNoLeader is the longest time, after the last fault healed, with no
 	// term open.
@@ -52,16 +52,17 @@ func (r Report) Violations() []string {
 
 // Check checks terms (as from candidate.Recorder.Terms, closed only by each
 // process's own "stop" or exit, so a frozen holder's term lasts until it
-// thaws and logs). pauses gives, per process id, the windows during which it
-// was stopped with SIGSTOP; an overlap is excused when the earlier term's
-// process was frozen when the later term started and it ended its term
-// within slack of being thawed. Liveness is measured over live.
-func Check(terms []candidate.Term, pauses map[string][]Window, slack time.Duration, live Window) Report {
-	return CheckRun(terms, pauses, slack, live, live)
+// thaws and logs) and the writes the fenced resource received. pauses gives,
+// per process id, the windows during which it was stopped with SIGSTOP; an
+// overlap is excused when the earlier term's process was frozen when the
+// later term started and it ended its term within slack of being thawed.
+// Liveness is measured over live.
+func Check(terms []candidate.Term, writes []Write, pauses map[string][]Window, slack time.Duration, live Window) Report {
+	return CheckRun(terms, writes, pauses, slack, live, live)
 }
 
 // CheckRun is Check that also measures MaxNoLeaderAll over whole.
-func CheckRun(terms []candidate.Term, pauses map[string][]Window, slack time.Duration, live, whole Window) Report {
+func CheckRun(terms []candidate.Term, writes []Write, pauses map[string][]Window, slack time.Duration, live, whole Window) Report {
 	r := Report{Terms: len(terms)}
 	sorted := append([]candidate.Term(nil), terms...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Start < sorted[j].Start })
@@ -80,7 +81,7 @@ func CheckRun(terms []candidate.Term, pauses map[string][]Window, slack time.Dur
 		}
 	}
 	r.TokensBackwards = candidate.TokensBackwards(sorted)
-	r.Fence = ReplayFenced(sorted)
+	r.Fence = CheckWrites(sorted, writes)
 	r.MaxNoLeader = maxGap(sorted, live)
 	r.MaxNoLeaderAll = maxGap(sorted, whole)
 	return r

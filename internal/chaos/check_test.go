@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
@@ -36,13 +37,19 @@ func ev(kind, id, impl, token string, mono int64) candidate.Event {
 	return candidate.Event{Ev: kind, ID: id, Impl: impl, Token: token, Mono: mono}
 }
 
-// TestCheckerFindsViolations is the control: the checker must fail
-// synthetic term logs that break the rules, and pass clean ones.
+func wr(id, fence string, at int64, accepted bool) Write {
+	return Write{ID: id, Fence: fence, Sent: at, Recv: at + 1, Accepted: accepted}
+}
+
+// TestCheckerFindsViolations is the control of the checker itself: it must
+// fail term logs and write logs that break the rules, and pass clean ones.
+// (TestIntegrationChaosControl does the same with real processes.)
 func TestCheckerFindsViolations(t *testing.T) {
 	const lh, cg = "leasehold", "client-go"
 	tests := []struct {
 		name                    string
 		terms                   []candidate.Term
+		writes                  []Write
 		pauses                  map[string][]Window
 		overlaps, paused, stale int
 		backwards, fenced       int
@@ -54,33 +61,52 @@ func TestCheckerFindsViolations(t *testing.T) {
 			terms: terms(ev("start", "a", lh, "10", 100), ev("stop", "a", "", "", 200),
 				ev("start", "b", cg, "1", 300), ev("exited", "b", "", "", 400),
 				ev("start", "c", lh, "12", 450), ev("stop", "c", "", "", 1000)),
-			live: Window{150, 1000}, maxNoLeader: 100,
+			writes: []Write{wr("a", "10", 100, true), wr("a", "10", 190, true), wr("b", "", 300, true), wr("c", "12", 460, true)},
+			live:   Window{150, 1000}, maxNoLeader: 100,
 		},
 		{
-			name: "two leaders at once",
+			name: "two leaders at once, the older one fenced",
 			terms: terms(ev("start", "a", lh, "10", 100), ev("start", "b", lh, "11", 150),
 				ev("stop", "a", "", "", 200), ev("stop", "b", "", "", 300)),
+			writes:   []Write{wr("a", "10", 110, true), wr("b", "11", 160, true), wr("a", "10", 190, false)},
 			overlaps: 1, fenced: 1, live: Window{0, 400}, maxNoLeader: 100,
 		},
 		{
-			name: "stale token: a new term with an older token",
+			name: "a new term with an older token",
 			terms: terms(ev("start", "a", lh, "10", 100), ev("stop", "a", "", "", 200),
 				ev("start", "b", lh, "9", 300), ev("stop", "b", "", "", 400)),
-			stale: 1, backwards: 1, fenced: 1, // its last write is rejected too
+			writes:    []Write{wr("a", "10", 110, true), wr("b", "9", 310, false)},
+			backwards: 1, fenced: 1,
 		},
 		{
 			name: "frozen holder, excused by its pause and fenced",
 			terms: terms(ev("start", "a", lh, "10", 100), ev("start", "b", lh, "11", 500),
 				ev("stop", "a", "", "", 900), ev("stop", "b", "", "", 1000)),
+			writes: []Write{wr("a", "10", 110, true), wr("b", "11", 510, true), wr("a", "10", 895, false)},
 			pauses: map[string][]Window{"a": {{From: 200, To: 890}}},
 			paused: 1, fenced: 1,
+		},
+		{
+			name: "frozen holder without a token: its late write is accepted",
+			terms: terms(ev("start", "a", cg, "1", 100), ev("start", "b", cg, "2", 500),
+				ev("stop", "a", "", "", 900), ev("stop", "b", "", "", 1000)),
+			writes: []Write{wr("a", "", 110, true), wr("b", "", 510, true), wr("a", "", 895, true)},
+			pauses: map[string][]Window{"a": {{From: 200, To: 890}}},
+			paused: 1, stale: 1,
+		},
+		{
+			name: "fencing switched off: an old token's write is accepted",
+			terms: terms(ev("start", "a", lh, "10", 100), ev("start", "b", lh, "11", 150),
+				ev("stop", "a", "", "", 200), ev("stop", "b", "", "", 300)),
+			writes:   []Write{wr("b", "11", 160, true), wr("a", "10", 170, true), wr("a", "10", 190, true)},
+			overlaps: 1, stale: 2,
 		},
 		{
 			name: "a pause of the other process excuses nothing",
 			terms: terms(ev("start", "a", lh, "10", 100), ev("start", "b", lh, "11", 500),
 				ev("stop", "a", "", "", 900)),
 			pauses:   map[string][]Window{"b": {{From: 200, To: 890}}},
-			overlaps: 1, fenced: 1,
+			overlaps: 1,
 		},
 		{
 			name:     "a term never stopped overlaps the next",
@@ -90,11 +116,14 @@ func TestCheckerFindsViolations(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := Check(tt.terms, tt.pauses, 50, tt.live)
+			r := Check(tt.terms, tt.writes, tt.pauses, 50, tt.live)
 			got := []int{len(r.Overlaps), len(r.PausedOverlaps), len(r.Fence.Stale), len(r.TokensBackwards), len(r.Fence.Fenced)}
 			want := []int{tt.overlaps, tt.paused, tt.stale, tt.backwards, tt.fenced}
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("overlaps, paused, stale, backwards, fenced = %v, want %v\n%s", got, want, strings.Join(append(r.Violations(), r.PausedOverlaps...), "\n"))
+			}
+			if r.Fence.Orphans != 0 {
+				t.Errorf("%d writes outside any term", r.Fence.Orphans)
 			}
 			if n := len(candidate.Overlaps(tt.terms)); n != len(r.Overlaps)+len(r.PausedOverlaps) {
 				t.Errorf("candidate.Overlaps found %d, checker %d+%d", n, len(r.Overlaps), len(r.PausedOverlaps))
@@ -106,6 +135,39 @@ func TestCheckerFindsViolations(t *testing.T) {
 				t.Errorf("max without leader = %v, want %v", r.MaxNoLeader, tt.maxNoLeader)
 			}
 		})
+	}
+}
+
+// TestStoreFencing drives the HTTP store the way candidates do.
+func TestStoreFencing(t *testing.T) {
+	for _, fencing := range []bool{true, false} {
+		s, err := NewStore(fencing)
+		if err != nil {
+			t.Fatal(err)
+		}
+		post := func(query string) int {
+			resp, err := http.Post(s.URL()+"?"+query, "text/plain", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		codes := []int{post("id=a&fence=7&sent=1"), post("id=b&fence=8&sent=2"), post("id=a&fence=7&sent=3"), post("id=c&sent=4"), post("id=a&fence=x&sent=5"), post("fence=9&sent=6")}
+		want := []int{200, 200, 409, 200, 400, 400}
+		if !fencing {
+			want[2] = 200
+		}
+		if !reflect.DeepEqual(codes, want) {
+			t.Errorf("fencing %v: status codes %v, want %v", fencing, codes, want)
+		}
+		ws := s.Writes()
+		if len(ws) != 4 || ws[2].Accepted != !fencing || ws[3].Fence != "" || ws[2].Sent != 3 {
+			t.Errorf("fencing %v: log %+v", fencing, ws)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -122,7 +184,7 @@ func TestGenerateIsReproducible(t *testing.T) {
 	var total time.Duration
 	seen := map[Kind]bool{}
 	for _, f := range a.Faults {
-		total += f.Gap + f.Dur
+		total += f.Gap + f.Dur + f.Then
 		seen[f.Kind] = true
 		if (f.Kind == Partition || f.Kind == Pause) && f.Dur <= tm.LeaseDuration {
 			t.Errorf("%s shorter than the lease: %v", f.Kind, f.Dur)

@@ -1,7 +1,10 @@
 package chaos
 
 import (
+	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"sort"
 	"strconv"
 	"sync"
@@ -38,66 +41,167 @@ func (f *Fenced) Highest() uint64 {
 	return f.highest
 }
 
-// FenceResult is what replaying a term log against a Fenced resource found.
-type FenceResult struct {
-	// Stale lists writes made at the start of a term and rejected: a new
-	// holder whose token is older than one already used. This is a safety
-	// violation (the token order does not follow the term order).
-	Stale []string
-	// Fenced lists writes made at the end of a term and rejected: the holder
-	// kept acting after a holder with a newer token had written. The resource
-	// protected itself; each one goes with an overlap of the two terms.
-	Fenced []string
-	// Writes is the number of writes replayed.
-	Writes int
+// Write is one write the Store received.
+type Write struct {
+	ID string
+	// Fence is the writer's fencing token; empty for writers without one
+	// (client-go), whose writes a resource cannot check.
+	Fence string
+	// Sent is when the writer decided to write, Recv when the resource
+	// applied or rejected it (CLOCK_MONOTONIC ns).
+	Sent, Recv int64
+	Accepted   bool
+	Reason     string
 }
 
-// ReplayFenced derives writes from the Leasehold terms and replays them, in
-// time order, against a fresh Fenced resource. The candidates do not write to
-// a resource themselves; instead each term is taken to write with its token
-// twice: when it starts (its first act as holder) and when it ends (the last
-// instant its work still ran: its own "stop", or its process's exit). Terms
-// of other implementations have no fencing token and are skipped.
-func ReplayFenced(terms []candidate.Term) FenceResult {
-	type write struct {
-		at    int64
-		token uint64
-		term  candidate.Term
-		end   bool
+// Store is the fenced resource of a run: an HTTP endpoint on loopback to
+// which every leader writes directly (not through its fault proxy: the
+// resource is elsewhere than the apiserver). With Fencing on, a write whose
+// token is older than one already accepted is rejected (HTTP 409); writes
+// without a token are always accepted. It logs every write for the checker.
+type Store struct {
+	fencing bool
+	fenced  Fenced
+	ln      net.Listener
+	srv     *http.Server
+	done    chan struct{}
+
+	mu     sync.Mutex
+	writes []Write
+}
+
+// NewStore starts a Store on a free loopback port.
+func NewStore(fencing bool) (*Store, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
 	}
-	var ws []write
-	var res FenceResult
-	for _, t := range terms {
-		if t.Impl != "leasehold" {
-			continue
-		}
-		n, err := strconv.ParseUint(t.Token, 10, 64)
+	s := &Store{fencing: fencing, ln: ln, done: make(chan struct{})}
+	s.srv = &http.Server{Handler: http.HandlerFunc(s.serve)}
+	go func() {
+		defer close(s.done)
+		_ = s.srv.Serve(ln)
+	}()
+	return s, nil
+}
+
+// URL is where candidates write (their --write-url).
+func (s *Store) URL() string { return "http://" + s.ln.Addr().String() + "/write" }
+
+// Close stops the server and waits for it.
+func (s *Store) Close() error {
+	err := s.srv.Shutdown(context.Background())
+	<-s.done
+	return err
+}
+
+// Writes returns the log of writes, in the order they were received.
+func (s *Store) Writes() []Write {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Write(nil), s.writes...)
+}
+
+func (s *Store) serve(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	wr := Write{ID: q.Get(candidate.WriteID), Fence: q.Get(candidate.WriteFence)}
+	sent, err := strconv.ParseInt(q.Get(candidate.WriteSent), 10, 64)
+	if wr.ID == "" || err != nil {
+		http.Error(w, "write needs id and sent", http.StatusBadRequest)
+		return
+	}
+	wr.Sent = sent
+	var ferr error
+	if wr.Fence != "" {
+		tok, err := strconv.ParseUint(wr.Fence, 10, 64)
 		if err != nil {
-			res.Stale = append(res.Stale, fmt.Sprintf("%s: bad token %q", t.ID, t.Token))
-			continue
+			http.Error(w, fmt.Sprintf("bad fence %q: %v", wr.Fence, err), http.StatusBadRequest)
+			return
 		}
-		ws = append(ws, write{at: t.Start, token: n, term: t}, write{at: t.End, token: n, term: t, end: true})
+		if s.fencing {
+			ferr = s.fenced.Write(tok)
+		}
 	}
-	// Starts before ends at the same instant: a handover at one instant is
-	// not a late write.
-	sort.SliceStable(ws, func(i, j int) bool {
-		if ws[i].at != ws[j].at {
-			return ws[i].at < ws[j].at
+	s.mu.Lock()
+	wr.Recv = candidate.Mono()
+	wr.Accepted = ferr == nil
+	if ferr != nil {
+		wr.Reason = ferr.Error()
+	}
+	s.writes = append(s.writes, wr)
+	s.mu.Unlock()
+	if ferr != nil {
+		http.Error(w, ferr.Error(), http.StatusConflict)
+	}
+}
+
+// FenceResult is what the checker found in a Store's log.
+type FenceResult struct {
+	// Stale lists accepted writes made by a holder after a newer holder (one
+	// whose term started later) had already written: the resource was
+	// changed by a process that was no longer the leader. A safety
+	// violation.
+	Stale []string
+	// Fenced lists rejected writes: a holder kept acting after a newer holder
+	// had written, and the token check stopped it. Each goes with an overlap
+	// (often a frozen holder's).
+	Fenced []string
+	// Writes and Accepted count the writes.
+	Writes, Accepted int
+	// Orphans are writes that fall in no term of their writer (a harness
+	// problem).
+	Orphans int
+}
+
+// CheckWrites judges the Store's log against the terms: each write belongs
+// to its writer's term that started last before the write was sent; an
+// accepted write is stale when a term that started later than its own had
+// already had a write accepted.
+func CheckWrites(terms []candidate.Term, writes []Write) FenceResult {
+	byID := map[string][]candidate.Term{}
+	for _, t := range terms {
+		byID[t.ID] = append(byID[t.ID], t)
+	}
+	for _, ts := range byID {
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Start < ts[j].Start })
+	}
+	termOf := func(w Write) (candidate.Term, bool) {
+		ts := byID[w.ID]
+		i := sort.Search(len(ts), func(i int) bool { return ts[i].Start > w.Sent })
+		if i == 0 {
+			return candidate.Term{}, false
 		}
-		return !ws[i].end && ws[j].end
-	})
-	var f Fenced
+		return ts[i-1], true
+	}
+	ws := append([]Write(nil), writes...)
+	sort.SliceStable(ws, func(i, j int) bool { return ws[i].Recv < ws[j].Recv })
+	var res FenceResult
+	var newest candidate.Term // term with the latest start among accepted writes so far
+	seen := false
 	for _, w := range ws {
-		err := f.Write(w.token)
-		if err == nil {
+		res.Writes++
+		t, ok := termOf(w)
+		if !ok {
+			res.Orphans++
 			continue
 		}
-		if w.end {
-			res.Fenced = append(res.Fenced, fmt.Sprintf("%s's last write at %d rejected: %v", w.term.ID, w.at, err))
-		} else {
-			res.Stale = append(res.Stale, fmt.Sprintf("%s started at %d with a stale token: %v", w.term.ID, w.at, err))
+		if !w.Accepted {
+			res.Fenced = append(res.Fenced, fmt.Sprintf("%s's write (token %s, sent %d) rejected at %d: %s", w.ID, w.Fence, w.Sent, w.Recv, w.Reason))
+			continue
+		}
+		res.Accepted++
+		if seen && newest.Start > t.Start && newest.ID != t.ID {
+			fence := w.Fence
+			if fence == "" {
+				fence = "none"
+			}
+			res.Stale = append(res.Stale, fmt.Sprintf("%s's write (term from %d, token %s) accepted at %d after %s (term from %d, token %s) had written",
+				w.ID, t.Start, fence, w.Recv, newest.ID, newest.Start, newest.Token))
+			continue
+		}
+		if !seen || t.Start > newest.Start {
+			newest, seen = t, true
 		}
 	}
-	res.Writes = len(ws)
 	return res
 }

@@ -32,6 +32,11 @@ type Env struct {
 	Dir string
 	// Logf, if set, receives progress.
 	Logf func(format string, args ...any)
+	// Control runs, to show that the checker fails when a protection is
+	// missing: NoDeadline makes Leasehold candidates keep working after
+	// their term's context ends until they read another holder from the
+	// Lease; NoFencing makes the resource accept every write.
+	NoDeadline, NoFencing bool
 }
 
 // Impls are the fleets a schedule can run against: all Leasehold, all
@@ -43,6 +48,10 @@ type Result struct {
 	Seed     uint64
 	Impl     string
 	Injected map[Kind]int
+	// RateRatio is the fastest over the slowest clock of the Leasehold
+	// candidates; Tolerated says whether it is within the documented bound.
+	RateRatio float64
+	Tolerated bool
 	Report
 	// Errors are harness problems and candidates that exited with an error.
 	Errors []string
@@ -58,6 +67,7 @@ type run struct {
 
 	proxies []*Proxy
 	kubecfg []string
+	store   *Store
 
 	mu      sync.Mutex
 	rec     candidate.Recorder
@@ -94,10 +104,14 @@ func Run(ctx context.Context, env Env, impl string, sched Schedule) (*Result, er
 		slot: make([]string, sched.Candidates), slotOf: map[string]int{}, exited: map[string]bool{},
 		leading: map[string]int64{}, pauses: map[string][]Window{}, gen: make([]int, sched.Candidates),
 	}
+	if r.store, err = NewStore(!env.NoFencing); err != nil {
+		return nil, err
+	}
 	defer func() {
 		for _, p := range r.proxies {
 			_ = p.Close()
 		}
+		_ = r.store.Close()
 	}()
 	for i := range sched.Candidates {
 		p, err := NewProxy(u.Host)
@@ -140,6 +154,16 @@ func Run(ctx context.Context, env Env, impl string, sched Schedule) (*Result, er
 		}
 	}
 	res := &Result{Seed: sched.Seed, Impl: impl, Injected: map[Kind]int{}}
+	var lhSlots []int
+	for i := range sched.Candidates {
+		if r.implOf(i) == "leasehold" {
+			lhSlots = append(lhSlots, i)
+			if sched.Rate(i) != 1 {
+				res.Injected[ClockRate]++
+			}
+		}
+	}
+	res.Tolerated, res.RateRatio = sched.Tolerated(lhSlots)
 	if err := r.waitLeader(ctx, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("chaos: no first leader: %w", err)
 	}
@@ -165,8 +189,12 @@ func Run(ctx context.Context, env Env, impl string, sched Schedule) (*Result, er
 	r.env.Logf("seed %d %s: fleet stopped in %v", sched.Seed, impl, time.Since(t0).Round(time.Millisecond))
 
 	terms := r.rec.Terms(candidate.Mono())
+	for _, t := range terms {
+		r.env.Logf("seed %d %s: %s (%s) led %+.3fs .. %+.3fs with token %s: %s", sched.Seed, impl, t.ID, t.Impl,
+			float64(t.Start-first)/1e9, float64(t.End-first)/1e9, t.Token, t.Cause)
+	}
 	slack := tm.RenewDeadline + time.Second
-	res.Report = CheckRun(terms, r.pauses, slack, Window{lastHeal, end}, Window{first, end})
+	res.Report = CheckRun(terms, r.store.Writes(), r.pauses, slack, Window{lastHeal, end}, Window{first, end})
 	res.Errors = r.errs
 	return res, nil
 }
@@ -206,7 +234,15 @@ func (r *run) start(i int) error {
 	r.slotOf[id] = i
 	r.mu.Unlock()
 	impl := r.implOf(i)
-	args := append([]string{"--impl", impl, "--kubeconfig", r.kubecfg[i]}, r.args...)
+	args := append([]string{"--impl", impl, "--kubeconfig", r.kubecfg[i], "--write-url", r.store.URL()}, r.args...)
+	if impl == "leasehold" {
+		if rate := r.sched.Rate(i); rate != 1 {
+			args = append(args, "--clock-rate", fmt.Sprint(rate))
+		}
+		if r.env.NoDeadline {
+			args = append(args, "--unsafe-no-deadline")
+		}
+	}
 	if impl == "client-go" {
 		// client-go releases without waiting for its work to return (see
 		// election/interop_test.go).
@@ -305,7 +341,7 @@ func (r *run) apply(ctx context.Context, f Fault) error {
 	id := r.slot[slot]
 	r.mu.Unlock()
 	p := r.proxies[slot]
-	r.env.Logf("seed %d %s: %s on %s", r.sched.Seed, r.impl, f.Kind, id)
+	r.env.Logf("seed %d %s: %s on %s at %d", r.sched.Seed, r.impl, f.Kind, id, candidate.Mono())
 	switch f.Kind {
 	case ReqLatency, RespLatency:
 		if f.Kind == ReqLatency {
@@ -319,6 +355,15 @@ func (r *run) apply(ctx context.Context, f Fault) error {
 		p.SetBlackhole(true)
 		defer p.SetBlackhole(false)
 		return sleep(ctx, f.Dur)
+	case Degrade:
+		p.SetLatency(0, f.Delay)
+		defer p.SetLatency(0, 0)
+		if err := sleep(ctx, f.Dur); err != nil {
+			return err
+		}
+		p.SetBlackhole(true)
+		defer p.SetBlackhole(false)
+		return sleep(ctx, f.Then)
 	case Reset:
 		p.ResetAll()
 		return nil
@@ -363,6 +408,10 @@ func (r *run) apply(ctx context.Context, f Fault) error {
 		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
 		return r.env.CP.RestartAPIServer(rctx)
+	case EtcdRestart:
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		return r.env.CP.RestartEtcd(rctx)
 	}
 	return fmt.Errorf("unknown fault kind %q", f.Kind)
 }

@@ -28,12 +28,26 @@ const (
 	Pause Kind = "pause"
 	// Kill sends SIGKILL and starts a new process in its place.
 	Kill Kind = "kill"
+	// Degrade is a link that degrades and then drops: replies delayed by just
+	// under RenewDeadline (so renewals still succeed, late), then a partition
+	// longer than the lease. Replies already in flight when the partition
+	// begins are still delivered. A leader that counts its deadline from when
+	// a renewal's reply arrived (client-go) outlives its lease by up to the
+	// delay; one that counts from when the renewal was sent does not.
+	Degrade Kind = "degrade"
 	// APIRestart restarts kube-apiserver (same address and etcd).
 	APIRestart Kind = "apiserver-restart"
+	// EtcdRestart restarts etcd (same address and data) under a running
+	// kube-apiserver.
+	EtcdRestart Kind = "etcd-restart"
+	// ClockRate is not a step of the schedule: it counts the Leasehold
+	// candidates whose elector's clock runs fast or slow for the whole run
+	// (Schedule.Rates).
+	ClockRate Kind = "clock-rate"
 )
 
-// Kinds lists every fault kind, in a fixed order.
-var Kinds = []Kind{ReqLatency, RespLatency, Partition, Reset, Pause, Kill, APIRestart}
+// Kinds lists every fault kind a schedule draws from, in a fixed order.
+var Kinds = []Kind{ReqLatency, RespLatency, Degrade, Partition, Reset, Pause, Kill, APIRestart, EtcdRestart}
 
 // Timing is the election timing the candidates run with.
 type Timing struct{ LeaseDuration, RenewDeadline, RetryPeriod time.Duration }
@@ -45,6 +59,8 @@ type Fault struct {
 	Gap   time.Duration
 	Dur   time.Duration
 	Delay time.Duration
+	// Then is how long the partition that ends a Degrade lasts.
+	Then time.Duration
 	// Leader: target the leader at the time the fault begins (waiting up to
 	// two lease durations for one); Target is used when there is none, or
 	// when Leader is false.
@@ -64,6 +80,9 @@ func (f Fault) String() string {
 	if f.Dur > 0 {
 		s += fmt.Sprintf(" for %v", f.Dur.Round(time.Millisecond))
 	}
+	if f.Then > 0 {
+		s += fmt.Sprintf(", then partition for %v", f.Then.Round(time.Millisecond))
+	}
 	return s
 }
 
@@ -76,11 +95,64 @@ type Schedule struct {
 	Timing     Timing
 	Faults     []Fault
 	Tail       time.Duration
+	// Rates are the clock rates of the candidates in each slot (1 = exact;
+	// 0.9 = 10% slow), applied to Leasehold candidates only: client-go's
+	// elector has no injectable clock. Nil means all exact.
+	Rates []float64
+}
+
+// Rate returns the clock rate of slot i.
+func (s Schedule) Rate(i int) float64 {
+	if i < len(s.Rates) && s.Rates[i] > 0 {
+		return s.Rates[i]
+	}
+	return 1
+}
+
+// Tolerated reports whether the clock rates of the given slots are within
+// what lease/doc.go documents as tolerated: RD·(1+ρ) < LD·(1−ρ), i.e. the
+// fastest clock over the slowest below LD/RD. It returns that ratio too.
+func (s Schedule) Tolerated(slots []int) (bool, float64) {
+	lo, hi := 0.0, 0.0
+	for _, i := range slots {
+		r := s.Rate(i)
+		if lo == 0 || r < lo {
+			lo = r
+		}
+		hi = max(hi, r)
+	}
+	if lo == 0 {
+		return true, 1
+	}
+	ratio := hi / lo
+	return ratio < float64(s.Timing.LeaseDuration)/float64(s.Timing.RenewDeadline), ratio
+}
+
+// Skew returns s with a clock rate drawn for every slot, uniformly from
+// [1-drift, 1+drift] (drift < 1), from the schedule's seed: the same seed
+// and drift give the same rates.
+func (s Schedule) Skew(drift float64) Schedule {
+	if drift <= 0 {
+		s.Rates = nil
+		return s
+	}
+	rng := rand.New(rand.NewPCG(s.Seed^0x5bd1e995, s.Seed))
+	s.Rates = make([]float64, s.Candidates)
+	for i := range s.Rates {
+		s.Rates[i] = 1 - drift + 2*drift*rng.Float64()
+	}
+	return s
 }
 
 func (s Schedule) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "seed %d, %d candidates, LD %v RD %v RP %v:", s.Seed, s.Candidates, s.Timing.LeaseDuration, s.Timing.RenewDeadline, s.Timing.RetryPeriod)
+	if len(s.Rates) > 0 {
+		b.WriteString("\n  clock rates")
+		for i := range s.Candidates {
+			fmt.Fprintf(&b, " c%d=%.3f", i, s.Rate(i))
+		}
+	}
 	for _, f := range s.Faults {
 		b.WriteString("\n  " + f.String())
 	}
@@ -103,7 +175,7 @@ func Generate(seed uint64, candidates int, d time.Duration, t Timing, kinds ...K
 		return lo + time.Duration(rng.Int64N(int64(hi-lo)))
 	}
 	ld, rd := t.LeaseDuration, t.RenewDeadline
-	s := Schedule{Seed: seed, Candidates: candidates, Timing: t, Tail: 3*ld + 2*time.Second}
+	s := Schedule{Seed: seed, Candidates: candidates, Timing: t, Tail: 2*ld + time.Second}
 	for total := time.Duration(0); total < d; {
 		f := Fault{
 			Kind:   kinds[rng.IntN(len(kinds))],
@@ -115,16 +187,21 @@ func Generate(seed uint64, candidates int, d time.Duration, t Timing, kinds ...K
 		case ReqLatency, RespLatency:
 			f.Delay = between(rd/2, ld+rd)
 			f.Dur = between(time.Second, 2*ld+time.Second)
+		case Degrade:
+			f.Leader = true
+			f.Delay = between(rd*7/10, rd)
+			f.Dur = between(time.Second, ld)
+			f.Then = between(ld+500*time.Millisecond, 2*ld+time.Second)
 		case Partition, Pause:
 			f.Leader = true
 			f.Dur = between(ld+500*time.Millisecond, 2*ld+time.Second)
 		case Kill:
 			f.Leader = true
 			f.Dur = between(0, ld)
-		case Reset, APIRestart:
+		case Reset, APIRestart, EtcdRestart:
 		}
 		s.Faults = append(s.Faults, f)
-		total += f.Gap + f.Dur
+		total += f.Gap + f.Dur + f.Then
 	}
 	return s
 }

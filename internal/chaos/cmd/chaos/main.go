@@ -1,11 +1,24 @@
 // Command chaos runs seeded fault schedules against fleets of Leasehold,
-// client-go or mixed candidates on a real etcd and kube-apiserver, and prints
-// a summary per implementation: schedules run, faults injected by kind,
-// overlapping terms, stale writes, tokens going backwards and the longest
-// time without a leader after the last fault healed; then the seeds of the
-// schedules with violations, which reproduce with -seed.
+// client-go or mixed candidates on real etcd and kube-apiserver processes,
+// and prints two tables per implementation: the faults injected by kind, and
+// what the checker found (overlapping terms, stale writes accepted by the
+// fenced resource, tokens going backwards, the longest time without a leader)
+// with the seeds of the schedules that broke safety; each reproduces with
+// -seed S -schedules 1.
 //
-//	go run ./internal/chaos/cmd/chaos -schedules 20 -impl leasehold,client-go,mixed -seed 1
+//	go run ./internal/chaos/cmd/chaos -schedules 500 -parallel 4
+//
+// Every schedule runs against every implementation (the same seed gives the
+// same faults). -parallel runs that many control planes side by side, each
+// taking the next (seed, implementation) pair. -drift gives the Leasehold
+// candidates clocks running fast or slow (see Schedule.Skew); a schedule whose
+// rates exceed the bound documented in lease/doc.go is counted apart, since
+// there overlaps are expected and only the fencing token protects the
+// resource. -no-deadline and -no-fencing are control runs: with either, the
+// checker must report violations.
+//
+// The exit status is 1 if a Leasehold fleet broke safety within the tolerated
+// clock rates.
 package main
 
 import (
@@ -15,7 +28,9 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -33,12 +48,18 @@ func main() {
 }
 
 type summary struct {
-	schedules, terms            int
+	schedules, beyond, terms    int
 	injected                    map[chaos.Kind]int
-	overlaps, paused, fenced    int
+	overlaps, overlapsBeyond    int
+	paused, fenced, writes      int
 	stale, backwards, errs      int
 	maxNoLeader, maxNoLeaderAll time.Duration
-	violating                   []uint64
+	violating, violatingBeyond  []uint64
+}
+
+type item struct {
+	seed uint64
+	impl string
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -53,15 +74,49 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rd := fs.Duration("renew-deadline", 1500*time.Millisecond, "RenewDeadline (keep LeaseDuration-RenewDeadline >= 1s for client-go, see lease/doc.go)")
 	rp := fs.Duration("retry-period", 300*time.Millisecond, "RetryPeriod")
 	kinds := fs.String("kinds", "", "comma-separated fault kinds (default all: "+kindList()+")")
+	drift := fs.Float64("drift", 0, "clock rates of Leasehold candidates drawn from [1-drift, 1+drift]; the documented bound for the timing is (LD-RD)/(LD+RD)")
+	parallel := fs.Int("parallel", 1, "control planes running schedules side by side")
+	noDeadline := fs.Bool("no-deadline", false, "control run: Leasehold candidates keep working past their term until they read another holder")
+	noFencing := fs.Bool("no-fencing", false, "control run: the resource accepts every write")
 	verbose := fs.Bool("v", false, "print each schedule, each fault and each violation")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "chaos: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
 	var ks []chaos.Kind
 	for _, s := range strings.Split(*kinds, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			ks = append(ks, chaos.Kind(s))
+		if s = strings.TrimSpace(s); s == "" {
+			continue
 		}
+		if !validKind(chaos.Kind(s)) {
+			fmt.Fprintf(stderr, "chaos: unknown fault kind %q (want one of %s)\n", s, kindList())
+			return 2
+		}
+		ks = append(ks, chaos.Kind(s))
+	}
+	if *drift < 0 || *drift >= 1 {
+		fmt.Fprintf(stderr, "chaos: -drift must be in [0, 1), got %v\n", *drift)
+		return 2
+	}
+	if *parallel < 1 || *n < 1 || *k < 2 {
+		fmt.Fprintln(stderr, "chaos: -parallel and -schedules must be at least 1, -candidates at least 2")
+		return 2
+	}
+	var order []string
+	sums := map[string]*summary{}
+	for _, impl := range strings.Split(*impls, ",") {
+		impl = strings.TrimSpace(impl)
+		switch impl {
+		case "leasehold", "client-go", "mixed":
+		default:
+			fmt.Fprintf(stderr, "chaos: unknown implementation %q (want leasehold, client-go or mixed)\n", impl)
+			return 2
+		}
+		order = append(order, impl)
+		sums[impl] = &summary{injected: map[chaos.Kind]int{}}
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -70,105 +125,182 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cp, err := testenv.StartControlPlane(ctx, testenv.Options{Output: stderr})
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	defer func() { _ = cp.Stop() }()
 	dir, err := os.MkdirTemp("", "leasehold-chaos-")
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	env := chaos.Env{CP: cp, Argv0: []string{self, candidate.Arg}, Dir: dir}
-	if *verbose {
-		env.Logf = func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
-	}
 	tm := chaos.Timing{LeaseDuration: *ld, RenewDeadline: *rd, RetryPeriod: *rp}
-
-	var order []string
-	sums := map[string]*summary{}
-	for _, impl := range strings.Split(*impls, ",") {
-		impl = strings.TrimSpace(impl)
-		order = append(order, impl)
-		sums[impl] = &summary{injected: map[chaos.Kind]int{}}
+	schedule := func(s uint64) chaos.Schedule {
+		return chaos.Generate(s, *k, *d, tm, ks...).Skew(*drift)
 	}
-	for i := range *n {
-		s := *seed + uint64(i)
-		sched := chaos.Generate(s, *k, *d, tm, ks...)
-		if *verbose {
-			fmt.Fprintf(stderr, "schedule %s\n", sched)
+
+	items := make(chan item)
+	var mu sync.Mutex // guards sums and stderr lines
+	logf := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(stderr, format+"\n", args...)
+	}
+	began := time.Now()
+	lane := func(l int) error {
+		cp, err := testenv.StartControlPlane(ctx, testenv.Options{Output: stderr})
+		if err != nil {
+			return err
 		}
-		for _, impl := range order {
-			res, err := chaos.Run(ctx, env, impl, sched)
+		defer func() { _ = cp.Stop() }()
+		env := chaos.Env{CP: cp, Argv0: []string{self, candidate.Arg}, Dir: filepath.Join(dir, fmt.Sprint(l)),
+			NoDeadline: *noDeadline, NoFencing: *noFencing}
+		if *verbose {
+			env.Logf = logf
+		}
+		for it := range items {
+			sched := schedule(it.seed)
+			res, err := chaos.Run(ctx, env, it.impl, sched)
 			if err != nil {
-				fmt.Fprintf(stderr, "seed %d %s: %v\n", s, impl, err)
+				logf("seed %d %s: %v", it.seed, it.impl, err)
 				if ctx.Err() != nil {
-					break
+					return nil
 				}
 				continue
 			}
-			sum := sums[impl]
-			sum.schedules++
-			sum.terms += res.Terms
-			for kind, c := range res.Injected {
-				sum.injected[kind] += c
-			}
-			sum.overlaps += len(res.Overlaps)
-			sum.paused += len(res.PausedOverlaps)
-			sum.fenced += len(res.Fence.Fenced)
-			sum.stale += len(res.Fence.Stale)
-			sum.backwards += len(res.TokensBackwards)
-			sum.errs += len(res.Errors)
-			sum.maxNoLeader = max(sum.maxNoLeader, res.MaxNoLeader)
-			sum.maxNoLeaderAll = max(sum.maxNoLeaderAll, res.MaxNoLeaderAll)
 			v := res.Violations()
-			if len(v) > 0 {
-				sum.violating = append(sum.violating, s)
-			}
-			fmt.Fprintf(stderr, "seed %d %-9s: %d terms, %d violations, %d paused overlaps, max without leader after heal %v (whole run %v)\n",
-				s, impl, res.Terms, len(v), len(res.PausedOverlaps), res.MaxNoLeader.Round(time.Millisecond), res.MaxNoLeaderAll.Round(time.Millisecond))
-			if *verbose {
+			mu.Lock()
+			s := sums[it.impl]
+			s.add(res, v)
+			fmt.Fprintf(stderr, "[%v] seed %d %-9s: %d terms, %d violations, %d paused overlaps, %d fenced writes of %d, clocks x%.2f%s, max without leader after heal %v (whole run %v)\n",
+				time.Since(began).Round(time.Second), it.seed, it.impl, res.Terms, len(v), len(res.PausedOverlaps), len(res.Fence.Fenced), res.Fence.Writes,
+				res.RateRatio, map[bool]string{true: "", false: " (beyond tolerance)"}[res.Tolerated],
+				res.MaxNoLeader.Round(time.Millisecond), res.MaxNoLeaderAll.Round(time.Millisecond))
+			if *verbose || len(v) > 0 {
+				if *verbose {
+					fmt.Fprintf(stderr, "  schedule %s\n", sched)
+				}
 				for _, line := range append(v, res.Errors...) {
 					fmt.Fprintf(stderr, "  %s\n", line)
 				}
 			}
+			mu.Unlock()
 		}
-		if ctx.Err() != nil {
-			break
+		return nil
+	}
+	var wg sync.WaitGroup
+	for l := range *parallel {
+		wg.Go(func() {
+			if err := lane(l); err != nil { // the other lanes take the work
+				logf("lane %d: %v", l, err)
+			}
+		})
+	}
+	lanesDone := make(chan struct{})
+	go func() { // joined below through lanesDone
+		wg.Wait()
+		close(lanesDone)
+	}()
+feed:
+	for i := range *n {
+		for _, impl := range order {
+			select {
+			case items <- item{*seed + uint64(i), impl}:
+			case <-ctx.Done():
+				break feed
+			case <-lanesDone:
+				fmt.Fprintln(stderr, "chaos: no control plane left to run schedules")
+				break feed
+			}
 		}
 	}
+	close(items)
+	<-lanesDone
 
-	fmt.Fprintf(stdout, "timing: LD %v, RD %v, RP %v; %d candidates; %v of faults per schedule; seeds %d..%d\n",
-		*ld, *rd, *rp, *k, *d, *seed, *seed+uint64(*n)-1)
+	fmt.Fprintf(stdout, "timing: LD %v, RD %v, RP %v (clock-rate bound: fastest/slowest < %.2f); %d candidates; %v of faults per schedule; seeds %d..%d; clock drift ±%.0f%%; %v in all\n",
+		*ld, *rd, *rp, float64(*ld)/float64(*rd), *k, *d, *seed, *seed+uint64(*n)-1, *drift*100, time.Since(began).Round(time.Second))
+	if *noDeadline || *noFencing {
+		fmt.Fprintf(stdout, "CONTROL RUN: hard deadline disabled %v, fencing disabled %v\n", *noDeadline, *noFencing)
+	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprint(w, "impl\tschedules\tterms")
-	for _, kind := range chaos.Kinds {
+	fmt.Fprint(w, "faults injected\tschedules")
+	allKinds := append(append([]chaos.Kind{}, chaos.Kinds...), chaos.ClockRate)
+	for _, kind := range allKinds {
 		fmt.Fprintf(w, "\t%s", kind)
 	}
-	fmt.Fprintln(w, "\toverlaps\tpaused-overlaps\tfenced-late\tstale-writes\ttokens-back\terrors\tmax-no-leader-after-heal\tmax-no-leader-run\tviolating-seeds")
+	fmt.Fprintln(w)
+	for _, impl := range order {
+		s := sums[impl]
+		fmt.Fprintf(w, "%s\t%d", impl, s.schedules)
+		for _, kind := range allKinds {
+			fmt.Fprintf(w, "\t%d", s.injected[kind])
+		}
+		fmt.Fprintln(w)
+	}
+	_ = w.Flush()
+	fmt.Fprintln(stdout)
+	w = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "impl\tschedules\tbeyond-clock-bound\tterms\toverlaps\toverlaps-beyond-bound\tpaused-overlaps\twrites\tfenced-writes\tstale-writes\ttokens-back\terrors\tmax-no-leader-after-heal\tmax-no-leader-run\tviolating-seeds\tviolating-seeds-beyond-bound")
 	bad := false
 	for _, impl := range order {
 		s := sums[impl]
-		fmt.Fprintf(w, "%s\t%d\t%d", impl, s.schedules, s.terms)
-		for _, kind := range chaos.Kinds {
-			fmt.Fprintf(w, "\t%d", s.injected[kind])
-		}
-		seeds := "-"
-		if len(s.violating) > 0 {
+		if impl == "leasehold" && len(s.violating) > 0 {
 			bad = true
-			seeds = strings.Trim(fmt.Sprint(s.violating), "[]")
 		}
-		fmt.Fprintf(w, "\t%d\t%d\t%d\t%d\t%d\t%d\t%v\t%v\t%s\n", s.overlaps, s.paused, s.fenced, s.stale, s.backwards, s.errs,
-			s.maxNoLeader.Round(time.Millisecond), s.maxNoLeaderAll.Round(time.Millisecond), seeds)
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\t%v\t%s\t%s\n", impl, s.schedules, s.beyond, s.terms,
+			s.overlaps, s.overlapsBeyond, s.paused, s.writes, s.fenced, s.stale, s.backwards, s.errs,
+			s.maxNoLeader.Round(time.Millisecond), s.maxNoLeaderAll.Round(time.Millisecond), seeds(s.violating), seeds(s.violatingBeyond))
 	}
 	_ = w.Flush()
-	if bad {
+	if ctx.Err() != nil {
+		fmt.Fprintln(stdout, "interrupted: the tables cover the schedules that finished")
+	}
+	if bad && !*noDeadline && !*noFencing {
 		return 1
 	}
 	return 0
+}
+
+func (s *summary) add(res *chaos.Result, v []string) {
+	s.schedules++
+	s.terms += res.Terms
+	for kind, c := range res.Injected {
+		s.injected[kind] += c
+	}
+	if res.Tolerated {
+		s.overlaps += len(res.Overlaps)
+	} else {
+		s.beyond++
+		s.overlapsBeyond += len(res.Overlaps)
+	}
+	s.paused += len(res.PausedOverlaps)
+	s.writes += res.Fence.Writes
+	s.fenced += len(res.Fence.Fenced)
+	s.stale += len(res.Fence.Stale)
+	s.backwards += len(res.TokensBackwards)
+	s.errs += len(res.Errors)
+	s.maxNoLeader = max(s.maxNoLeader, res.MaxNoLeader)
+	s.maxNoLeaderAll = max(s.maxNoLeaderAll, res.MaxNoLeaderAll)
+	if len(v) > 0 {
+		if res.Tolerated {
+			s.violating = append(s.violating, res.Seed)
+		} else {
+			s.violatingBeyond = append(s.violatingBeyond, res.Seed)
+		}
+	}
+}
+
+func seeds(s []uint64) string {
+	if len(s) == 0 {
+		return "-"
+	}
+	return strings.Trim(fmt.Sprint(s), "[]")
+}
+
+func validKind(k chaos.Kind) bool {
+	for _, kk := range chaos.Kinds {
+		if kk == k {
+			return true
+		}
+	}
+	return false
 }
 
 func kindList() string {

@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/leasehold/leasehold/election"
+	"github.com/leasehold/leasehold/lock"
 )
 
 // Arg is the first argument that makes a binary embedding this package run
@@ -75,6 +76,7 @@ type options struct {
 	writeURL                              string
 	writeEvery                            time.Duration
 	unsafeNoDeadline                      bool
+	hold                                  time.Duration
 }
 
 // Main runs a candidate with args (without the leading Arg) until SIGTERM or
@@ -83,7 +85,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("candidate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	fs.StringVar(&o.impl, "impl", "leasehold", "leasehold or client-go")
+	fs.StringVar(&o.impl, "impl", "leasehold", "leasehold (elector), lock (Leasehold mutex) or client-go")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig path")
 	fs.StringVar(&o.namespace, "namespace", "default", "namespace of the Lease")
 	fs.StringVar(&o.name, "lease", "", "name of the Lease")
@@ -95,6 +97,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&o.clockRate, "clock-rate", 1, "rate of the Leasehold elector's clock relative to real time (0.9: 10% slow); client-go's elector has no injectable clock")
 	fs.StringVar(&o.writeURL, "write-url", "", "while leading, POST writes to this fenced resource (see WriteQuery)")
 	fs.DurationVar(&o.writeEvery, "write-every", 50*time.Millisecond, "interval between writes while leading")
+	fs.DurationVar(&o.hold, "hold", time.Second, "--impl lock: how long each acquisition holds the lock before releasing it")
 	fs.BoolVar(&o.unsafeNoDeadline, "unsafe-no-deadline", false, "control runs only: keep working after the term's context ends, until a GET shows another holder (a leader without a hard deadline)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -107,8 +110,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "candidate: --clock-rate must be positive, got %v\n", o.clockRate)
 		return 2
 	}
-	if o.clockRate != 1 && o.impl != "leasehold" {
-		fmt.Fprintf(stderr, "candidate: --clock-rate applies only to --impl leasehold (client-go's elector uses the real clock)\n")
+	if o.clockRate != 1 && o.impl == "client-go" {
+		fmt.Fprintf(stderr, "candidate: --clock-rate does not apply to --impl client-go (its elector uses the real clock)\n")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -160,10 +163,12 @@ func run(ctx context.Context, o options, out *emitter, counts *counter) error {
 	switch o.impl {
 	case "leasehold":
 		return runLeasehold(ctx, o, cs, w)
+	case "lock":
+		return runLock(ctx, o, cs, w)
 	case "client-go":
 		return runClientGo(ctx, o, cs, w)
 	}
-	return fmt.Errorf("candidate: unknown --impl %q (want leasehold or client-go)", o.impl)
+	return fmt.Errorf("candidate: unknown --impl %q (want leasehold, lock or client-go)", o.impl)
 }
 
 func runLeasehold(ctx context.Context, o options, cs kubernetes.Interface, w *worker) error {
@@ -183,6 +188,45 @@ func runLeasehold(ctx context.Context, o options, cs kubernetes.Interface, w *wo
 		w.term(ctx, tctx, tok.String())
 		return nil
 	})
+}
+
+// runLock takes a Leasehold Mutex on the Lease again and again, holds it for
+// --hold (or until it is lost), releases it and waits a retry period.
+func runLock(ctx context.Context, o options, cs kubernetes.Interface, w *worker) error {
+	cfg := lock.Config{
+		Leases: cs.CoordinationV1(), Namespace: o.namespace, Name: o.name, Identity: o.id,
+		LeaseDuration: o.ld, RenewDeadline: o.rd, RetryPeriod: o.rp,
+	}
+	if o.clockRate != 1 {
+		cfg.Clock = NewRateClock(o.clockRate)
+	}
+	m, err := lock.NewMutex(cfg)
+	if err != nil {
+		return err
+	}
+	for ctx.Err() == nil {
+		held, err := m.Lock(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			// Transient (e.g. the apiserver is down): try again.
+			if !wait(ctx, o.rp) {
+				break
+			}
+			continue
+		}
+		hctx, cancel := context.WithTimeoutCause(held.Context(), o.hold, errors.New("hold time over"))
+		w.term(ctx, hctx, held.Token().String())
+		cancel()
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), o.rd)
+		_ = held.Release(rctx) // fails when the lock was lost
+		rcancel()
+		if !wait(ctx, o.rp) {
+			break
+		}
+	}
+	return ctx.Err()
 }
 
 // runClientGo campaigns with client-go's elector, again after every loss,

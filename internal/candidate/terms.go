@@ -87,14 +87,14 @@ func Overlaps(terms []Term) []string {
 	return out
 }
 
-// TokensBackwards returns every place where a Leasehold term's token is not
-// above the token of the Leasehold term before it.
+// TokensBackwards returns every place where a Leasehold term's (elector or
+// lock) token is not above the token of the Leasehold term before it.
 func TokensBackwards(terms []Term) []string {
 	var out []string
 	var prev uint64
 	var prevID string
 	for _, t := range terms {
-		if t.Impl != "leasehold" {
+		if t.Impl == "client-go" {
 			continue
 		}
 		n, err := strconv.ParseUint(t.Token, 10, 64)

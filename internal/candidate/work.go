@@ -43,7 +43,7 @@ func newWorker(o options, cs kubernetes.Interface, out *emitter) *worker {
 func (w *worker) term(ctx, tctx context.Context, token string) {
 	w.out.emit(Event{Ev: "start", Token: token})
 	fence := ""
-	if w.o.impl == "leasehold" {
+	if w.o.impl != "client-go" {
 		fence = token
 	}
 	for {

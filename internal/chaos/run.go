@@ -39,9 +39,10 @@ type Env struct {
 	NoDeadline, NoFencing bool
 }
 
-// Impls are the fleets a schedule can run against: all Leasehold, all
-// client-go, or alternating.
-var Impls = []string{"leasehold", "client-go", "mixed"}
+// Impls are the fleets a schedule can run against: Leasehold electors,
+// client-go electors, the two alternating, or Leasehold Mutex holders that
+// take the lock, hold it a second and release it, over and over.
+var Impls = []string{"leasehold", "client-go", "mixed", "lock"}
 
 // Result is the outcome of one schedule.
 type Result struct {
@@ -80,14 +81,13 @@ type run struct {
 	gen     []int
 }
 
-// Run runs sched against a fleet of impl ("leasehold", "client-go" or
-// "mixed") candidates on a fresh Lease and checks the terms they logged.
+// Run runs sched against a fleet of impl (one of Impls) candidates on a fresh Lease and checks the terms they logged.
 func Run(ctx context.Context, env Env, impl string, sched Schedule) (*Result, error) {
 	if env.Logf == nil {
 		env.Logf = func(string, ...any) {}
 	}
 	switch impl {
-	case "leasehold", "client-go", "mixed":
+	case "leasehold", "client-go", "mixed", "lock":
 	default:
 		return nil, fmt.Errorf("chaos: unknown impl %q", impl)
 	}
@@ -156,7 +156,7 @@ func Run(ctx context.Context, env Env, impl string, sched Schedule) (*Result, er
 	res := &Result{Seed: sched.Seed, Impl: impl, Injected: map[Kind]int{}}
 	var lhSlots []int
 	for i := range sched.Candidates {
-		if r.implOf(i) == "leasehold" {
+		if r.implOf(i) != "client-go" {
 			lhSlots = append(lhSlots, i)
 			if sched.Rate(i) != 1 {
 				res.Injected[ClockRate]++
@@ -235,7 +235,7 @@ func (r *run) start(i int) error {
 	r.mu.Unlock()
 	impl := r.implOf(i)
 	args := append([]string{"--impl", impl, "--kubeconfig", r.kubecfg[i], "--write-url", r.store.URL()}, r.args...)
-	if impl == "leasehold" {
+	if impl != "client-go" {
 		if rate := r.sched.Rate(i); rate != 1 {
 			args = append(args, "--clock-rate", fmt.Sprint(rate))
 		}

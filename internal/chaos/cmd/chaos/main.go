@@ -1,5 +1,5 @@
-// Command chaos runs seeded fault schedules against fleets of Leasehold,
-// client-go or mixed candidates on real etcd and kube-apiserver processes,
+// Command chaos runs seeded fault schedules against fleets of Leasehold
+// electors, client-go electors, a mix of both, and Leasehold lock holders on real etcd and kube-apiserver processes,
 // and prints two tables per implementation: the faults injected by kind, and
 // what the checker found (overlapping terms, stale writes accepted by the
 // fenced resource, tokens going backwards, the longest time without a leader)
@@ -17,8 +17,8 @@
 // resource. -no-deadline and -no-fencing are control runs: with either, the
 // checker must report violations.
 //
-// The exit status is 1 if a Leasehold fleet broke safety within the tolerated
-// clock rates.
+// The exit status is 1 if a Leasehold fleet (leasehold or lock) broke safety
+// within the tolerated clock rates.
 package main
 
 import (
@@ -66,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("schedules", 5, "schedules per implementation")
-	impls := fs.String("impl", "leasehold,client-go,mixed", "comma-separated implementations: leasehold, client-go, mixed")
+	impls := fs.String("impl", "leasehold,client-go,mixed,lock", "comma-separated fleets: leasehold, client-go, mixed (electors), lock (Leasehold Mutex holders taking turns)")
 	seed := fs.Uint64("seed", 1, "seed of the first schedule; schedule i uses seed+i (the same seeds for every implementation)")
 	k := fs.Int("candidates", 3, "candidate processes")
 	d := fs.Duration("duration", 20*time.Second, "length of each schedule's faults")
@@ -110,9 +110,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, impl := range strings.Split(*impls, ",") {
 		impl = strings.TrimSpace(impl)
 		switch impl {
-		case "leasehold", "client-go", "mixed":
+		case "leasehold", "client-go", "mixed", "lock":
 		default:
-			fmt.Fprintf(stderr, "chaos: unknown implementation %q (want leasehold, client-go or mixed)\n", impl)
+			fmt.Fprintf(stderr, "chaos: unknown implementation %q (want leasehold, client-go, mixed or lock)\n", impl)
 			return 2
 		}
 		order = append(order, impl)
@@ -177,7 +177,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 				if *verbose {
 					fmt.Fprintf(stderr, "  schedule %s\n", sched)
 				}
-				for _, line := range append(v, res.Errors...) {
+				lines := append(v, res.Errors...)
+				if len(lines) > 6 && !*verbose {
+					lines = append(lines[:5:5], fmt.Sprintf("... and %d more (-v prints all)", len(lines)-5))
+				}
+				for _, line := range lines {
 					fmt.Fprintf(stderr, "  %s\n", line)
 				}
 			}
@@ -241,7 +245,7 @@ feed:
 	bad := false
 	for _, impl := range order {
 		s := sums[impl]
-		if impl == "leasehold" && len(s.violating) > 0 {
+		if (impl == "leasehold" || impl == "lock") && len(s.violating) > 0 {
 			bad = true
 		}
 		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\t%v\t%s\t%s\n", impl, s.schedules, s.beyond, s.terms,

@@ -47,18 +47,23 @@ func newEnv(t *testing.T) chaos.Env {
 var ciTiming = chaos.Timing{LeaseDuration: 2 * time.Second, RenewDeadline: time.Second, RetryPeriod: 250 * time.Millisecond}
 
 // TestIntegrationChaosLeasehold runs a few seeded fault schedules against
-// Leasehold candidates, each behind its own fault proxy, with clocks running
+// Leasehold electors and lock holders, each behind its own fault proxy, with
+// clocks running
 // up to 15% fast or slow (the documented bound for this timing is a ratio
 // of 2 between the fastest and slowest clock), writing to a fenced resource
 // while they lead; it fails on any overlap of terms (other than a frozen
 // holder's), token going backwards or stale write accepted.
 func TestIntegrationChaosLeasehold(t *testing.T) {
 	env := newEnv(t)
-	for _, seed := range []uint64{1, 2, 3} {
+	for _, run := range []struct {
+		seed uint64
+		impl string
+	}{{1, "leasehold"}, {2, "leasehold"}, {3, "leasehold"}, {4, "lock"}} {
+		seed := run.seed
 		sched := chaos.Generate(seed, 3, 12*time.Second, ciTiming).Skew(0.15)
-		t.Logf("schedule %s", sched)
+		t.Logf("%s: schedule %s", run.impl, sched)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		res, err := chaos.Run(ctx, env, "leasehold", sched)
+		res, err := chaos.Run(ctx, env, run.impl, sched)
 		cancel()
 		if err != nil {
 			t.Fatalf("seed %d: %v", seed, err)

@@ -26,6 +26,11 @@ type Report struct {
 	TokensBackwards []string
 	// Fence is what the fenced resource saw (CheckWrites).
 	Fence FenceResult
+	// Blame counts the violations by the implementation of the process at
+	// fault: for an overlap, the earlier holder (it outlived its term); for
+	// a stale write, the writer; for a token going backwards, Leasehold.
+	// In a mixed fleet this tells whose safety broke.
+	Blame map[string]int
 	// MaxNoLeader is the longest time, after the last fault healed, with no
 	// term open.
 	MaxNoLeader time.Duration
@@ -63,7 +68,7 @@ func Check(terms []candidate.Term, writes []Write, pauses map[string][]Window, s
 
 // CheckRun is Check that also measures MaxNoLeaderAll over whole.
 func CheckRun(terms []candidate.Term, writes []Write, pauses map[string][]Window, slack time.Duration, live, whole Window) Report {
-	r := Report{Terms: len(terms)}
+	r := Report{Terms: len(terms), Blame: map[string]int{}}
 	sorted := append([]candidate.Term(nil), terms...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Start < sorted[j].Start })
 	for i, a := range sorted {
@@ -77,11 +82,18 @@ func CheckRun(terms []candidate.Term, writes []Write, pauses map[string][]Window
 				r.PausedOverlaps = append(r.PausedOverlaps, msg)
 			} else {
 				r.Overlaps = append(r.Overlaps, msg)
+				r.Blame[a.Impl]++
 			}
 		}
 	}
 	r.TokensBackwards = candidate.TokensBackwards(sorted)
 	r.Fence = CheckWrites(sorted, writes)
+	for impl, n := range r.Fence.StaleBy {
+		r.Blame[impl] += n
+	}
+	if n := len(r.TokensBackwards); n > 0 {
+		r.Blame["leasehold"] += n
+	}
 	r.MaxNoLeader = maxGap(sorted, live)
 	r.MaxNoLeaderAll = maxGap(sorted, whole)
 	return r

@@ -122,6 +122,13 @@ func TestCheckerFindsViolations(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("overlaps, paused, stale, backwards, fenced = %v, want %v\n%s", got, want, strings.Join(append(r.Violations(), r.PausedOverlaps...), "\n"))
 			}
+			blamed := 0
+			for _, n := range r.Blame {
+				blamed += n
+			}
+			if blamed != len(r.Violations()) {
+				t.Errorf("blame %v for %d violations", r.Blame, len(r.Violations()))
+			}
 			if r.Fence.Orphans != 0 {
 				t.Errorf("%d writes outside any term", r.Fence.Orphans)
 			}

@@ -151,6 +151,8 @@ type FenceResult struct {
 	// Orphans are writes that fall in no term of their writer (a harness
 	// problem).
 	Orphans int
+	// StaleBy counts the stale writes by the writer's implementation.
+	StaleBy map[string]int
 }
 
 // CheckWrites judges the Store's log against the terms: each write belongs
@@ -175,7 +177,7 @@ func CheckWrites(terms []candidate.Term, writes []Write) FenceResult {
 	}
 	ws := append([]Write(nil), writes...)
 	sort.SliceStable(ws, func(i, j int) bool { return ws[i].Recv < ws[j].Recv })
-	var res FenceResult
+	res := FenceResult{StaleBy: map[string]int{}}
 	var newest candidate.Term // term with the latest start among accepted writes so far
 	seen := false
 	for _, w := range ws {
@@ -197,6 +199,7 @@ func CheckWrites(terms []candidate.Term, writes []Write) FenceResult {
 			}
 			res.Stale = append(res.Stale, fmt.Sprintf("%s's write (term from %d, token %s) accepted at %d after %s (term from %d, token %s) had written",
 				w.ID, t.Start, fence, w.Recv, newest.ID, newest.Start, newest.Token))
+			res.StaleBy[t.Impl]++
 			continue
 		}
 		if !seen || t.Start > newest.Start {

@@ -1,9 +1,10 @@
 // Package candidate is one leader-election candidate process used by the
 // demo, the benchmarks, the interop tests and the fault harness: a Leasehold
-// elector or a client-go leaderelection elector on one Lease, which reports
-// every leadership term on its standard output as JSON lines, stamped with
-// CLOCK_MONOTONIC (shared by all processes on a machine), and counts the API
-// requests it makes.
+// elector, a Leasehold lock holder taking turns, or a client-go
+// leaderelection elector on one Lease. It reports every leadership term on
+// its standard output as JSON lines, stamped with CLOCK_MONOTONIC (shared by
+// all processes on a machine), counts the API requests it makes, and while
+// it leads can write to a fenced resource (--write-url) with its token.
 //
 // A process becomes a candidate by calling Main; binaries that embed it
 // re-execute themselves with the argument "candidate" (see Command).

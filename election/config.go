@@ -37,9 +37,9 @@ type Config struct {
 	// LeaseDuration is how long followers wait, after they last saw the lease
 	// change, before they take it over: the crash-failover time. Whole
 	// seconds. Default 15s. Must exceed RenewDeadline by the margin that
-	// covers clock-rate differences: tolerated rate difference is
-	// (LeaseDuration−RenewDeadline)/(LeaseDuration+RenewDeadline), 20% with
-	// the defaults.
+	// covers clock-rate differences: the fastest clock must run less than
+	// LeaseDuration/RenewDeadline times as fast as the slowest (every clock
+	// within ±20% of real time with the defaults).
 	LeaseDuration time.Duration
 	// RenewDeadline is how long the leader keeps leading without a successful
 	// renewal, counted from when the last successful renewal was sent; the

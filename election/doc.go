@@ -29,10 +29,11 @@
 //
 //   - At most one candidate runs its work under a valid leadership context
 //     at any time, among Leasehold and client-go candidates using the same
-//     LeaseDuration, provided clock rates differ by less than
-//     (LeaseDuration−RenewDeadline)/(LeaseDuration+RenewDeadline) (20% with
-//     the defaults 15s/10s). Clock offsets do not matter: no timestamp written
-//     by another process is compared with the local clock.
+//     LeaseDuration, provided the fastest clock runs less than
+//     LeaseDuration/RenewDeadline times as fast as the slowest (every clock
+//     within ±20% of real time with the defaults 15s/10s; see lease/doc.go).
+//     Clock offsets do not matter: no timestamp written by another process
+//     is compared with the local clock.
 //   - The leadership context ends at the hard deadline: RenewDeadline after
 //     the last successful renewal was sent. A follower counts LeaseDuration
 //     from when it saw that renewal, which is later, and RenewDeadline is

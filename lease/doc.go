@@ -27,9 +27,11 @@
 //
 //	RD·(1+ρ) < LD·(1−ρ),   i.e.   ρ < (LD−RD)/(LD+RD)
 //
-// where ρ is the largest relative difference between the clock rates of two
-// processes (0.2, i.e. 20%, for the defaults 15s/10s). Changes of the lease
-// are resolved only by resourceVersion (HTTP 409 on conflict).
+// where every process's clock runs within ±ρ of real time (0.2, i.e. 20%,
+// for the defaults 15s/10s). What matters is the ratio: the fastest clock
+// must run less than LD/RD times as fast as the slowest (1.5 for the
+// defaults); internal/chaos tests both sides of that bound. Changes of the
+// lease are resolved only by resourceVersion (HTTP 409 on conflict).
 //
 // Mixed fleets: client-go decides whether the record changed by comparing
 // its JSON, in which acquire and renew times have whole seconds. With a

@@ -1,20 +1,18 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/leasehold/leasehold/internal/testenv"
+	"github.com/leasehold/leasehold/internal/testproc"
 )
 
 // output is a child's stdout and stderr: a file, as leasehold's own
@@ -174,98 +172,13 @@ func TestLookCommand(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writes and reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) waitFor(t *testing.T, sub string, timeout time.Duration) {
-	t.Helper()
-	eventually(t, timeout, fmt.Sprintf("%q in the output (have %q)", sub, s.String()), func() bool { return strings.Contains(s.String(), sub) })
-}
-
-// proc is the leasehold binary running in the background.
-type bgProc struct {
-	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
-	done           chan struct{}
-	code           int
-}
-
 // startCLI starts the built binary with args against cp. At the end of the
 // test it is killed (its command gets SIGKILL through the parent-death
 // signal) and reaped.
-func startCLI(t *testing.T, cp *testenv.ControlPlane, args ...string) *bgProc {
+func startCLI(t *testing.T, cp *testenv.ControlPlane, args ...string) *testproc.Proc {
 	t.Helper()
 	if cp != nil {
 		args = append([]string{"--kubeconfig", cp.Kubeconfig}, args...)
 	}
-	p := &bgProc{cmd: exec.Command(binary, args...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	p.cmd.WaitDelay = 5 * time.Second // the killed command's last sleep may hold the pipes a moment
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		err := p.cmd.Wait()
-		p.code = exitCode(p.cmd.ProcessState, err)
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.signal(syscall.SIGKILL)
-		<-p.done
-		if t.Failed() {
-			t.Logf("leasehold %q stderr:\n%s", args, p.stderr)
-		}
-	})
-	return p
-}
-
-func (p *bgProc) signal(sig syscall.Signal) {
-	select {
-	case <-p.done:
-	default:
-		_ = p.cmd.Process.Signal(sig)
-	}
-}
-
-// wait waits for the process to exit (at most 30 s) and returns its status.
-func (p *bgProc) wait(t *testing.T) int {
-	t.Helper()
-	select {
-	case <-p.done:
-		return p.code
-	case <-time.After(30 * time.Second):
-		t.Fatalf("leasehold did not exit within 30s; stderr:\n%s", p.stderr)
-		return -1
-	}
-}
-
-var servingLine = regexp.MustCompile(`serving HTTP on (\S+)`)
-
-// httpAddr waits for the address that --http listens on.
-func (p *bgProc) httpAddr(t *testing.T) string {
-	t.Helper()
-	var addr string
-	eventually(t, 20*time.Second, "the HTTP address on stderr", func() bool {
-		m := servingLine.FindStringSubmatch(p.stderr.String())
-		if m != nil {
-			addr = m[1]
-		}
-		return m != nil
-	})
-	return addr
+	return testproc.Start(t, exec.Command(binary, args...))
 }

@@ -44,11 +44,11 @@ func TestLock(t *testing.T) {
 	t.Run("exclusion", func(t *testing.T) {
 		t.Parallel()
 		a := startCLI(t, cp, "lock", "excl", "--identity", "holder-a", "--ttl", "2s", "--", "sh", "-c", holds)
-		a.stdout.waitFor(t, "ready", 20*time.Second)
-		token, ref, permit, id := holdsEnv(t, a.stdout.String())
+		a.Stdout.WaitFor(t, "ready", 20*time.Second)
+		token, ref, permit, id := holdsEnv(t, a.Stdout.String())
 		if ref != "default/excl" || permit != 0 || id != "holder-a" || token != annotationToken(t, cs, "excl") {
 			t.Errorf("environment %q: want lease default/excl, permit 0, identity holder-a, the Lease's token %d",
-				a.stdout, annotationToken(t, cs, "excl"))
+				a.Stdout, annotationToken(t, cs, "excl"))
 		}
 
 		r := cli(t, cp, "lock", "excl", "--wait=false", "--", "true")
@@ -68,15 +68,15 @@ func TestLock(t *testing.T) {
 		// command's status and releases, so the waiter gets it at once.
 		w := startCLI(t, cp, "lock", "excl", "--", "sh", "-c", `echo "token=$LEASEHOLD_TOKEN"; exit 4`)
 		time.Sleep(300 * time.Millisecond) // let it start waiting
-		a.signal(syscall.SIGTERM)
-		if code := a.wait(t); code != 6 || !strings.Contains(a.stdout.String(), "got TERM") {
-			t.Errorf("a exited %d after SIGTERM, stdout %q; want its command's 6 after SIGTERM", code, a.stdout)
+		a.Signal(syscall.SIGTERM)
+		if code := a.Wait(t); code != 6 || !strings.Contains(a.Stdout.String(), "got TERM") {
+			t.Errorf("a exited %d after SIGTERM, stdout %q; want its command's 6 after SIGTERM", code, a.Stdout)
 		}
-		if code := w.wait(t); code != 4 {
-			t.Errorf("waiter exited %d, want its command's 4\n%s", code, w.stderr)
+		if code := w.Wait(t); code != 4 {
+			t.Errorf("waiter exited %d, want its command's 4\n%s", code, w.Stderr)
 		}
-		if got, err := strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(w.stdout.String(), "token=")), 10, 64); err != nil || got <= token {
-			t.Errorf("waiter's token %q not above %d (%v)", w.stdout, token, err)
+		if got, err := strconv.ParseUint(strings.TrimSpace(strings.TrimPrefix(w.Stdout.String(), "token=")), 10, 64); err != nil || got <= token {
+			t.Errorf("waiter's token %q not above %d (%v)", w.Stdout, token, err)
 		}
 		if h := leaseHolder(t, cs, "excl"); h != "" {
 			t.Errorf("holderIdentity %q after both exited, want \"\"", h)
@@ -89,13 +89,13 @@ func TestLock(t *testing.T) {
 	t.Run("lost", func(t *testing.T) {
 		t.Parallel()
 		p := startCLI(t, cp, "lock", "lost", "--ttl", "2s", "--", "sh", "-c", holds)
-		p.stdout.waitFor(t, "ready", 20*time.Second)
+		p.Stdout.WaitFor(t, "ready", 20*time.Second)
 		stealLease(t, cs, "lost", "thief", 30)
-		if code := p.wait(t); code != ExitLost {
-			t.Errorf("exit %d, want ExitLost (%d)\n%s", code, ExitLost, p.stderr)
+		if code := p.Wait(t); code != ExitLost {
+			t.Errorf("exit %d, want ExitLost (%d)\n%s", code, ExitLost, p.Stderr)
 		}
-		if !strings.Contains(p.stdout.String(), "got TERM") || !strings.Contains(p.stderr.String(), "lost") {
-			t.Errorf("want the command stopped with SIGTERM and a message; stdout %q stderr %q", p.stdout, p.stderr)
+		if !strings.Contains(p.Stdout.String(), "got TERM") || !strings.Contains(p.Stderr.String(), "lost") {
+			t.Errorf("want the command stopped with SIGTERM and a message; stdout %q stderr %q", p.Stdout, p.Stderr)
 		}
 	})
 	t.Run("semaphore", func(t *testing.T) {
@@ -103,8 +103,8 @@ func TestLock(t *testing.T) {
 		permits := map[int]bool{}
 		for _, id := range []string{"s1", "s2"} {
 			p := startCLI(t, cp, "lock", "sem", "--permits", "2", "--identity", id, "--ttl", "2s", "--", "sh", "-c", holds)
-			p.stdout.waitFor(t, "ready", 20*time.Second)
-			_, ref, permit, _ := holdsEnv(t, p.stdout.String())
+			p.Stdout.WaitFor(t, "ready", 20*time.Second)
+			_, ref, permit, _ := holdsEnv(t, p.Stdout.String())
 			if want := "default/sem-" + strconv.Itoa(permit); ref != want {
 				t.Errorf("LEASEHOLD_LEASE %q for permit %d, want %q", ref, permit, want)
 			}

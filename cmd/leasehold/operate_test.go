@@ -18,6 +18,7 @@ import (
 
 	"github.com/leasehold/leasehold/election"
 	"github.com/leasehold/leasehold/internal/testenv"
+	"github.com/leasehold/leasehold/internal/testproc"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -57,25 +58,7 @@ type lineProc struct {
 	cmd   *exec.Cmd
 	lines chan string
 	wg    sync.WaitGroup
-	errb  lockedBuffer
-}
-
-// lockedBuffer is a buffer that a process writes to while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	errb  testproc.Buffer
 }
 
 func startLines(t *testing.T, cp *testenv.ControlPlane, args ...string) *lineProc {
@@ -190,30 +173,18 @@ func TestWatchInProcess(t *testing.T) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	var out, errb lockedBuffer
+	var out, errb testproc.Buffer
 	code := -1
 	wg.Go(func() {
 		code = Execute(ctx, []string{"--kubeconfig", cp.Kubeconfig, "watch", "x", "--renewals"}, IO{Out: &out, Err: &errb})
 	})
-	waitOutput(t, &out, "held by a")
+	out.WaitFor(t, "held by a", 20*time.Second)
 	changeLease(t, cs, "x", func(r *lease.Record) { r.Holder, r.Transitions = "b", r.Transitions+1 })
-	waitOutput(t, &out, "b took over from a")
+	out.WaitFor(t, "b took over from a", 20*time.Second)
 	cancel()
 	wg.Wait()
 	if code != 0 {
 		t.Fatalf("watch returned %d after its context ended, want 0; stderr:\n%s", code, errb.String())
-	}
-}
-
-// waitOutput waits until b holds want.
-func waitOutput(t *testing.T, b *lockedBuffer, want string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(b.String(), want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in output:\n%s", want, b.String())
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -322,7 +293,7 @@ func TestHandoff(t *testing.T) {
 
 	// Nobody called c runs: b steps down for it, a holds back, the wait ends.
 	// In process, so that -race covers the command's watch.
-	var out, errb lockedBuffer
+	var out, errb testproc.Buffer
 	code := Execute(ctx, []string{"--kubeconfig", cp.Kubeconfig, "handoff", "x", "--to", "c", "--wait", "2s"}, IO{Out: &out, Err: &errb})
 	if code != ExitError || !strings.Contains(errb.String(), "not done after 2s") || !strings.Contains(errb.String(), "identity c running?") {
 		t.Errorf("handoff to a candidate that does not run: exit %d, stderr %q", code, errb.String())

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/internal/testenv"
+	"github.com/leasehold/leasehold/internal/testproc"
 )
 
 // short timings for the tests (election validates RetryPeriod < RenewDeadline
@@ -38,12 +39,12 @@ func TestRunReplicas(t *testing.T) {
 	cp := testenv.Start(t)
 	cs := testenv.Clientset(t, cp)
 	log := filepath.Join(t.TempDir(), "log")
-	procs := map[string]*bgProc{}
+	procs := map[string]*testproc.Proc{}
 	addrs := map[string]string{}
 	for _, id := range []string{"a", "b", "c"} {
 		args := append(append([]string{"run", "--lease", "replicas", "--identity", id, "--http", "127.0.0.1:0"}, fastTimings...), "--")
 		procs[id] = startCLI(t, cp, append(args, replicaWorkload(log)...)...)
-		addrs[id] = procs[id].httpAddr(t)
+		addrs[id] = procs[id].HTTPAddr(t)
 	}
 
 	// One of them leads and runs the workload.
@@ -94,7 +95,7 @@ func TestRunReplicas(t *testing.T) {
 		terms := readTerms(t, log)
 		return time.Duration(terms[0].end-terms[0].start) >= 300*time.Millisecond
 	})
-	procs[first.id].signal(syscall.SIGKILL)
+	procs[first.id].Signal(syscall.SIGKILL)
 	second := waitTerm(t, log, []string{first.id})
 	if second.token <= first.token {
 		t.Errorf("token of the second term %d, not above the first %d", second.token, first.token)
@@ -107,14 +108,14 @@ func TestRunReplicas(t *testing.T) {
 
 	// SIGTERM: the workload gets SIGTERM, leasehold exits with its status
 	// (7), releases, and the last replica takes over.
-	procs[second.id].signal(syscall.SIGTERM)
-	if code := procs[second.id].wait(t); code != 7 {
-		t.Errorf("%s exited %d after SIGTERM, want the workload's 7\n%s", second.id, code, procs[second.id].stderr)
+	procs[second.id].Signal(syscall.SIGTERM)
+	if code := procs[second.id].Wait(t); code != 7 {
+		t.Errorf("%s exited %d after SIGTERM, want the workload's 7\n%s", second.id, code, procs[second.id].Stderr)
 	}
 	third := waitTerm(t, log, []string{first.id, second.id})
-	procs[third.id].signal(syscall.SIGTERM)
-	if code := procs[third.id].wait(t); code != 7 {
-		t.Errorf("%s exited %d after SIGTERM, want 7\n%s", third.id, code, procs[third.id].stderr)
+	procs[third.id].Signal(syscall.SIGTERM)
+	if code := procs[third.id].Wait(t); code != 7 {
+		t.Errorf("%s exited %d after SIGTERM, want 7\n%s", third.id, code, procs[third.id].Stderr)
 	}
 	if h := leaseHolder(t, cs, "replicas"); h != "" {
 		t.Errorf("holderIdentity %q after the last leader's SIGTERM, want \"\" (released)", h)
@@ -167,28 +168,28 @@ func TestRunExitCodes(t *testing.T) {
 		t.Parallel()
 		p := startCLI(t, cp, append(append([]string{"run", "--lease", "stolen", "--identity", "victim", "--exit-on-loss"}, fastTimings...),
 			"--", "sh", "-c", `trap 'echo got TERM; exit 0' TERM; echo running; while :; do sleep 0.1; done`)...)
-		p.stdout.waitFor(t, "running", 20*time.Second)
+		p.Stdout.WaitFor(t, "running", 20*time.Second)
 		stealLease(t, cs, "stolen", "thief", 30)
-		if code := p.wait(t); code != ExitLost {
-			t.Errorf("exit %d, want ExitLost (%d)\n%s", code, ExitLost, p.stderr)
+		if code := p.Wait(t); code != ExitLost {
+			t.Errorf("exit %d, want ExitLost (%d)\n%s", code, ExitLost, p.Stderr)
 		}
-		if !strings.Contains(p.stdout.String(), "got TERM") || !strings.Contains(p.stderr.String(), "lost leadership") {
-			t.Errorf("want the command stopped with SIGTERM and a message; stdout %q stderr %q", p.stdout, p.stderr)
+		if !strings.Contains(p.Stdout.String(), "got TERM") || !strings.Contains(p.Stderr.String(), "lost leadership") {
+			t.Errorf("want the command stopped with SIGTERM and a message; stdout %q stderr %q", p.Stdout, p.Stderr)
 		}
 	})
 	t.Run("campaign again", func(t *testing.T) {
 		t.Parallel()
 		p := startCLI(t, cp, append(append([]string{"run", "--lease", "again"}, fastTimings...),
 			"--", "sh", "-c", `trap 'echo got TERM; exit 0' TERM; echo "running $LEASEHOLD_TOKEN"; while :; do sleep 0.1; done`)...)
-		p.stdout.waitFor(t, "running", 20*time.Second)
+		p.Stdout.WaitFor(t, "running", 20*time.Second)
 		// A holder that never renews: its lease expires after a second, and
 		// the stopped command runs again in a new term.
 		stealLease(t, cs, "again", "thief", 1)
-		p.stdout.waitFor(t, "got TERM", 20*time.Second)
-		eventually(t, 20*time.Second, "the command to run again", func() bool { return strings.Count(p.stdout.String(), "running") == 2 })
+		p.Stdout.WaitFor(t, "got TERM", 20*time.Second)
+		eventually(t, 20*time.Second, "the command to run again", func() bool { return strings.Count(p.Stdout.String(), "running") == 2 })
 		var first, second uint64
-		if _, err := fmt.Sscanf(p.stdout.String(), "running %d\ngot TERM\nrunning %d", &first, &second); err != nil || second <= first {
-			t.Errorf("stdout %q: want a second term with a higher token (%v)", p.stdout, err)
+		if _, err := fmt.Sscanf(p.Stdout.String(), "running %d\ngot TERM\nrunning %d", &first, &second); err != nil || second <= first {
+			t.Errorf("stdout %q: want a second term with a higher token (%v)", p.Stdout, err)
 		}
 		if h := leaseHolder(t, cs, "again"); h == "thief" {
 			t.Errorf("holder still %q", h)

@@ -53,11 +53,11 @@ func TestMigrationJobSerializes(t *testing.T) {
 	}
 	a := start(t, nil, bin, mk("db-migrate-a")...)
 	b := start(t, nil, bin, mk("db-migrate-b")...)
-	if code := a.wait(t); code != 0 {
-		t.Fatalf("first migration exited %d:\n%s", code, a.stderr)
+	if code := a.Wait(t); code != 0 {
+		t.Fatalf("first migration exited %d:\n%s", code, a.Stderr)
 	}
-	if code := b.wait(t); code != 0 {
-		t.Fatalf("second migration exited %d:\n%s", code, b.stderr)
+	if code := b.Wait(t); code != 0 {
+		t.Fatalf("second migration exited %d:\n%s", code, b.Stderr)
 	}
 	data, err := os.ReadFile(log)
 	if err != nil {

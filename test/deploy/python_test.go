@@ -1,19 +1,18 @@
 package deploy_test
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/leasehold/leasehold/internal/testenv"
+	"github.com/leasehold/leasehold/internal/testproc"
 )
 
 var fastFlags = []string{"--lease-duration", "2s", "--renew-deadline", "1500ms", "--retry-period", "300ms", "--grace", "5s"}
@@ -30,7 +29,7 @@ func TestPythonExampleUnderRun(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "work.log")
 	env := []string{"WORK_LOG=" + log, "WORK_SECONDS=0.05"}
 
-	procs := map[string]*proc{}
+	procs := map[string]*testproc.Proc{}
 	for _, id := range []string{"a", "b"} {
 		args := append(append([]string{"--kubeconfig", cp.Kubeconfig, "run", "--lease", "py", "--identity", id}, fastFlags...), "--", python, app)
 		procs[id] = start(t, env, bin, args...)
@@ -49,16 +48,16 @@ func TestPythonExampleUnderRun(t *testing.T) {
 		t.Fatalf("%s's app wrote %d lines while %s leads", second, n, first)
 	}
 
-	procs[first].signal(syscall.SIGTERM)
-	if code := procs[first].wait(t); code != 0 {
-		t.Errorf("leasehold %s exited %d after SIGTERM, want the app's status 0\n%s", first, code, procs[first].stderr)
+	procs[first].Signal(syscall.SIGTERM)
+	if code := procs[first].Wait(t); code != 0 {
+		t.Errorf("leasehold %s exited %d after SIGTERM, want the app's status 0\n%s", first, code, procs[first].Stderr)
 	}
 	eventually(t, 20*time.Second, "the other app to take over", func() bool {
 		return count(readLog(t, log), second, "work") >= 3
 	})
-	procs[second].signal(syscall.SIGTERM)
-	if code := procs[second].wait(t); code != 0 {
-		t.Errorf("leasehold %s exited %d after SIGTERM\n%s", second, code, procs[second].stderr)
+	procs[second].Signal(syscall.SIGTERM)
+	if code := procs[second].Wait(t); code != 0 {
+		t.Errorf("leasehold %s exited %d after SIGTERM\n%s", second, code, procs[second].Stderr)
 	}
 
 	ls := readLog(t, log)
@@ -88,13 +87,13 @@ func TestPythonExampleWithSidecar(t *testing.T) {
 	app := filepath.Join(repoRoot(t), "examples", "python", "app.py")
 	log := filepath.Join(t.TempDir(), "work.log")
 
-	sidecars := map[string]*proc{}
-	apps := map[string]*proc{}
+	sidecars := map[string]*testproc.Proc{}
+	apps := map[string]*testproc.Proc{}
 	for _, id := range []string{"a", "b"} {
 		args := append(append([]string{"--kubeconfig", cp.Kubeconfig, "run", "--lease", "py-sidecar", "--identity", id, "--http", "127.0.0.1:0"}, fastFlags...),
 			"--", bin, "--kubeconfig", cp.Kubeconfig, "watch", "py-sidecar")
 		sidecars[id] = start(t, nil, bin, args...)
-		addr := sidecars[id].httpAddr(t)
+		addr := sidecars[id].HTTPAddr(t)
 		apps[id] = start(t, []string{"WORK_LOG=" + log, "WORK_SECONDS=0.05", "POLL_SECONDS=0.2", "POD_NAME=" + id,
 			"LEASEHOLD_URL=http://" + addr + "/leader"}, python, app)
 	}
@@ -112,8 +111,8 @@ func TestPythonExampleWithSidecar(t *testing.T) {
 		t.Fatalf("%s's app wrote %d lines while %s leads:\n%s", second, n, first, dump(readLog(t, log)))
 	}
 
-	sidecars[first].signal(syscall.SIGTERM)
-	sidecars[first].wait(t)
+	sidecars[first].Signal(syscall.SIGTERM)
+	sidecars[first].Wait(t)
 	eventually(t, 20*time.Second, "the other app to take over and the first to stop", func() bool {
 		ls := readLog(t, log)
 		return count(ls, second, "work") >= 3 && count(ls, first, "stop") == 1
@@ -124,9 +123,9 @@ func TestPythonExampleWithSidecar(t *testing.T) {
 		t.Errorf("%s's term should start with a token above %d:\n%s", second, a[0].token, dump(ls))
 	}
 	for id, p := range apps {
-		p.signal(syscall.SIGTERM)
-		if code := p.wait(t); code != 0 {
-			t.Errorf("app %s exited %d after SIGTERM\n%s", id, code, p.stderr)
+		p.Signal(syscall.SIGTERM)
+		if code := p.Wait(t); code != 0 {
+			t.Errorf("app %s exited %d after SIGTERM\n%s", id, code, p.Stderr)
 		}
 	}
 }
@@ -225,94 +224,12 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-// proc is a process started by a test, killed and waited for in Cleanup.
-type proc struct {
-	cmd    *exec.Cmd
-	stderr *syncBuffer
-	done   chan struct{}
-	code   int
-}
-
-func start(t *testing.T, env []string, name string, args ...string) *proc {
+// start starts name with args and env added to the test's environment, its
+// stdout and stderr in one buffer (Proc.Stderr). At the end of the test it is
+// killed and waited for.
+func start(t *testing.T, env []string, name string, args ...string) *testproc.Proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(name, args...), stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.stderr, p.stderr
-	p.cmd.WaitDelay = 5 * time.Second
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		_ = p.cmd.Wait()
-		p.code = p.cmd.ProcessState.ExitCode()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		p.signal(syscall.SIGKILL)
-		<-p.done
-		if t.Failed() {
-			t.Logf("%s %q output:\n%s", filepath.Base(name), args, p.stderr)
-		}
-	})
-	return p
-}
-
-func (p *proc) signal(sig syscall.Signal) {
-	select {
-	case <-p.done:
-	default:
-		_ = p.cmd.Process.Signal(sig)
-	}
-}
-
-// wait waits for the process to exit, at most 30 s, and returns its status.
-func (p *proc) wait(t *testing.T) int {
-	t.Helper()
-	select {
-	case <-p.done:
-		return p.code
-	case <-time.After(30 * time.Second):
-		t.Fatalf("process did not exit within 30s; output:\n%s", p.stderr)
-		return -1
-	}
-}
-
-// httpAddr returns the address leasehold --http prints on stderr.
-func (p *proc) httpAddr(t *testing.T) string {
-	t.Helper()
-	const prefix = "serving HTTP on "
-	var addr string
-	eventually(t, 20*time.Second, "the HTTP address on stderr", func() bool {
-		s := p.stderr.String()
-		i := strings.Index(s, prefix)
-		if i < 0 {
-			return false
-		}
-		rest := s[i+len(prefix):]
-		j := strings.IndexByte(rest, '\n')
-		if j < 0 {
-			return false
-		}
-		addr = rest[:j]
-		return true
-	})
-	return addr
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	return testproc.StartCombined(t, cmd)
 }

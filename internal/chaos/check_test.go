@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"math"
 	"net/http"
 	"reflect"
 	"strings"
@@ -208,5 +209,34 @@ func TestGenerateIsReproducible(t *testing.T) {
 	}
 	if only := Generate(1, 2, 10*time.Second, tm, Kill); only.Faults[0].Kind != Kill {
 		t.Errorf("kinds not honoured: %s", only)
+	}
+}
+
+func TestSkewAndTolerance(t *testing.T) {
+	tm := Timing{3 * time.Second, 1500 * time.Millisecond, 300 * time.Millisecond}
+	s := Generate(9, 3, 10*time.Second, tm)
+	a, b := s.Skew(0.3), s.Skew(0.3)
+	if !reflect.DeepEqual(a.Rates, b.Rates) {
+		t.Fatalf("same seed and drift, different rates: %v %v", a.Rates, b.Rates)
+	}
+	for i, r := range a.Rates {
+		if r < 0.7 || r > 1.3 {
+			t.Errorf("slot %d: rate %v outside [0.7, 1.3]", i, r)
+		}
+	}
+	if s.Skew(0).Rates != nil || s.Rate(2) != 1 {
+		t.Error("no drift must mean exact clocks")
+	}
+	// The bound for LD 3s / RD 1.5s: fastest over slowest below 2.
+	s.Rates = []float64{0.8, 1.2, 1.0}
+	if ok, ratio := s.Tolerated([]int{0, 1, 2}); !ok || math.Abs(ratio-1.5) > 1e-9 {
+		t.Errorf("rates 0.8..1.2: tolerated %v, ratio %v; want true, 1.5", ok, ratio)
+	}
+	s.Rates = []float64{0.6, 1.3, 1.0}
+	if ok, _ := s.Tolerated([]int{0, 1, 2}); ok {
+		t.Error("rates 0.6..1.3 (x2.17) tolerated")
+	}
+	if ok, _ := s.Tolerated([]int{1, 2}); !ok {
+		t.Error("slots 1 and 2 (x1.3) not tolerated")
 	}
 }

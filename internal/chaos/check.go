@@ -28,7 +28,8 @@ type Report struct {
 	Fence FenceResult
 	// Blame counts the violations by the implementation of the process at
 	// fault: for an overlap, the earlier holder (it outlived its term); for
-	// a stale write, the writer; for a token going backwards, Leasehold.
+	// a stale write, the writer, or the newer holder when that one sent no
+	// token (FenceResult.StaleBy); for a token going backwards, Leasehold.
 	// In a mixed fleet this tells whose safety broke.
 	Blame map[string]int
 	// MaxNoLeader is the longest time, after the last fault healed, with no

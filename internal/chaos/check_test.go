@@ -56,6 +56,7 @@ func TestCheckerFindsViolations(t *testing.T) {
 		backwards, fenced       int
 		live                    Window
 		maxNoLeader             time.Duration
+		blame                   map[string]int // checked when set
 	}{
 		{
 			name: "clean handovers",
@@ -96,6 +97,14 @@ func TestCheckerFindsViolations(t *testing.T) {
 			paused: 1, stale: 1,
 		},
 		{
+			name: "frozen Leasehold holder after a client-go takeover: unfenceable, blamed on client-go",
+			terms: terms(ev("start", "a", lh, "10", 100), ev("start", "b", cg, "2", 500),
+				ev("stop", "a", "", "", 900), ev("stop", "b", "", "", 1000)),
+			writes: []Write{wr("a", "10", 110, true), wr("b", "", 510, true), wr("a", "10", 895, true)},
+			pauses: map[string][]Window{"a": {{From: 200, To: 890}}},
+			paused: 1, stale: 1, blame: map[string]int{cg: 1},
+		},
+		{
 			name: "fencing switched off: an old token's write is accepted",
 			terms: terms(ev("start", "a", lh, "10", 100), ev("start", "b", lh, "11", 150),
 				ev("stop", "a", "", "", 200), ev("stop", "b", "", "", 300)),
@@ -129,6 +138,9 @@ func TestCheckerFindsViolations(t *testing.T) {
 			}
 			if blamed != len(r.Violations()) {
 				t.Errorf("blame %v for %d violations", r.Blame, len(r.Violations()))
+			}
+			if tt.blame != nil && !reflect.DeepEqual(r.Blame, tt.blame) {
+				t.Errorf("blame %v, want %v", r.Blame, tt.blame)
 			}
 			if r.Fence.Orphans != 0 {
 				t.Errorf("%d writes outside any term", r.Fence.Orphans)

@@ -151,8 +151,12 @@ type FenceResult struct {
 	// Orphans are writes that fall in no term of their writer (a harness
 	// problem).
 	Orphans int
-	// StaleBy counts the stale writes by the writer's implementation.
-	StaleBy map[string]int
+	// StaleBy counts the stale writes by the implementation at fault: the
+	// writer's, unless the newer holder sent no token (client-go), in which
+	// case no resource could have rejected the write and the newer holder's
+	// implementation is blamed. Those are also counted in Unfenceable.
+	StaleBy     map[string]int
+	Unfenceable int
 }
 
 // CheckWrites judges the Store's log against the terms: each write belongs
@@ -179,7 +183,7 @@ func CheckWrites(terms []candidate.Term, writes []Write) FenceResult {
 	sort.SliceStable(ws, func(i, j int) bool { return ws[i].Recv < ws[j].Recv })
 	res := FenceResult{StaleBy: map[string]int{}}
 	var newest candidate.Term // term with the latest start among accepted writes so far
-	seen := false
+	seen, newestFenced := false, false
 	for _, w := range ws {
 		res.Writes++
 		t, ok := termOf(w)
@@ -197,13 +201,20 @@ func CheckWrites(terms []candidate.Term, writes []Write) FenceResult {
 			if fence == "" {
 				fence = "none"
 			}
-			res.Stale = append(res.Stale, fmt.Sprintf("%s's write (term from %d, token %s) accepted at %d after %s (term from %d, token %s) had written",
-				w.ID, t.Start, fence, w.Recv, newest.ID, newest.Start, newest.Token))
-			res.StaleBy[t.Impl]++
+			msg := fmt.Sprintf("%s's write (%s, term from %d, token %s) accepted at %d after %s (%s, term from %d) had written",
+				w.ID, t.Impl, t.Start, fence, w.Recv, newest.ID, newest.Impl, newest.Start)
+			blame := t.Impl
+			if w.Fence != "" && !newestFenced {
+				msg += " without a token: unfenceable"
+				blame = newest.Impl
+				res.Unfenceable++
+			}
+			res.Stale = append(res.Stale, msg)
+			res.StaleBy[blame]++
 			continue
 		}
 		if !seen || t.Start > newest.Start {
-			newest, seen = t, true
+			newest, seen, newestFenced = t, true, w.Fence != ""
 		}
 	}
 	return res

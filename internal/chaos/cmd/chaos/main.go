@@ -52,6 +52,7 @@ type summary struct {
 	schedules, terms            int
 	overlaps, paused            int
 	fenced, writes, stale       int
+	unfenceable                 int
 	backwards, errs             int
 	byLeasehold, byClientGo     int
 	maxNoLeader, maxNoLeaderAll time.Duration
@@ -288,6 +289,7 @@ func (s *summary) add(res *chaos.Result) {
 	s.writes += res.Fence.Writes
 	s.fenced += len(res.Fence.Fenced)
 	s.stale += len(res.Fence.Stale)
+	s.unfenceable += res.Fence.Unfenceable
 	s.backwards += len(res.TokensBackwards)
 	s.errs += len(res.Errors)
 	s.maxNoLeader = max(s.maxNoLeader, res.MaxNoLeader)
@@ -297,11 +299,11 @@ func (s *summary) add(res *chaos.Result) {
 // table prints one row per fleet.
 func table(out io.Writer, order []string, sums map[string]*summary) {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "fleet\tschedules\tterms\toverlaps\tpaused-overlaps\twrites\tfenced-writes\tstale-writes\ttokens-back\tby-leasehold\tby-client-go\terrors\tmax-no-leader-after-heal\tmax-no-leader-run\tseeds-leasehold-broke\tseeds-client-go-broke")
+	fmt.Fprintln(w, "fleet\tschedules\tterms\toverlaps\tpaused-overlaps\twrites\tfenced-writes\tstale-writes\tof-them-unfenceable\ttokens-back\tby-leasehold\tby-client-go\terrors\tmax-no-leader-after-heal\tmax-no-leader-run\tseeds-leasehold-broke\tseeds-client-go-broke")
 	for _, impl := range order {
 		s := sums[impl]
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\t%v\t%s\t%s\n", impl, s.schedules, s.terms,
-			s.overlaps, s.paused, s.writes, s.fenced, s.stale, s.backwards, s.byLeasehold, s.byClientGo, s.errs,
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\t%v\t%s\t%s\n", impl, s.schedules, s.terms,
+			s.overlaps, s.paused, s.writes, s.fenced, s.stale, s.unfenceable, s.backwards, s.byLeasehold, s.byClientGo, s.errs,
 			s.maxNoLeader.Round(time.Millisecond), s.maxNoLeaderAll.Round(time.Millisecond), seeds(s.leaseholdSeeds), seeds(s.clientGoSeeds))
 	}
 	_ = w.Flush()

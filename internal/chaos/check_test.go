@@ -248,7 +248,23 @@ func TestSkewAndTolerance(t *testing.T) {
 	if ok, _ := s.Tolerated([]int{0, 1, 2}); ok {
 		t.Error("rates 0.6..1.3 (x2.17) tolerated")
 	}
-	if ok, _ := s.Tolerated([]int{1, 2}); !ok {
-		t.Error("slots 1 and 2 (x1.3) not tolerated")
+	// Slot 0 is client-go on the real clock: the fastest is 1.3, the
+	// slowest Leasehold clock 1.0.
+	if ok, ratio := s.Tolerated([]int{1, 2}); !ok || math.Abs(ratio-1.3) > 1e-9 {
+		t.Errorf("Leasehold in slots 1 and 2 (1.3, 1.0): tolerated %v, ratio %v; want true, 1.3", ok, ratio)
+	}
+	// A Leasehold holder 30% slow ends its term 2.14s after its last
+	// renewal; a client-go observer renewing every 300ms may take over 2s
+	// (LD-1s) after it: beyond the mixed-fleet bound, though x1.43 < 2.
+	s.Rates = []float64{0.7, 0, 1.0}
+	if ok, ratio := s.Tolerated([]int{0, 2}); ok || math.Abs(ratio-1/0.7) > 1e-9 {
+		t.Errorf("mixed, Leasehold at 0.7 and 1.0: tolerated %v, ratio %v; want false, 1.43", ok, ratio)
+	}
+	s.Timing.RetryPeriod = time.Second
+	if ok, _ := s.Tolerated([]int{0, 2}); !ok {
+		t.Error("mixed with RP 1s, Leasehold at 0.7 and 1.0: not tolerated")
+	}
+	if ok, ratio := s.Tolerated(nil); !ok || ratio != 1 {
+		t.Errorf("client-go only: tolerated %v, ratio %v; want true, 1", ok, ratio)
 	}
 }

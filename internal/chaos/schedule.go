@@ -109,23 +109,45 @@ func (s Schedule) Rate(i int) float64 {
 	return 1
 }
 
-// Tolerated reports whether the clock rates of the given slots are within
-// what lease/doc.go documents as tolerated: RD·(1+ρ) < LD·(1−ρ), i.e. the
-// fastest clock over the slowest below LD/RD. It returns that ratio too.
-func (s Schedule) Tolerated(slots []int) (bool, float64) {
-	lo, hi := 0.0, 0.0
-	for _, i := range slots {
-		r := s.Rate(i)
-		if lo == 0 || r < lo {
-			lo = r
+// Tolerated reports whether the clock rates are within what lease/doc.go
+// documents as tolerated, for a fleet whose Leasehold candidates are in the
+// given slots and whose other slots are client-go candidates on the real
+// clock: a Leasehold holder's RenewDeadline, on the slowest Leasehold clock,
+// must end before any observer's LeaseDuration on the fastest clock. A
+// client-go observer on a fleet renewing more often than once a second
+// dates a change up to a second early (lease/doc.go, mixed fleets), so it
+// counts LD−1s. Without mixing that is the fastest over the slowest clock
+// below LD/RD. It also returns the fastest over the slowest Leasehold
+// holder's clock, client-go's real clocks included.
+func (s Schedule) Tolerated(leasehold []int) (bool, float64) {
+	lh := map[int]bool{}
+	slowest := 0.0
+	for _, i := range leasehold {
+		lh[i] = true
+		if r := s.Rate(i); slowest == 0 || r < slowest {
+			slowest = r
 		}
-		hi = max(hi, r)
 	}
-	if lo == 0 {
+	if slowest == 0 {
 		return true, 1
 	}
-	ratio := hi / lo
-	return ratio < float64(s.Timing.LeaseDuration)/float64(s.Timing.RenewDeadline), ratio
+	ld, rd := s.Timing.LeaseDuration.Seconds(), s.Timing.RenewDeadline.Seconds()
+	deadline := rd / slowest // real seconds
+	takeover, fastest := 0.0, 0.0
+	for i := range s.Candidates {
+		rate, t := 1.0, ld
+		if lh[i] {
+			rate = s.Rate(i)
+			t = ld / rate
+		} else if s.Timing.RetryPeriod < time.Second {
+			t = ld - 1
+		}
+		if takeover == 0 || t < takeover {
+			takeover = t
+		}
+		fastest = max(fastest, rate)
+	}
+	return deadline < takeover, fastest / slowest
 }
 
 // Skew returns s with a clock rate drawn for every slot, uniformly from

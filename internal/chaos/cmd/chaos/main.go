@@ -230,7 +230,7 @@ feed:
 	close(items)
 	<-lanesDone
 
-	fmt.Fprintf(stdout, "timing: LD %v, RD %v, RP %v (clock-rate bound: fastest/slowest < %.2f); %d candidates; %v of faults per schedule; seeds %d..%d; clock drift ±%.0f%%; %v in all\n",
+	fmt.Fprintf(stdout, "timing: LD %v, RD %v, RP %v (clock-rate bound: fastest/slowest < %.2f; in mixed fleets also RD on the slowest Leasehold clock < LD-1s when RP < 1s, see chaos.Schedule.Tolerated); %d candidates; %v of faults per schedule; seeds %d..%d; clock drift ±%.0f%%; %v in all\n",
 		*ld, *rd, *rp, float64(*ld)/float64(*rd), *k, *d, *seed, *seed+uint64(*n)-1, *drift*100, time.Since(began).Round(time.Second))
 	if *noDeadline || *noFencing {
 		fmt.Fprintf(stdout, "CONTROL RUN: hard deadline disabled %v, fencing disabled %v\n", *noDeadline, *noFencing)

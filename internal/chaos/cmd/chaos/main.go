@@ -83,6 +83,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	noDeadline := fs.Bool("no-deadline", false, "control run: Leasehold candidates keep working past their term until they read another holder")
 	noFencing := fs.Bool("no-fencing", false, "control run: the resource accepts every write")
 	verbose := fs.Bool("v", false, "print each schedule, each fault and each violation")
+	printOnly := fs.Bool("print", false, "print the schedules and exit, without running them")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -124,6 +125,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		order = append(order, impl)
 		sums[impl], beyond[impl], injected[impl] = &summary{}, &summary{}, map[chaos.Kind]int{}
 	}
+	tm := chaos.Timing{LeaseDuration: *ld, RenewDeadline: *rd, RetryPeriod: *rp}
+	schedule := func(s uint64) chaos.Schedule {
+		return chaos.Generate(s, *k, *d, tm, ks...).Skew(*drift)
+	}
+	if *printOnly {
+		for i := range *n {
+			fmt.Fprintf(stdout, "schedule %s\n", schedule(*seed+uint64(i)))
+		}
+		return 0
+	}
 	self, err := os.Executable()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -137,11 +148,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	tm := chaos.Timing{LeaseDuration: *ld, RenewDeadline: *rd, RetryPeriod: *rp}
-	schedule := func(s uint64) chaos.Schedule {
-		return chaos.Generate(s, *k, *d, tm, ks...).Skew(*drift)
-	}
-
 	items := make(chan item)
 	var mu sync.Mutex // guards sums and stderr lines
 	logf := func(format string, args ...any) {

@@ -99,7 +99,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.writeURL, "write-url", "", "while leading, POST writes to this fenced resource (see WriteQuery)")
 	fs.DurationVar(&o.writeEvery, "write-every", 50*time.Millisecond, "interval between writes while leading")
 	fs.DurationVar(&o.hold, "hold", time.Second, "--impl lock: how long each acquisition holds the lock before releasing it")
-	fs.BoolVar(&o.unsafeNoDeadline, "unsafe-no-deadline", false, "control runs only: keep working after the term's context ends, until a GET shows another holder (a leader without a hard deadline)")
+	fs.BoolVar(&o.unsafeNoDeadline, "unsafe-no-deadline", false, "control runs only, --impl leasehold: keep working after the term's context ends, until a GET shows another holder (a leader without a hard deadline)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -109,6 +109,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.clockRate <= 0 {
 		fmt.Fprintf(stderr, "candidate: --clock-rate must be positive, got %v\n", o.clockRate)
+		return 2
+	}
+	if o.unsafeNoDeadline && o.impl != "leasehold" {
+		fmt.Fprintf(stderr, "candidate: --unsafe-no-deadline applies only to --impl leasehold\n")
 		return 2
 	}
 	if o.clockRate != 1 && o.impl == "client-go" {

@@ -32,27 +32,17 @@ func (r *Recorder) Add(ev Event) {
 	}
 	switch ev.Ev {
 	case "start":
-		r.close(ev.ID, ev.Mono)
+		r.close(ev.ID, ev.Mono, "")
 		r.open[ev.ID] = len(r.terms)
 		r.terms = append(r.terms, Term{ID: ev.ID, Impl: ev.Impl, Token: ev.Token, Start: ev.Mono, Open: true})
 	case "stop", "exited":
-		r.close(ev.ID, ev.Mono)
-		if i := len(r.terms) - 1; ev.Ev == "stop" && i >= 0 {
-			for j := i; j >= 0; j-- {
-				if r.terms[j].ID == ev.ID {
-					if r.terms[j].Cause == "" && r.terms[j].End == ev.Mono {
-						r.terms[j].Cause = ev.Cause
-					}
-					break
-				}
-			}
-		}
+		r.close(ev.ID, ev.Mono, ev.Cause)
 	}
 }
 
-func (r *Recorder) close(id string, at int64) {
+func (r *Recorder) close(id string, at int64, cause string) {
 	if i, ok := r.open[id]; ok {
-		r.terms[i].End, r.terms[i].Open = at, false
+		r.terms[i].End, r.terms[i].Open, r.terms[i].Cause = at, false, cause
 		delete(r.open, id)
 	}
 }

@@ -46,14 +46,9 @@ func (w *worker) term(ctx, tctx context.Context, token string) {
 	if w.o.impl != "client-go" {
 		fence = token
 	}
-	for {
-		if tctx.Err() != nil {
-			break
-		}
+	for tctx.Err() == nil {
 		w.write(fence)
-		if !wait(tctx, w.o.writeEvery) {
-			break
-		}
+		wait(tctx, w.o.writeEvery)
 	}
 	cause := fmt.Sprint(context.Cause(tctx))
 	if w.o.unsafeNoDeadline && ctx.Err() == nil {

@@ -111,18 +111,20 @@ func (s *Store) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wr.Sent = sent
-	var ferr error
+	var tok uint64
 	if wr.Fence != "" {
-		tok, err := strconv.ParseUint(wr.Fence, 10, 64)
-		if err != nil {
+		if tok, err = strconv.ParseUint(wr.Fence, 10, 64); err != nil {
 			http.Error(w, fmt.Sprintf("bad fence %q: %v", wr.Fence, err), http.StatusBadRequest)
 			return
 		}
-		if s.fencing {
-			ferr = s.fenced.Write(tok)
-		}
 	}
+	// Decide, stamp and log under one lock, so that the log's order is the
+	// order in which the resource took its decisions.
+	var ferr error
 	s.mu.Lock()
+	if wr.Fence != "" && s.fencing {
+		ferr = s.fenced.Write(tok)
+	}
 	wr.Recv = candidate.Mono()
 	wr.Accepted = ferr == nil
 	if ferr != nil {

@@ -33,7 +33,7 @@ type Env struct {
 	// Logf, if set, receives progress.
 	Logf func(format string, args ...any)
 	// Control runs, to show that the checker fails when a protection is
-	// missing: NoDeadline makes Leasehold candidates keep working after
+	// missing: NoDeadline makes Leasehold electors keep working after
 	// their term's context ends until they read another holder from the
 	// Lease; NoFencing makes the resource accept every write.
 	NoDeadline, NoFencing bool
@@ -239,7 +239,7 @@ func (r *run) start(i int) error {
 		if rate := r.sched.Rate(i); rate != 1 {
 			args = append(args, "--clock-rate", fmt.Sprint(rate))
 		}
-		if r.env.NoDeadline {
+		if r.env.NoDeadline && impl == "leasehold" {
 			args = append(args, "--unsafe-no-deadline")
 		}
 	}

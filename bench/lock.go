@@ -12,7 +12,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/leasehold/leasehold/internal/candidate"
-	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/lock"
 )
 
@@ -85,7 +84,7 @@ func (b *bench) mutex(env *lockEnv, name, identity string) (*lock.Mutex, error) 
 	return lock.NewMutex(lock.Config{
 		Leases: env.cs.CoordinationV1(), Namespace: namespace, Name: name, Identity: identity,
 		LeaseDuration: t.LeaseDuration, RenewDeadline: t.RenewDeadline, RetryPeriod: t.RetryPeriod,
-		Hooks: lease.Hooks{
+		Hooks: lock.Hooks{
 			Conflict:      func() { env.conflicts.Add(1) },
 			AttemptFailed: func(error) { env.failures.Add(1) },
 		},

@@ -36,7 +36,7 @@ import (
 	"time"
 
 	"github.com/leasehold/leasehold/internal/candidate"
-	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/internal/holder"
 )
 
 // Benchmark and implementation names, in the order they run.
@@ -47,7 +47,7 @@ var (
 
 // options are the parsed flags.
 type options struct {
-	timing     lease.Timing
+	timing     holder.Timing
 	impls      []string
 	benches    []string
 	n          int

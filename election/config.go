@@ -1,7 +1,6 @@
 package election
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -11,15 +10,17 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
-	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/internal/holder"
 )
 
 // Defaults, the same as client-go's recommended values so that mixed fleets
 // agree.
 const (
-	DefaultLeaseDuration = lease.DefaultLeaseDuration
-	DefaultRenewDeadline = lease.DefaultRenewDeadline
-	DefaultRetryPeriod   = lease.DefaultRetryPeriod
+	DefaultLeaseDuration = holder.DefaultLeaseDuration
+	DefaultRenewDeadline = holder.DefaultRenewDeadline
+	DefaultRetryPeriod   = holder.DefaultRetryPeriod
+	// MaxLeaseDuration is the longest LeaseDuration accepted.
+	MaxLeaseDuration = holder.MaxLeaseDuration
 )
 
 // Config configures an Elector. The zero value of every optional field means
@@ -36,23 +37,24 @@ type Config struct {
 
 	// LeaseDuration is how long followers wait, after they last saw the lease
 	// change, before they take it over: the crash-failover time. Whole
-	// seconds. Default 15s. Must exceed RenewDeadline by the margin that
-	// covers clock-rate differences: the fastest clock must run less than
-	// LeaseDuration/RenewDeadline times as fast as the slowest (every clock
-	// within ±20% of real time with the defaults).
+	// seconds, at most MaxLeaseDuration. Default 15s. Must exceed
+	// RenewDeadline by the margin that covers clock-rate differences: the
+	// fastest clock must run less than LeaseDuration/RenewDeadline times as
+	// fast as the slowest (every clock within ±20% of real time with the
+	// defaults).
 	LeaseDuration time.Duration
 	// RenewDeadline is how long the leader keeps leading without a successful
 	// renewal, counted from when the last successful renewal was sent; the
-	// leadership context ends then. Default 10s.
+	// leadership context ends then. Default: 2/3 of LeaseDuration (10s).
 	RenewDeadline time.Duration
 	// RetryPeriod is the interval between the leader's renewals (each one API
 	// write) and between retries after transient errors. Followers do not
-	// poll. Default 2s.
+	// poll. Default: RenewDeadline/5 (2s).
 	RetryPeriod time.Duration
-	// ReleaseOnCancel releases the lease when Run's context ends, after the
-	// work has returned, so a follower takes over at once. Default true; set
-	// to a pointer to false to leave the lease to expire instead.
-	ReleaseOnCancel *bool
+	// KeepLeaseOnCancel leaves the lease to expire when Run's context ends,
+	// instead of releasing it once the work has returned (the default), so
+	// that followers take over only after LeaseDuration, as after a crash.
+	KeepLeaseOnCancel bool
 
 	// Clock is the time source. Default: the real clock.
 	Clock clock.Clock
@@ -67,48 +69,27 @@ type Config struct {
 	Recorder record.EventRecorder
 }
 
-// Validate reports every problem with the Config at once.
+// Validate reports every problem with the Config at once, each naming the
+// field and its value.
 func (c Config) Validate() error {
-	_, err := c.withDefaults()
+	_, err := c.complete()
 	return err
 }
 
-// withDefaults returns a copy with defaults applied, or every problem found.
-func (c Config) withDefaults() (Config, error) {
-	var errs []error
-	if c.Leases == nil {
-		errs = append(errs, errors.New("Leases is required (for example clientset.CoordinationV1())"))
+// complete returns the holder configuration with defaults applied, or every
+// problem found.
+func (c Config) complete() (holder.Config, error) {
+	core, err := holder.Config{
+		Leases: c.Leases, Namespace: c.Namespace, Name: c.Name, Identity: c.Identity,
+		Timing: holder.Timing{LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod},
+		Clock:  c.Clock, Logger: c.Logger,
+	}.Complete(holder.DefaultIdentity)
+	if err != nil {
+		return core, fmt.Errorf("election: invalid config: %w", err)
 	}
-	errs = append(errs, lease.ValidateRef(c.Namespace, c.Name)...)
-	if c.Identity == "" {
-		id, err := DefaultIdentity()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("Identity is empty and no default could be found: %w", err))
-		}
-		c.Identity = id
-	}
-	t := c.timing().WithDefaults()
-	c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = t.LeaseDuration, t.RenewDeadline, t.RetryPeriod
-	if err := c.timing().Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if c.ReleaseOnCancel == nil {
-		t := true
-		c.ReleaseOnCancel = &t
-	}
-	if c.Clock == nil {
-		c.Clock = clock.RealClock{}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return c, fmt.Errorf("election: invalid config: %w", err)
-	}
-	return c, nil
-}
-
-func (c Config) timing() lease.Timing {
-	return lease.Timing{LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod}
+	return core, nil
 }
 
 // DefaultIdentity returns the POD_NAME environment variable if set, else the
-// hostname.
-func DefaultIdentity() (string, error) { return lease.DefaultIdentity() }
+// hostname: the identity an Elector uses when Config.Identity is empty.
+func DefaultIdentity() (string, error) { return holder.DefaultIdentity() }

@@ -11,65 +11,66 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/leasehold/leasehold/internal/holder"
 	"github.com/leasehold/leasehold/lease"
 )
 
-// ErrResigned is the cause of the leadership context when Resign ends the term.
-var ErrResigned = errors.New("election: resigned")
-
-// ErrNotRunning is returned by calls that need Run to be active.
-var ErrNotRunning = errors.New("election: Run is not active")
+// Why a leadership context ended: the cause (context.Cause) of the context
+// Run passes to the work function is one of these, or the cause of Run's own
+// context when that ended first.
+var (
+	// ErrLost: another candidate holds the lease, or it was deleted.
+	ErrLost = holder.ErrLost
+	// ErrDeadline: no renewal succeeded within RenewDeadline of the last
+	// one sent; the context ended before anyone else could take over.
+	ErrDeadline = holder.ErrDeadline
+	// ErrPreempted: a planned handoff names another candidate.
+	ErrPreempted = holder.ErrPreempted
+	// ErrResigned: Resign ended the term.
+	ErrResigned = errors.New("election: resigned")
+)
 
 // Elector campaigns for one Lease and runs work only while it leads. It is
 // safe for concurrent use; Run may be active at most once at a time.
 type Elector struct {
-	cfg    Config
-	client *lease.Client
-	obs    *lease.Observer
-	cand   *lease.Candidate
-	m      *metrics
-	log    logr.Logger
+	cfg     Config        // as given, for the fields the core does not carry
+	core    holder.Config // completed: identity, timing, clock
+	client  *lease.Client
+	obs     *holder.Observer
+	cand    *holder.Candidate
+	m       *metrics
+	log     logr.Logger
+	changed holder.Signal
 
 	running atomic.Bool
 
 	mu        sync.Mutex
-	term      *lease.Term             // set while fn runs
+	term      *holder.Term            // set while fn runs
 	stopLead  context.CancelCauseFunc // cancels fn's context
 	resigning chan struct{}           // closed when a requested resignation is done
-	changed   chan struct{}
 }
 
 // New validates cfg and returns an Elector. It makes no API calls.
 func New(cfg Config) (*Elector, error) {
-	cfg, err := cfg.withDefaults()
+	core, err := cfg.complete()
 	if err != nil {
 		return nil, err
 	}
-	client, err := lease.NewClient(cfg.Leases, cfg.Namespace, cfg.Name)
+	client, err := lease.NewClient(core.Leases, core.Namespace, core.Name)
 	if err != nil {
 		return nil, fmt.Errorf("election: %w", err)
 	}
-	m, err := newMetrics(cfg.Registerer, cfg.Namespace, cfg.Name)
+	m, err := newMetrics(cfg.Registerer, core.Namespace, core.Name)
 	if err != nil {
 		return nil, err
 	}
 	e := &Elector{
-		cfg: cfg, client: client, m: m, changed: make(chan struct{}),
-		log: cfg.Logger.WithValues("lease", cfg.Namespace+"/"+cfg.Name, "identity", cfg.Identity),
+		cfg: cfg, core: core, client: client, m: m,
+		log: core.Logger.WithValues("lease", core.Namespace+"/"+core.Name, "identity", core.Identity),
 	}
-	e.obs = lease.NewObserver(client, cfg.Clock, cfg.RetryPeriod)
-	e.cand, err = lease.NewCandidate(e.obs, cfg.Identity, cfg.timing(), cfg.Clock, lease.Hooks{
-		Renewed: func(d time.Duration, err error) {
-			m.renewed(d, err)
-			if err != nil {
-				e.log.V(2).Info("renewal failed", "latency", d, "err", err)
-			}
-		},
-		AttemptFailed: func(err error) {
-			m.attemptFailed(err)
-			e.log.V(2).Info("acquisition attempt failed, will retry", "err", err)
-		},
-		Conflict: m.conflict,
+	e.obs = holder.NewObserver(client, core.Clock, core.Timing.RetryPeriod)
+	e.cand, err = holder.NewCandidate(e.obs, holder.CandidateConfig{
+		Identity: core.Identity, Timing: core.Timing, Clock: core.Clock, Hooks: e.hooks(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("election: %w", err)
@@ -77,8 +78,26 @@ func New(cfg Config) (*Elector, error) {
 	return e, nil
 }
 
+// hooks feed metrics and the log from the renewing and acquiring goroutines;
+// never from the one that ends a term at its deadline.
+func (e *Elector) hooks() holder.Hooks {
+	return holder.Hooks{
+		Renewed: func(d time.Duration, err error) {
+			e.m.renewed(d, err)
+			if err != nil {
+				e.log.V(2).Info("renewal failed", "latency", d, "err", err)
+			}
+		},
+		AttemptFailed: func(err error) {
+			e.m.attemptFailed(err)
+			e.log.V(2).Info("acquisition attempt failed, will retry", "err", err)
+		},
+		Conflict: e.m.conflict,
+	}
+}
+
 // Identity returns this candidate's identity.
-func (e *Elector) Identity() string { return e.cfg.Identity }
+func (e *Elector) Identity() string { return e.core.Identity }
 
 type tokenKey struct{}
 
@@ -96,12 +115,15 @@ func TokenFrom(ctx context.Context) (lease.Token, bool) {
 // goroutine; Run always waits for it to return.
 //
 // After losing leadership (lost, renew deadline, planned handoff, Resign) Run
-// releases the lease if it is still ours and campaigns again. When ctx ends,
-// Run waits for fn, releases the lease (unless ReleaseOnCancel is false) and
-// returns ctx.Err(); a permanent error of its watch (forbidden, unauthorized)
-// ends Run the same way with that error. If fn returns while still leading, Run releases the lease
-// and returns fn's error (nil for work that completed). A permanent API error
-// (forbidden, unauthorized, invalid) ends Run with that error.
+// releases the lease if it is still ours and campaigns again. If fn returns
+// while still leading, Run releases the lease and returns fn's error (nil for
+// work that completed). When ctx ends, Run waits for fn, releases the lease
+// (unless KeepLeaseOnCancel) and returns ctx's cause. A permanent API error
+// (forbidden, unauthorized, invalid) of the campaign or of the watch ends
+// Run with that error.
+//
+// If fn panics, Run stops renewing and releases the lease before the panic
+// continues, so a caller that recovers leaves no term behind.
 func (e *Elector) Run(ctx context.Context, fn func(ctx context.Context) error) error {
 	if fn == nil {
 		return errors.New("election: Run: fn is nil")
@@ -117,11 +139,11 @@ func (e *Elector) Run(ctx context.Context, fn func(ctx context.Context) error) e
 	defer fail(nil)
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	_, changed := e.obs.State()
-	wg.Go(func() { e.relay(bg, changed) })
+	relay := e.changed.Relay(e.obs) // invariant 1: before the observer runs
+	wg.Go(func() { relay(bg) })
 	wg.Go(func() {
 		if err := e.obs.Run(bg); err != nil && bg.Err() == nil {
-			fail(fmt.Errorf("election: watch lease %s/%s: %w", e.cfg.Namespace, e.cfg.Name, err))
+			fail(fmt.Errorf("election: watch lease %s/%s: %w", e.core.Namespace, e.core.Name, err))
 		}
 	})
 	defer func() {
@@ -130,17 +152,16 @@ func (e *Elector) Run(ctx context.Context, fn func(ctx context.Context) error) e
 	}()
 
 	for {
-		start := e.cfg.Clock.Now()
+		start := e.core.Clock.Now()
 		term, err := e.cand.Acquire(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return context.Cause(ctx)
 			}
-			return fmt.Errorf("election: campaign for lease %s/%s: %w", e.cfg.Namespace, e.cfg.Name, err)
+			return fmt.Errorf("election: campaign for lease %s/%s: %w", e.core.Namespace, e.core.Name, err)
 		}
-		e.m.acquired(e.cfg.Clock.Since(start))
-		done, err := e.lead(ctx, term, fn)
-		if done {
+		e.m.acquired(e.core.Clock.Since(start))
+		if done, err := e.lead(ctx, term, fn); done {
 			return err
 		}
 	}
@@ -148,7 +169,7 @@ func (e *Elector) Run(ctx context.Context, fn func(ctx context.Context) error) e
 
 // lead runs fn for one term and settles the lease afterwards. It reports
 // whether Run is over, and with which result.
-func (e *Elector) lead(ctx context.Context, term *lease.Term, fn func(context.Context) error) (bool, error) {
+func (e *Elector) lead(ctx context.Context, term *holder.Term, fn func(context.Context) error) (bool, error) {
 	fnCtx, cancel := context.WithCancelCause(term.Context())
 	defer cancel(nil)
 	stopRelay := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
@@ -156,48 +177,52 @@ func (e *Elector) lead(ctx context.Context, term *lease.Term, fn func(context.Co
 	fnCtx = context.WithValue(fnCtx, tokenKey{}, term.Token())
 
 	e.setLeading(term, cancel)
+	settled := false
+	defer func() {
+		if !settled {
+			// Invariant 10: fn, or the logger or recorder around it,
+			// panicked. It has unwound, so the lease may be released;
+			// then the panic continues.
+			_, _ = e.settle(ctx, term)
+		}
+	}()
 	e.log.Info("became leader", "token", term.Token(), "transitions", term.Transitions())
-	e.event(term, corev1.EventTypeNormal, "%s became leader", e.cfg.Identity)
+	e.event(term, corev1.EventTypeNormal, "%s became leader", e.core.Identity)
 
 	fnErr := fn(fnCtx)
 
-	resigning := e.clearLeading()
 	cause := term.Err()
+	resigned, settleErr := e.settle(ctx, term)
+	settled = true
 	e.log.Info("stopped leading", "token", term.Token(), "cause", causeString(cause, ctx), "workErr", fnErr)
-	e.event(term, corev1.EventTypeNormal, "%s stopped leading", e.cfg.Identity)
-
-	settle := func() error {
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.RenewDeadline)
-		defer rcancel()
-		return term.Release(rctx)
-	}
+	e.event(term, corev1.EventTypeNormal, "%s stopped leading", e.core.Identity)
 	switch {
 	case ctx.Err() != nil:
-		var err error
-		if *e.cfg.ReleaseOnCancel {
-			err = settle()
-		} else {
-			term.Abandon()
-		}
-		if resigning != nil {
-			close(resigning)
-		}
-		return true, errors.Join(context.Cause(ctx), err)
-	case cause == nil && resigning == nil:
+		return true, errors.Join(context.Cause(ctx), settleErr)
+	case cause == nil && !resigned:
 		// The work returned on its own while leading.
-		if err := settle(); err != nil {
-			return true, errors.Join(fnErr, err)
-		}
-		return true, fnErr
+		return true, errors.Join(fnErr, settleErr)
 	}
-	if err := settle(); err != nil {
-		e.log.Info("release after losing leadership failed", "err", err)
+	if settleErr != nil {
+		e.log.Info("release after losing leadership failed", "err", settleErr)
 	}
-	if resigning != nil {
-		close(resigning)
+	if resigned {
 		e.standBack(ctx)
 	}
 	return false, nil
+}
+
+// settle ends a term whose work has returned: it stops renewing, releases
+// the lease (or leaves it to expire on shutdown with KeepLeaseOnCancel) and
+// completes a pending Resign. It reports whether a Resign was pending.
+func (e *Elector) settle(ctx context.Context, term *holder.Term) (bool, error) {
+	resigning := e.clearLeading()
+	release := ctx.Err() == nil || !e.cfg.KeepLeaseOnCancel
+	err := term.Settle(ctx, release, e.core.Timing.RenewDeadline)
+	if resigning != nil {
+		close(resigning)
+	}
+	return resigning != nil, err
 }
 
 func causeString(cause error, ctx context.Context) string {
@@ -215,11 +240,11 @@ func causeString(cause error, ctx context.Context) string {
 // lease duration has passed, so that this candidate does not take the lease
 // straight back.
 func (e *Elector) standBack(ctx context.Context) {
-	t := e.cfg.Clock.NewTimer(e.cfg.LeaseDuration)
+	t := e.core.Clock.NewTimer(e.core.Timing.LeaseDuration)
 	defer t.Stop()
 	for {
 		st, changed := e.obs.State()
-		if h := st.Holder(); h != "" && h != e.cfg.Identity {
+		if h := st.Holder(); h != "" && h != e.core.Identity {
 			return
 		}
 		select {
@@ -232,11 +257,11 @@ func (e *Elector) standBack(ctx context.Context) {
 	}
 }
 
-func (e *Elector) setLeading(term *lease.Term, cancel context.CancelCauseFunc) {
+func (e *Elector) setLeading(term *holder.Term, cancel context.CancelCauseFunc) {
 	e.mu.Lock()
 	e.term, e.stopLead = term, cancel
-	e.notifyLocked()
 	e.mu.Unlock()
+	e.changed.Notify()
 	e.m.leading(true)
 }
 
@@ -244,13 +269,13 @@ func (e *Elector) clearLeading() (resigning chan struct{}) {
 	e.mu.Lock()
 	resigning = e.resigning
 	e.term, e.stopLead, e.resigning = nil, nil, nil
-	e.notifyLocked()
 	e.mu.Unlock()
+	e.changed.Notify()
 	e.m.leading(false)
 	return resigning
 }
 
-func (e *Elector) event(term *lease.Term, kind, format string, args ...any) {
+func (e *Elector) event(term *holder.Term, kind, format string, args ...any) {
 	if e.cfg.Recorder == nil {
 		return
 	}
@@ -279,68 +304,5 @@ func (e *Elector) Resign(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// Handoff asks the current leader to hand the lease to the candidate with
-// identity to, by naming it the preferred holder (see package doc; `leasehold
-// handoff` can do too). The leader stops its work, releases, and the
-// preferred candidate takes over at once; other candidates hold back for one
-// lease duration. While Run is active, Handoff waits until to leads and
-// returns an error if a different candidate takes over instead; otherwise it
-// returns once the request is written.
-func (e *Elector) Handoff(ctx context.Context, to string) error {
-	if to == "" {
-		return errors.New("election: Handoff: target identity is empty")
-	}
-	from, err := RequestHandoff(ctx, e.client, to)
-	if err != nil {
-		return err
-	}
-	if from == nil {
-		return nil // already held by to
-	}
-	e.obs.Offer(from)
-	if !e.running.Load() {
-		return nil
-	}
-	prev := from.Record.Holder
-	for {
-		st, changed := e.obs.State()
-		switch h := st.Holder(); {
-		case h == to:
-			return nil
-		case h != "" && h != prev:
-			return fmt.Errorf("election: handoff of lease %s/%s to %q: %q took over instead", e.cfg.Namespace, e.cfg.Name, to, h)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-changed:
-		}
-	}
-}
-
-// RequestHandoff names to the preferred holder of the lease, retrying on
-// conflicts. It returns the written snapshot, or nil if to already holds it.
-func RequestHandoff(ctx context.Context, c *lease.Client, to string) (*lease.Snapshot, error) {
-	for attempt := 0; ; attempt++ {
-		s, err := c.Get(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("election: handoff: %w", err)
-		}
-		if s.Record.Holder == to {
-			return nil, nil
-		}
-		rec := s.Record
-		rec.PreferredHolder = to
-		out, err := c.Update(ctx, s, rec, 0)
-		if errors.Is(err, lease.ErrConflict) && attempt < 10 {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("election: handoff: %w", err)
-		}
-		return out, nil
 	}
 }

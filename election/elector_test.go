@@ -324,7 +324,7 @@ func TestLostToForeignWriterCancelsWork(t *testing.T) {
 		l.Spec.LeaseTransitions = &tr
 		srv.Put(l)
 		synctest.Wait()
-		if a.IsLeader() || !errors.Is(cause, lease.ErrLost) {
+		if a.IsLeader() || !errors.Is(cause, election.ErrLost) {
 			t.Fatalf("leader=%v cause=%v, want not leading with ErrLost", a.IsLeader(), cause)
 		}
 		stop()

@@ -67,9 +67,9 @@ func newMetrics(reg prometheus.Registerer, namespace, name string) (*metrics, er
 	return m, nil
 }
 
-// Reason returns a short label for an API error: conflict, forbidden,
+// reason returns a short label for an API error: conflict, forbidden,
 // unauthorized, unavailable, timeout, invalid, notfound or other.
-func Reason(err error) string {
+func reason(err error) string {
 	switch {
 	case errors.Is(err, lease.ErrConflict):
 		return "conflict"
@@ -113,7 +113,7 @@ func (m *metrics) renewed(latency time.Duration, err error) {
 	}
 	m.renew.Observe(latency.Seconds())
 	if err != nil {
-		m.renewErrors.WithLabelValues(Reason(err)).Inc()
+		m.renewErrors.WithLabelValues(reason(err)).Inc()
 	}
 }
 
@@ -135,5 +135,5 @@ func (m *metrics) attemptFailed(err error) {
 	if m == nil {
 		return
 	}
-	m.attemptFails.WithLabelValues(Reason(err)).Inc()
+	m.attemptFails.WithLabelValues(reason(err)).Inc()
 }

@@ -1,7 +1,6 @@
 package election
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"time"
@@ -36,48 +35,27 @@ type Leader struct {
 // next change. It never blocks, and any number of goroutines may wait on the
 // channel. The view follows the watch only while Run is active.
 func (e *Elector) Observe() (Leader, <-chan struct{}) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	changed := e.changed.C() // invariant 1: the channel before the state
 	st, _ := e.obs.State()
 	l := Leader{Synced: st.Synced, ObservedAt: st.ObservedAt, ExpiresAt: st.ExpiresAt()}
 	if st.Lease != nil {
 		r := st.Lease.Record
 		l.Holder, l.Token, l.Transitions, l.AcquiredAt = r.Holder, st.Lease.Token, r.Transitions, r.AcquireTime
 	}
-	if e.term != nil && e.term.Err() == nil {
+	e.mu.Lock()
+	term := e.term
+	e.mu.Unlock()
+	if term != nil && term.Err() == nil {
 		l.IsMe = true
-		l.Token = e.term.Token()
+		l.Token = term.Token()
 	}
-	return l, e.changed
+	return l, changed
 }
 
 // IsLeader reports whether this process leads now.
 func (e *Elector) IsLeader() bool {
 	l, _ := e.Observe()
 	return l.IsMe
-}
-
-// relay turns changes seen by the observer into changes of this elector.
-// changed is the observer's change channel taken before the observer
-// started; the next one is taken before notifying, so no change falls
-// between two waits.
-func (e *Elector) relay(ctx context.Context, changed <-chan struct{}) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-			_, changed = e.obs.State()
-			e.mu.Lock()
-			e.notifyLocked()
-			e.mu.Unlock()
-		}
-	}
-}
-
-func (e *Elector) notifyLocked() {
-	close(e.changed)
-	e.changed = make(chan struct{})
 }
 
 // Name is the health check's name, for k8s.io/apiserver's healthz and
@@ -94,9 +72,9 @@ func (e *Elector) Check(_ *http.Request) error {
 	if term == nil {
 		return nil
 	}
-	if late := e.cfg.Clock.Since(term.Deadline()); late > 0 {
+	if late := e.core.Clock.Since(term.Deadline()); late > 0 {
 		return fmt.Errorf("election: still leading lease %s/%s %v after the renew deadline (last renewal sent at %s)",
-			e.cfg.Namespace, e.cfg.Name, late, term.LastRenew().Format(time.RFC3339Nano))
+			e.core.Namespace, e.core.Name, late, term.LastRenew().Format(time.RFC3339Nano))
 	}
 	return nil
 }

@@ -24,9 +24,16 @@ type Snapshot struct {
 	// Record is the leader-election state in the spec.
 	Record Record
 	// Token is the fencing token of the current holder's term as recorded by
-	// a Leasehold holder (TokenAnnotation), or zero when the holder is not a
-	// Leasehold process or the lease is not held.
+	// a Leasehold holder (TokenAnnotation), or zero when it is unknown: the
+	// lease is not held, the holder is not a Leasehold process, or the
+	// record was edited by a foreign writer (see ForeignEdit).
 	Token Token
+	// ForeignEdit is true when the record names a holder other than the one
+	// that took the lease at the same transition count: someone changed
+	// holderIdentity without acquiring (kubectl apply, hand-written code).
+	// The record's acquire and renew times then belong to the previous
+	// holder, not to the one it names.
+	ForeignEdit bool
 
 	obj *coordinationv1.Lease
 }
@@ -45,8 +52,12 @@ func NewSnapshot(l *coordinationv1.Lease) *Snapshot {
 		Record:          rec,
 		obj:             l.DeepCopy(),
 	}
-	if rec.Held() {
-		s.Token = parseTokenAnnotation(l.Annotations[TokenAnnotation], rec.Transitions)
+	if a, ok := parseTokenAnnotation(l.Annotations[TokenAnnotation]); ok && rec.Held() && a.transitions == rec.Transitions {
+		if a.holder == rec.Holder {
+			s.Token = a.token
+		} else {
+			s.ForeignEdit = true
+		}
 	}
 	if rec.PreferredHolder == "" {
 		s.Record.PreferredHolder = parsePreferredAnnotation(l.Annotations[PreferredHolderAnnotation], rec.Transitions)
@@ -122,13 +133,19 @@ func (c *Client) Update(ctx context.Context, base *Snapshot, rec Record, tok Tok
 		if l.Annotations == nil {
 			l.Annotations = map[string]string{}
 		}
-		l.Annotations[TokenAnnotation] = formatTokenAnnotation(tok, rec.Transitions)
+		l.Annotations[TokenAnnotation] = TokenAnnotationValue(tok, rec.Transitions, rec.Holder)
 	}
 	out, err := c.api().Update(ctx, l, metav1.UpdateOptions{})
 	if err != nil {
 		return nil, classify("update", c.namespace, c.name, err)
 	}
 	return NewSnapshot(out), nil
+}
+
+// WatchError turns the Status of a watch Error event into an *APIError of
+// the right kind (ErrGone for a version that is too old, ...).
+func (c *Client) WatchError(s *metav1.Status) error {
+	return classify("watch", c.namespace, c.name, statusError(s))
 }
 
 // Watch watches the Lease from resourceVersion ("" means from now, after the

@@ -1,6 +1,7 @@
 package lease
 
 import (
+	"math"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -17,7 +18,8 @@ type Record struct {
 	Holder string
 	// LeaseDuration is spec.leaseDurationSeconds: how long others wait, from
 	// the moment they observe a change, before treating the lease as expired.
-	// Whole seconds on the wire; ToSpec truncates.
+	// Whole seconds on the wire; ToSpec truncates, and saturates at the
+	// largest int32 rather than wrapping to a negative duration.
 	LeaseDuration time.Duration
 	// AcquireTime is spec.acquireTime: when the current holder acquired it.
 	AcquireTime time.Time
@@ -86,7 +88,7 @@ func FromSpec(spec coordinationv1.LeaseSpec) Record {
 // when non-empty.
 func (r Record) ToSpec() coordinationv1.LeaseSpec {
 	holder := r.Holder
-	seconds := int32(r.LeaseDuration / time.Second)
+	seconds := int32(min(r.LeaseDuration/time.Second, math.MaxInt32)) // saturate, never wrap negative
 	transitions := r.Transitions
 	spec := coordinationv1.LeaseSpec{
 		HolderIdentity:       &holder,
@@ -106,10 +108,10 @@ func (r Record) ToSpec() coordinationv1.LeaseSpec {
 	return spec
 }
 
-// sameState reports whether two records describe the same lease state for the
-// purpose of expiry: a change in any field restarts the observer's timer, as
+// Equal reports whether two records describe the same lease state. Holders
+// judge expiry by it: a change in any field restarts an observer's wait, as
 // it does in client-go (which compares the whole serialized record).
-func sameState(a, b Record) bool {
+func (a Record) Equal(b Record) bool {
 	return a.Holder == b.Holder &&
 		a.LeaseDuration == b.LeaseDuration &&
 		a.AcquireTime.Equal(b.AcquireTime) &&

@@ -48,9 +48,10 @@ func ParseToken(s string) (Token, error) {
 	return Token(n), nil
 }
 
-// tokenFromResourceVersion turns the resourceVersion an acquisition replaces
-// into that term's token.
-func tokenFromResourceVersion(rv string) (Token, error) {
+// TokenOf turns the resourceVersion an acquisition replaces into that term's
+// token. It fails when the version is not a positive integer (an apiserver
+// not backed by etcd).
+func TokenOf(rv string) (Token, error) {
 	n, err := strconv.ParseUint(rv, 10, 64)
 	if err != nil || n == 0 {
 		return 0, fmt.Errorf("lease: resourceVersion %q is not a positive integer; fencing tokens need an etcd-backed apiserver", rv)
@@ -58,30 +59,46 @@ func tokenFromResourceVersion(rv string) (Token, error) {
 	return Token(n), nil
 }
 
-// TokenAnnotation records, on the Lease, the token of the current term and the
-// leaseTransitions value it was taken at ("<token>/<transitions>"). It lets
-// observers report the holder's token; it is ignored once the transition count
-// moves on (for example when a client-go candidate takes over).
+// TokenAnnotation records, on the Lease, the token of the current term, the
+// leaseTransitions value it was taken at and the holder that took it
+// ("<token>/<transitions>/<holder>"). It lets observers report the holder's
+// token. It is believed only while the record still shows that holder at
+// that transition count: a client-go candidate that takes over moves the
+// count on, and a foreign write that changes only holderIdentity (kubectl
+// apply, hand-written code) leaves a holder the annotation does not name.
 const TokenAnnotation = "leasehold.io/token"
 
-func formatTokenAnnotation(t Token, transitions int32) string {
-	return t.String() + "/" + strconv.FormatInt(int64(transitions), 10)
+// TokenAnnotationValue is the TokenAnnotation value for a term taken by
+// holder at transitions with token t.
+func TokenAnnotationValue(t Token, transitions int32, holder string) string {
+	return t.String() + "/" + strconv.FormatInt(int64(transitions), 10) + "/" + holder
 }
 
-func parseTokenAnnotation(v string, transitions int32) Token {
-	tok, tr, ok := strings.Cut(v, "/")
-	if !ok {
-		return 0
+// tokenAnnotation is a parsed TokenAnnotation.
+type tokenAnnotation struct {
+	token       Token
+	transitions int32
+	holder      string
+}
+
+// parseTokenAnnotation reads "<token>/<transitions>/<holder>"; the holder
+// comes last because an identity may itself contain "/". ok is false for
+// anything else.
+func parseTokenAnnotation(v string) (a tokenAnnotation, ok bool) {
+	tok, rest, ok1 := strings.Cut(v, "/")
+	tr, holder, ok2 := strings.Cut(rest, "/")
+	if !ok1 || !ok2 || holder == "" {
+		return a, false
 	}
 	n, err := strconv.ParseInt(tr, 10, 32)
-	if err != nil || int32(n) != transitions {
-		return 0
+	if err != nil || n < 0 {
+		return a, false
 	}
 	t, err := ParseToken(tok)
 	if err != nil {
-		return 0
+		return a, false
 	}
-	return t
+	return tokenAnnotation{token: t, transitions: int32(n), holder: holder}, true
 }
 
 // PreferredHolderAnnotation carries a planned handoff

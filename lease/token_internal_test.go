@@ -10,60 +10,43 @@ func TestTokenAnnotationRoundTrip(t *testing.T) {
 	tests := []struct {
 		tok         Token
 		transitions int32
+		holder      string
 		want        string
 	}{
-		{1, 0, "1/0"},
-		{150, 3, "150/3"},
-		{math.MaxUint64, math.MaxInt32, "18446744073709551615/2147483647"},
-		{7, -1, "7/-1"},
+		{1, 0, "a", "1/0/a"},
+		{150, 3, "pod-b", "150/3/pod-b"},
+		{math.MaxUint64, math.MaxInt32, "x", "18446744073709551615/2147483647/x"},
+		{7, 2, "ns/pod/with/slashes", "7/2/ns/pod/with/slashes"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.want, func(t *testing.T) {
-			got := formatTokenAnnotation(tc.tok, tc.transitions)
+			got := TokenAnnotationValue(tc.tok, tc.transitions, tc.holder)
 			if got != tc.want {
-				t.Errorf("formatTokenAnnotation(%d, %d) = %q, want %q", tc.tok, tc.transitions, got, tc.want)
+				t.Errorf("TokenAnnotationValue(%d, %d, %q) = %q, want %q", tc.tok, tc.transitions, tc.holder, got, tc.want)
 			}
-			if back := parseTokenAnnotation(got, tc.transitions); back != tc.tok {
-				t.Errorf("parseTokenAnnotation(%q, %d) = %d, want %d", got, tc.transitions, back, tc.tok)
-			}
-		})
-	}
-}
-
-func TestParseTokenAnnotation(t *testing.T) {
-	tests := []struct {
-		name        string
-		value       string
-		transitions int32
-		want        Token
-	}{
-		{"match", "150/3", 3, 150},
-		{"transitions differ", "150/3", 4, 0},
-		{"transitions behind", "150/3", 2, 0},
-		{"transitions zero", "150/0", 0, 150},
-		{"empty", "", 0, 0},
-		{"no separator", "150", 0, 0},
-		{"only separator", "/", 0, 0},
-		{"missing token", "/3", 3, 0},
-		{"missing transitions", "150/", 0, 0},
-		{"zero token", "0/3", 3, 0},
-		{"negative token", "-5/3", 3, 0},
-		{"non-numeric token", "abc/3", 3, 0},
-		{"non-numeric transitions", "150/x", 0, 0},
-		{"extra field", "150/3/4", 3, 0},
-		{"transitions overflow int32", "150/4294967299", 3, 0}, // 2^32+3 must not wrap to 3
-		{"token overflow", "18446744073709551616/3", 3, 0},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := parseTokenAnnotation(tc.value, tc.transitions); got != tc.want {
-				t.Errorf("parseTokenAnnotation(%q, %d) = %d, want %d", tc.value, tc.transitions, got, tc.want)
+			back, ok := parseTokenAnnotation(got)
+			if want := (tokenAnnotation{tc.tok, tc.transitions, tc.holder}); !ok || back != want {
+				t.Errorf("parseTokenAnnotation(%q) = %+v, %v; want %+v", got, back, ok, want)
 			}
 		})
 	}
 }
 
-func TestTokenFromResourceVersion(t *testing.T) {
+func TestParseTokenAnnotationRejects(t *testing.T) {
+	for _, v := range []string{
+		"", "150", "/", "150/3", "150/3/", "/3/a", "150//a", "0/3/a", "-5/3/a", "abc/3/a",
+		"150/x/a", "150/-1/a", "150/4294967299/a", // 2^32+3 must not wrap to 3
+		"18446744073709551616/3/a",
+	} {
+		t.Run(strconv.Quote(v), func(t *testing.T) {
+			if got, ok := parseTokenAnnotation(v); ok {
+				t.Errorf("parseTokenAnnotation(%q) = %+v, want it rejected", v, got)
+			}
+		})
+	}
+}
+
+func TestTokenOf(t *testing.T) {
 	for _, tc := range []struct {
 		rv   string
 		want Token
@@ -73,20 +56,20 @@ func TestTokenFromResourceVersion(t *testing.T) {
 		{"18446744073709551615", math.MaxUint64},
 	} {
 		t.Run(tc.rv, func(t *testing.T) {
-			got, err := tokenFromResourceVersion(tc.rv)
+			got, err := TokenOf(tc.rv)
 			if err != nil || got != tc.want {
-				t.Errorf("tokenFromResourceVersion(%q) = %d, %v; want %d", tc.rv, got, err, tc.want)
+				t.Errorf("TokenOf(%q) = %d, %v; want %d", tc.rv, got, err, tc.want)
 			}
 		})
 	}
 	for _, rv := range []string{"", "0", "-1", "abc", "1.5", "18446744073709551616", " 5"} {
 		t.Run("reject "+strconv.Quote(rv), func(t *testing.T) {
-			got, err := tokenFromResourceVersion(rv)
+			got, err := TokenOf(rv)
 			if err == nil {
-				t.Fatalf("tokenFromResourceVersion(%q) = %d, want an error", rv, got)
+				t.Fatalf("TokenOf(%q) = %d, want an error", rv, got)
 			}
 			if got != 0 {
-				t.Errorf("tokenFromResourceVersion(%q) returned %d alongside its error", rv, got)
+				t.Errorf("TokenOf(%q) returned %d alongside its error", rv, got)
 			}
 		})
 	}

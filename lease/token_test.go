@@ -158,16 +158,22 @@ func TestSnapshotToken(t *testing.T) {
 		transitions int32
 		annotation  string
 		want        lease.Token
+		foreign     bool
 	}{
-		{"matching transitions", "a", 3, "150/3", 150},
-		{"transitions moved on (client-go took over)", "b", 4, "150/3", 0},
-		{"transitions behind", "a", 2, "150/3", 0},
-		{"released", "", 3, "150/3", 0},
-		{"no annotation", "a", 3, "", 0},
-		{"token without transitions", "a", 3, "150", 0},
-		{"zero token", "a", 3, "0/3", 0},
-		{"garbage", "a", 3, "x/y", 0},
-		{"max token", "a", math.MaxInt32, "18446744073709551615/2147483647", math.MaxUint64},
+		{"matching holder and transitions", "a", 3, "150/3/a", 150, false},
+		{"transitions moved on (client-go took over)", "b", 4, "150/3/a", 0, false},
+		{"transitions behind", "a", 2, "150/3/a", 0, false},
+		// kubectl apply that changes only holderIdentity: the old holder's
+		// token must not be credited to the new one.
+		{"holder edited by a foreign writer", "b", 3, "150/3/a", 0, true},
+		{"released", "", 3, "150/3/a", 0, false},
+		{"no annotation", "a", 3, "", 0, false},
+		{"old format without holder", "a", 3, "150/3", 0, false},
+		{"token without transitions", "a", 3, "150", 0, false},
+		{"zero token", "a", 3, "0/3/a", 0, false},
+		{"garbage", "a", 3, "x/y/z", 0, false},
+		{"holder with slashes", "ns/a", 3, "150/3/ns/a", 150, false},
+		{"max token", "a", math.MaxInt32, "18446744073709551615/2147483647/a", math.MaxUint64, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -175,12 +181,15 @@ func TestSnapshotToken(t *testing.T) {
 			if s.Token != tc.want {
 				t.Errorf("Snapshot.Token = %d, want %d", s.Token, tc.want)
 			}
+			if s.ForeignEdit != tc.foreign {
+				t.Errorf("Snapshot.ForeignEdit = %v, want %v", s.ForeignEdit, tc.foreign)
+			}
 		})
 	}
 }
 
 func TestNewSnapshot(t *testing.T) {
-	l := heldLease("a", 3, "150/3")
+	l := heldLease("a", 3, "150/3/a")
 	l.Labels = map[string]string{"app": "x"}
 	s := lease.NewSnapshot(l)
 	if s.Namespace != "ns" || s.Name != "lock" || s.UID != "uid-1" || s.ResourceVersion != "200" {
@@ -226,7 +235,7 @@ func TestClientRecordsTokenAnnotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantAnn := tok.String() + "/1"
+	wantAnn := tok.String() + "/1/a"
 	if got := srv.Lease("ns", "lock").Annotations[lease.TokenAnnotation]; got != wantAnn {
 		t.Errorf("stored %s = %q, want %q", lease.TokenAnnotation, got, wantAnn)
 	}

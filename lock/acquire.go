@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/holder"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -51,29 +52,29 @@ func (e *LockedError) Is(target error) bool { return target == ErrLocked }
 
 // waiter follows the leases of a lock while it waits for one of them.
 type waiter struct {
-	cfg   Config
-	obs   []*lease.Observer
-	cands []*lease.Candidate
-	stops []context.CancelFunc
-	wgs   []*sync.WaitGroup
-
-	mu      sync.Mutex
-	changed chan struct{}
+	cfg     settings
+	obs     []*holder.Observer
+	cands   []*holder.Candidate
+	changed holder.Signal // any lease changed
+	stops   []context.CancelFunc
+	wgs     []*sync.WaitGroup
 }
 
-func newWaiter(cfg Config, names []string) (*waiter, error) {
-	w := &waiter{cfg: cfg, changed: make(chan struct{})}
+func newWaiter(cfg settings, names []string) (*waiter, error) {
+	w := &waiter{cfg: cfg}
 	for _, name := range names {
 		c, err := lease.NewClient(cfg.Leases, cfg.Namespace, name)
 		if err != nil {
 			return nil, fmt.Errorf("lock: %w", err)
 		}
-		o := lease.NewObserver(c, cfg.Clock, cfg.RetryPeriod)
-		cand, err := lease.NewCandidate(o, cfg.Identity, cfg.timing(), cfg.Clock, cfg.Hooks)
+		o := holder.NewObserver(c, cfg.Clock, cfg.Timing.RetryPeriod)
+		cand, err := holder.NewCandidate(o, holder.CandidateConfig{
+			Identity: cfg.Identity, Timing: cfg.Timing, Clock: cfg.Clock, Hooks: cfg.hooks,
+			KeepOnPreference: true, // a lock is held until released
+		})
 		if err != nil {
 			return nil, fmt.Errorf("lock: %w", err)
 		}
-		cand.DisablePreemption()
 		w.obs = append(w.obs, o)
 		w.cands = append(w.cands, cand)
 	}
@@ -81,32 +82,13 @@ func newWaiter(cfg Config, names []string) (*waiter, error) {
 }
 
 // start runs an observer and a relay of its changes per lease.
-//
-// The relay must not lose a change: acquire takes the signal channel, then
-// reads the states, so every change after that read must close that channel
-// (or a later one). The relay therefore takes the observer's change channel
-// before Run starts, and after each change takes the next one before it
-// signals; a change in between closes that next channel at once.
 func (w *waiter) start(ctx context.Context) {
 	for _, o := range w.obs {
 		octx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		wg := &sync.WaitGroup{}
-		_, ch := o.State()
+		relay := w.changed.Relay(o) // invariant 1: before the observer runs
 		wg.Go(func() { _ = o.Run(octx) })
-		wg.Go(func() {
-			for {
-				select {
-				case <-octx.Done():
-					return
-				case <-ch:
-					_, ch = o.State()
-					w.mu.Lock()
-					close(w.changed)
-					w.changed = make(chan struct{})
-					w.mu.Unlock()
-				}
-			}
-		})
+		wg.Go(func() { relay(octx) })
 		w.stops = append(w.stops, cancel)
 		w.wgs = append(w.wgs, wg)
 	}
@@ -122,130 +104,165 @@ func (w *waiter) stop(keep int) {
 	}
 }
 
-func (w *waiter) signal() <-chan struct{} {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.changed
+// progress is what acquire carries from one pass to the next.
+type progress struct {
+	start    time.Time
+	raced    map[int]string     // lease -> version we lost a race on
+	lastMark map[int]holderMark // lease -> holder's write at the previous pass
+	claimed  int                // lease we hold a claim on, -1 none
+}
+
+// found is what one pass over the leases saw.
+type found struct {
+	term      *holder.Term
+	index     int
+	locked    LockedError
+	wait      time.Duration // until the earliest expiry; -1: until a change
+	synced    bool          // every lease has been read
+	retrySoon bool          // a race or a transient error: look again soon
+	claimable int           // a held lease whose holder wrote since the last pass, -1 none
 }
 
 // acquire takes one of the leases: blocking until one is free in this
 // process's view when try is false, else making one pass.
-func (w *waiter) acquire(ctx context.Context, try bool) (*lease.Term, int, error) {
-	clk := w.cfg.Clock
-	start := clk.Now()
-	raced := map[int]string{}
-	claimed := -1
+func (w *waiter) acquire(ctx context.Context, try bool) (*holder.Term, int, error) {
+	p := &progress{start: w.cfg.Clock.Now(), raced: map[int]string{}, lastMark: map[int]holderMark{}, claimed: -1}
 	defer func() {
-		if claimed >= 0 {
-			w.unclaim(claimed)
+		if p.claimed >= 0 {
+			w.unclaim(p.claimed)
 		}
 	}()
-	// lastMark holds, per lease, the holder's term and renewal at the
-	// previous pass. A claim is made only on the pass that sees the holder
-	// write (renew or take the lease): a claim changes the record, and every
-	// observer restarts its expiry wait on a change, so a claim on the lease
-	// of a holder that has crashed would block everyone for another lease
-	// duration (and waiters that give up, withdraw their claim and claim
-	// again would keep it blocked for ever). Right after a write the holder
-	// is known to be alive, and the claim moves the expiry by no more than
-	// the time it takes to write it.
-	lastMark := map[int]holderMark{}
-	offset := rand.IntN(len(w.obs))
 	for {
-		changed := w.signal()
-		var (
-			wait      time.Duration = -1
-			synced                  = true
-			locked                  = &LockedError{}
-			retrySoon bool
-			claimable = -1 // a held lease whose holder wrote since the last pass
-		)
-		for k := range w.obs {
-			i := (offset + k) % len(w.obs)
-			st, _ := w.obs[i].State()
-			if st.Err != nil && lease.Permanent(st.Err) {
-				// Also after the first read: an observer whose watch is
-				// refused has stopped, and waiting on it would never see
-				// the release.
-				return nil, -1, st.Err
+		changed := w.changed.C() // invariant 1: the channel before the states
+		f, err := w.pass(ctx, p)
+		switch {
+		case err != nil:
+			return nil, -1, err
+		case f.term != nil:
+			if p.claimed == f.index {
+				p.claimed = -1 // our acquisition cleared the claim
 			}
-			if !st.Synced {
-				synced = false
-				continue
-			}
-			mark := markOf(st)
-			prev, seen := lastMark[i]
-			lastMark[i] = mark
-			holderWrote := seen && mark != prev
-			if rv, ok := raced[i]; ok {
-				if rv == versionOf(st) {
-					retrySoon = true
-					continue
-				}
-				delete(raced, i)
-			}
-			term, err := w.cands[i].TryAcquire(ctx)
-			var held *lease.ErrHeld
-			switch {
-			case err == nil:
-				if claimed == i {
-					claimed = -1 // our acquire cleared the claim
-				}
-				return term, i, nil
-			case errors.As(err, &held):
-				c := w.obs[i].Client()
-				locked.Holders = append(locked.Holders, Holder{
-					Lease: c.Namespace() + "/" + c.Name(), Identity: held.Holder,
-					PreferredFor: held.PreferredFor, ExpiresAt: held.ExpiresAt,
-				})
-				if d := held.ExpiresAt.Sub(clk.Now()); wait < 0 || d < wait {
-					wait = max(d, 0)
-				}
-				if holderWrote && st.Lease != nil && st.Lease.Record.Held() && st.Lease.Record.PreferredHolder == "" {
-					claimable = i
-				}
-			case errors.Is(err, lease.ErrConflict), errors.Is(err, lease.ErrAlreadyExists):
-				if w.cfg.Hooks.Conflict != nil {
-					w.cfg.Hooks.Conflict()
-				}
-				raced[i] = versionOf(st)
-				retrySoon = true
-			case ctx.Err() != nil:
-				return nil, -1, ctx.Err()
-			case lease.Permanent(err):
-				return nil, -1, err
-			default:
-				if w.cfg.Hooks.AttemptFailed != nil {
-					w.cfg.Hooks.AttemptFailed(err)
-				}
-				w.cfg.Logger.V(2).Info("lock attempt failed, will retry", "err", err)
-				retrySoon = true
-			}
+			return f.term, f.index, nil
+		case try && f.synced && !f.retrySoon:
+			return nil, -1, &f.locked
 		}
-		if try && synced && !retrySoon {
-			return nil, -1, locked
+		if !try {
+			w.maybeClaim(ctx, p, f)
 		}
-		if !try && claimed < 0 && claimable >= 0 && w.cfg.ClaimAfter > 0 && clk.Since(start) >= w.cfg.ClaimAfter {
-			if w.claim(ctx, claimable) {
-				claimed = claimable
-			}
-		}
-		if retrySoon && (wait < 0 || wait > w.cfg.RetryPeriod) {
-			wait = w.cfg.RetryPeriod
-		}
-		timedOut, err := lease.Wait(ctx, clk, changed, wait)
-		if err != nil {
+		if err := w.wait(ctx, p, f, changed); err != nil {
 			return nil, -1, err
 		}
-		if timedOut {
-			for i := range raced {
-				if st, _ := w.obs[i].State(); versionOf(st) == raced[i] {
-					w.obs[i].Resync() // the winner's write did not arrive; re-read
-				}
-				delete(raced, i)
-			}
+	}
+}
+
+// pass tries each lease once, starting at a random one so that waiters
+// spread over a semaphore's permits.
+func (w *waiter) pass(ctx context.Context, p *progress) (found, error) {
+	f := found{wait: -1, synced: true, claimable: -1}
+	offset := rand.IntN(len(w.obs))
+	for k := range w.obs {
+		i := (offset + k) % len(w.obs)
+		if err := w.tryOne(ctx, p, &f, i); err != nil || f.term != nil {
+			return f, err
 		}
 	}
+	return f, nil
+}
+
+// tryOne looks at lease i and, when it may be taken, tries to take it. It
+// records what it saw in f and returns only errors that end the wait.
+func (w *waiter) tryOne(ctx context.Context, p *progress, f *found, i int) error {
+	st, _ := w.obs[i].State()
+	switch {
+	case st.Err != nil && lease.Permanent(st.Err):
+		// Also after the first read: an observer whose watch is refused
+		// has stopped, and waiting on it would never see the release.
+		return st.Err
+	case !st.Synced:
+		f.synced = false
+		return nil
+	}
+	mark := markOf(st)
+	prev, seen := p.lastMark[i]
+	p.lastMark[i] = mark
+	if rv, ok := p.raced[i]; ok {
+		if rv == versionOf(st) {
+			f.retrySoon = true // the winner's write is on its way
+			return nil
+		}
+		delete(p.raced, i)
+	}
+	term, err := w.cands[i].TryAcquire(ctx)
+	var held *holder.HeldError
+	switch {
+	case err == nil:
+		f.term, f.index = term, i
+	case errors.As(err, &held):
+		w.noteHeld(f, i, held)
+		if seen && mark != prev && st.Lease.Record.Held() && st.Lease.Record.PreferredHolder == "" {
+			f.claimable = i // invariant 9: the holder just wrote
+		}
+	case errors.Is(err, lease.ErrConflict), errors.Is(err, lease.ErrAlreadyExists):
+		if w.cfg.hooks.Conflict != nil {
+			w.cfg.hooks.Conflict()
+		}
+		p.raced[i] = versionOf(st)
+		f.retrySoon = true
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case lease.Permanent(err):
+		return err
+	default:
+		if w.cfg.hooks.AttemptFailed != nil {
+			w.cfg.hooks.AttemptFailed(err)
+		}
+		w.cfg.Logger.V(2).Info("lock attempt failed, will retry", "err", err)
+		f.retrySoon = true
+	}
+	return nil
+}
+
+func (w *waiter) noteHeld(f *found, i int, held *holder.HeldError) {
+	c := w.obs[i].Client()
+	f.locked.Holders = append(f.locked.Holders, Holder{
+		Lease: c.Namespace() + "/" + c.Name(), Identity: held.Holder,
+		PreferredFor: held.PreferredFor, ExpiresAt: held.ExpiresAt,
+	})
+	if d := held.ExpiresAt.Sub(w.cfg.Clock.Now()); f.wait < 0 || d < f.wait {
+		f.wait = max(d, 0)
+	}
+}
+
+// maybeClaim is the claim policy: a waiter that has waited ClaimAfter and
+// holds no claim reserves the next turn on a lease whose holder just wrote.
+func (w *waiter) maybeClaim(ctx context.Context, p *progress, f found) {
+	if p.claimed >= 0 || f.claimable < 0 || w.cfg.claimAfter <= 0 || w.cfg.Clock.Since(p.start) < w.cfg.claimAfter {
+		return
+	}
+	if w.claim(ctx, f.claimable) {
+		p.claimed = f.claimable
+	}
+}
+
+// wait blocks until a lease changes, the earliest expiry, or (after a race
+// or an error) RetryPeriod. A race whose winner never showed up through the
+// watch makes that lease's observer re-read.
+func (w *waiter) wait(ctx context.Context, p *progress, f found, changed <-chan struct{}) error {
+	wait := f.wait
+	if f.retrySoon && (wait < 0 || wait > w.cfg.Timing.RetryPeriod) {
+		wait = w.cfg.Timing.RetryPeriod
+	}
+	timedOut, err := holder.Wait(ctx, w.cfg.Clock, changed, wait)
+	if err != nil || !timedOut {
+		return err
+	}
+	for i, rv := range p.raced {
+		if st, _ := w.obs[i].State(); versionOf(st) == rv {
+			w.obs[i].Resync()
+		}
+		delete(p.raced, i)
+	}
+	return nil
 }
 
 // claim reserves the next turn on lease i by setting spec.preferredHolder.
@@ -256,7 +273,7 @@ func (w *waiter) claim(ctx context.Context, i int) bool {
 	}
 	rec := st.Lease.Record
 	rec.PreferredHolder = w.cfg.Identity
-	s, err := w.obs[i].Client().Update(ctx, st.Lease, rec, 0)
+	s, err := w.obs[i].Client().Update(ctx, st.Lease, rec, 0) // invariant 4
 	if err != nil {
 		w.cfg.Logger.V(2).Info("claiming the next turn failed", "err", err)
 		return false
@@ -267,7 +284,7 @@ func (w *waiter) claim(ctx context.Context, i int) bool {
 
 // unclaim withdraws a claim when the waiter gives up.
 func (w *waiter) unclaim(i int) {
-	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.RenewDeadline)
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.Timing.RenewDeadline)
 	defer cancel()
 	c := w.obs[i].Client()
 	for attempt := 0; attempt < 3; attempt++ {
@@ -292,7 +309,7 @@ type holderMark struct {
 	renew       int64 // RenewTime in Unix microseconds (its precision on the wire)
 }
 
-func markOf(st lease.State) holderMark {
+func markOf(st holder.State) holderMark {
 	if st.Lease == nil {
 		return holderMark{}
 	}
@@ -300,7 +317,7 @@ func markOf(st lease.State) holderMark {
 	return holderMark{uid: string(st.Lease.UID), holder: r.Holder, transitions: r.Transitions, renew: r.RenewTime.UnixMicro()}
 }
 
-func versionOf(st lease.State) string {
+func versionOf(st holder.State) string {
 	if st.Lease == nil {
 		return ""
 	}

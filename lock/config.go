@@ -11,15 +11,17 @@ import (
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"k8s.io/utils/clock"
 
-	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/internal/holder"
 )
 
 // Defaults for locks. A lock's LeaseDuration is how long a crashed holder
 // blocks others.
 const (
-	DefaultLeaseDuration = lease.DefaultLeaseDuration
-	DefaultRenewDeadline = lease.DefaultRenewDeadline
-	DefaultRetryPeriod   = lease.DefaultRetryPeriod
+	DefaultLeaseDuration = holder.DefaultLeaseDuration
+	DefaultRenewDeadline = holder.DefaultRenewDeadline
+	DefaultRetryPeriod   = holder.DefaultRetryPeriod
+	// MaxLeaseDuration is the longest LeaseDuration accepted.
+	MaxLeaseDuration = holder.MaxLeaseDuration
 )
 
 // Config configures a Mutex or Semaphore. New* never modify it.
@@ -33,13 +35,14 @@ type Config struct {
 	// plus a random suffix, unique per Mutex/Semaphore value.
 	Identity string
 	// LeaseDuration: how long a holder that stops renewing (crashed) blocks
-	// others. Whole seconds. Default 15s.
+	// others. Whole seconds, at most MaxLeaseDuration. Default 15s.
 	LeaseDuration time.Duration
 	// RenewDeadline: a holder whose renewals fail this long, counted from
 	// when the last successful one was sent, loses the lock (Held.Context
-	// ends). Default 10s.
+	// ends). Default: 2/3 of LeaseDuration (10s).
 	RenewDeadline time.Duration
-	// RetryPeriod: interval between renewals and between retries. Default 2s.
+	// RetryPeriod: interval between renewals and between retries. Default:
+	// RenewDeadline/5 (2s).
 	RetryPeriod time.Duration
 	// ClaimAfter: a waiter that has waited this long claims the next turn by
 	// setting spec.preferredHolder, so that it is not starved by luckier
@@ -55,58 +58,68 @@ type Config struct {
 	// Logger receives retries and losses. Default: discard.
 	Logger logr.Logger
 	// Hooks receive per-attempt callbacks (for metrics).
-	Hooks lease.Hooks
+	Hooks Hooks
 }
 
-func (c Config) withDefaults(permits int) (Config, error) {
-	var errs []error
-	if c.Leases == nil {
-		errs = append(errs, errors.New("Leases is required (for example clientset.CoordinationV1())"))
-	}
-	refErrs := lease.ValidateRef(c.Namespace, c.Name)
-	errs = append(errs, refErrs...)
-	if len(refErrs) == 0 && permits > 1 {
-		if longest := permitName(c.Name, permits-1); len(lease.ValidateRef(c.Namespace, longest)) > 0 {
-			errs = append(errs, fmt.Errorf("Name %q does not give valid Lease names for %d permits: %q is longer than 253 characters", c.Name, permits, longest))
-		}
-	}
+// Hooks are optional callbacks for metrics. They run on the goroutines that
+// acquire and renew, never on the one that ends a Held at its deadline, and
+// should return quickly: a hook that blocks delays renewals (and may lose
+// the lock), never the end of Held.Context.
+type Hooks struct {
+	// Renewed is called after every renewal attempt with its latency.
+	Renewed func(latency time.Duration, err error)
+	// AttemptFailed is called when an acquisition attempt fails for a reason
+	// other than losing a race.
+	AttemptFailed func(err error)
+	// Conflict is called when an acquisition attempt loses a race (HTTP
+	// 409).
+	Conflict func()
+}
+
+// Validate reports every problem with the Config for a Mutex at once, each
+// naming the field and its value.
+func (c Config) Validate() error {
+	_, err := c.complete(1)
+	return err
+}
+
+// settings is a completed Config: the shared core plus the lock's own.
+type settings struct {
+	holder.Config
+	claimAfter time.Duration
+	hooks      holder.Hooks
+}
+
+func (c Config) complete(permits int) (settings, error) {
+	core, err := holder.Config{
+		Leases: c.Leases, Namespace: c.Namespace, Name: c.Name, Identity: c.Identity,
+		Timing: holder.Timing{LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod},
+		Clock:  c.Clock, Logger: c.Logger,
+	}.Complete(defaultIdentity)
+	errs := []error{err}
 	if permits < 1 {
 		errs = append(errs, fmt.Errorf("permits %d must be at least 1", permits))
-	}
-	if c.Identity == "" {
-		id, err := defaultIdentity()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("Identity is empty and no default could be made: %w", err))
+	} else if permits > 1 && len(holder.ValidateRef(c.Namespace, c.Name)) == 0 {
+		if longest := permitName(c.Name, permits-1); len(holder.ValidateRef(c.Namespace, longest)) > 0 {
+			errs = append(errs, fmt.Errorf("Name %q does not give valid Lease names for %d permits: %q is not a valid Lease name", c.Name, permits, longest))
 		}
-		c.Identity = id
 	}
-	t := c.timing().WithDefaults()
-	c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = t.LeaseDuration, t.RenewDeadline, t.RetryPeriod
-	if c.ClaimAfter == 0 {
-		c.ClaimAfter = c.LeaseDuration
-	}
-	if err := c.timing().Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if c.Clock == nil {
-		c.Clock = clock.RealClock{}
+	s := settings{Config: core, claimAfter: c.ClaimAfter, hooks: holder.Hooks(c.Hooks)}
+	if s.claimAfter == 0 {
+		s.claimAfter = core.Timing.LeaseDuration
 	}
 	if err := errors.Join(errs...); err != nil {
-		return c, fmt.Errorf("lock: invalid config: %w", err)
+		return s, fmt.Errorf("lock: invalid config: %w", err)
 	}
-	return c, nil
-}
-
-func (c Config) timing() lease.Timing {
-	return lease.Timing{LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod}
+	return s, nil
 }
 
 func permitName(name string, i int) string { return fmt.Sprintf("%s-%d", name, i) }
 
-// defaultIdentity is lease.DefaultIdentity plus a random suffix, so that
-// several Mutex values in one process are distinct holders.
+// defaultIdentity is the elector's default identity plus a random suffix,
+// so that several Mutex values in one process are distinct holders.
 func defaultIdentity() (string, error) {
-	host, err := lease.DefaultIdentity()
+	host, err := holder.DefaultIdentity()
 	if err != nil {
 		return "", err
 	}

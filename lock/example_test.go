@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/leasehold/leasehold/internal/fakelease"
-	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/lock"
 )
 
@@ -48,7 +47,7 @@ func Example() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println("released:", errors.Is(context.Cause(held.Context()), lease.ErrReleased))
+	fmt.Println("released:", errors.Is(context.Cause(held.Context()), lock.ErrReleased))
 
 	next, err := other.TryLock(ctx)
 	if err != nil {

@@ -2,22 +2,36 @@ package lock
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/holder"
 	"github.com/leasehold/leasehold/lease"
+)
+
+// Why a Held's context ended (context.Cause of Held.Context).
+var (
+	// ErrLost: another identity holds the lease, or it was deleted.
+	ErrLost = holder.ErrLost
+	// ErrDeadline: no renewal succeeded within RenewDeadline of the last
+	// one sent; the context ended before anyone else could take the lock.
+	ErrDeadline = holder.ErrDeadline
+	// ErrReleased: Release was called.
+	ErrReleased = holder.ErrReleased
 )
 
 // Held is one acquisition of a lock (or of one permit of a semaphore). It
 // renews in the background until Release. Its Context ends when the lock is
 // lost, strictly before another process could see the lease expire. Held is
 // safe for concurrent use; Release must be called, also after a loss, to stop
-// its background work.
+// its background work (Do does it for you, panics included).
 type Held struct {
-	term   *lease.Term
-	permit int
-	lease  string
-	w      *waiter
+	term    *holder.Term
+	permit  int
+	lease   string
+	w       *waiter
+	timeout time.Duration // bound on a release made while unwinding
 
 	once   sync.Once
 	relErr error
@@ -27,7 +41,7 @@ type Held struct {
 func (h *Held) Token() lease.Token { return h.term.Token() }
 
 // Context is cancelled when the lock is lost or released; context.Cause
-// says which (lease.ErrLost, lease.ErrDeadline, lease.ErrReleased).
+// says which (ErrLost, ErrDeadline, ErrReleased).
 func (h *Held) Context() context.Context { return h.term.Context() }
 
 // Done is closed when Context ends.
@@ -54,4 +68,20 @@ func (h *Held) Release(ctx context.Context) error {
 		h.w.stop(-1)
 	})
 	return h.relErr
+}
+
+// do runs fn under h and releases h when fn returns or panics (invariant
+// 10). A release made while a panic unwinds is bounded by RenewDeadline.
+func (h *Held) do(ctx context.Context, fn func(ctx context.Context, token lease.Token) error) (err error) {
+	returned := false
+	defer func() {
+		if !returned {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.timeout)
+			defer cancel()
+			_ = h.Release(rctx)
+		}
+	}()
+	fnErr := fn(h.Context(), h.Token())
+	returned = true
+	return errors.Join(fnErr, h.Release(context.WithoutCancel(ctx)))
 }

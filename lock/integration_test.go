@@ -217,8 +217,8 @@ func testPartitionedHolder(t *testing.T, cs kubernetes.Interface) {
 	p.cut.Store(true)
 	<-h.Done()
 	ended := time.Now()
-	if !errors.Is(h.Err(), lease.ErrDeadline) {
-		t.Errorf("a's context ended with %v, want lease.ErrDeadline", h.Err())
+	if !errors.Is(h.Err(), lock.ErrDeadline) {
+		t.Errorf("a's context ended with %v, want lock.ErrDeadline", h.Err())
 	}
 	r := <-waiting
 	if r.err != nil {

@@ -304,8 +304,8 @@ func TestLockReleaseTokensAndContext(t *testing.T) {
 		default:
 			t.Fatal("Done not closed by Release")
 		}
-		if !errors.Is(context.Cause(ctx), lease.ErrReleased) || !errors.Is(h.Err(), lease.ErrReleased) {
-			t.Fatalf("cause %v, Err %v: want lease.ErrReleased", context.Cause(ctx), h.Err())
+		if !errors.Is(context.Cause(ctx), lock.ErrReleased) || !errors.Is(h.Err(), lock.ErrReleased) {
+			t.Fatalf("cause %v, Err %v: want lock.ErrReleased", context.Cause(ctx), h.Err())
 		}
 		l = srv.Lease(ns, "basic")
 		if *l.Spec.HolderIdentity != "" || *l.Spec.LeaseDurationSeconds != 1 || *l.Spec.LeaseTransitions != 1 {
@@ -529,8 +529,8 @@ func TestLostRenewalsEndContextBeforeExpiry(t *testing.T) {
 		<-h.Done()
 		aEnded := time.Now()
 		synctest.Wait() // a renewal sent at the deadline has failed too
-		if !errors.Is(h.Err(), lease.ErrDeadline) || !errors.Is(context.Cause(h.Context()), lease.ErrDeadline) {
-			t.Fatalf("context ended with %v, want lease.ErrDeadline", h.Err())
+		if !errors.Is(h.Err(), lock.ErrDeadline) || !errors.Is(context.Cause(h.Context()), lock.ErrDeadline) {
+			t.Fatalf("context ended with %v, want lock.ErrDeadline", h.Err())
 		}
 		if d := aEnded.Sub(lastRenew); d != lock.DefaultRenewDeadline {
 			t.Errorf("context ended %v after the last successful renewal was sent, want RenewDeadline", d)
@@ -547,7 +547,7 @@ func TestLostRenewalsEndContextBeforeExpiry(t *testing.T) {
 		}
 		// a's Release after the loss writes nothing and succeeds.
 		mustRelease(t, h)
-		if !errors.Is(h.Err(), lease.ErrDeadline) {
+		if !errors.Is(h.Err(), lock.ErrDeadline) {
 			t.Errorf("cause changed by Release to %v", h.Err())
 		}
 		if holder, _ := holderOf(t, srv, "partition"); holder != "b" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/leasehold/leasehold/internal/holder"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -18,18 +19,18 @@ import (
 // Semaphore is safe for concurrent use; each Acquire is independent.
 type Semaphore struct {
 	mem     memory
-	cfg     Config
+	cfg     settings
 	permits int
 	names   []string
 }
 
 // NewSemaphore returns a Semaphore with the given number of permits.
 func NewSemaphore(cfg Config, permits int) (*Semaphore, error) {
-	cfg, err := cfg.withDefaults(permits)
+	set, err := cfg.complete(permits)
 	if err != nil {
 		return nil, err
 	}
-	s := &Semaphore{cfg: cfg, permits: permits}
+	s := &Semaphore{cfg: set, permits: permits}
 	for i := range permits {
 		s.names = append(s.names, permitName(cfg.Name, i))
 	}
@@ -54,7 +55,18 @@ func (s *Semaphore) TryAcquire(ctx context.Context) (*Held, error) {
 	return acquire(ctx, s.cfg, s.names, true, &s.mem)
 }
 
-func acquire(ctx context.Context, cfg Config, names []string, try bool, mem *memory) (*Held, error) {
+// Do takes a permit as Acquire does, runs fn under it with the permit's
+// context and fencing token, and releases the permit when fn returns — or
+// panics: the permit is released before the panic continues.
+func (s *Semaphore) Do(ctx context.Context, fn func(ctx context.Context, token lease.Token) error) error {
+	h, err := s.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	return h.do(ctx, fn)
+}
+
+func acquire(ctx context.Context, cfg settings, names []string, try bool, mem *memory) (*Held, error) {
 	w, err := newWaiter(cfg, names)
 	if err != nil {
 		return nil, err
@@ -73,7 +85,7 @@ func acquire(ctx context.Context, cfg Config, names []string, try bool, mem *mem
 		return nil, err
 	}
 	w.stop(i)
-	return &Held{term: term, permit: i, lease: fmt.Sprintf("%s/%s", cfg.Namespace, names[i]), w: w}, nil
+	return &Held{term: term, permit: i, lease: fmt.Sprintf("%s/%s", cfg.Namespace, names[i]), w: w, timeout: cfg.Timing.RenewDeadline}, nil
 }
 
 // memory keeps, per Lease, the last state seen by an earlier acquisition, so
@@ -81,23 +93,23 @@ func acquire(ctx context.Context, cfg Config, names []string, try bool, mem *mem
 // of starting the wait over.
 type memory struct {
 	mu   sync.Mutex
-	last map[string]lease.State
+	last map[string]holder.State
 }
 
-func (m *memory) get(name string) lease.State {
+func (m *memory) get(name string) holder.State {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.last[name]
 }
 
-func (m *memory) put(name string, st lease.State) {
+func (m *memory) put(name string, st holder.State) {
 	if !st.Synced {
 		return
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.last == nil {
-		m.last = map[string]lease.State{}
+		m.last = map[string]holder.State{}
 	}
 	m.last[name] = st
 }

@@ -75,7 +75,7 @@ func (h *handoffCmd) run(ctx context.Context, name string) error {
 	if err != nil {
 		return leaseError(ns, name, err)
 	}
-	if from == nil {
+	if from.Record.Holder == h.to {
 		fmt.Fprintf(h.io.Out, "%s already holds lease %s/%s\n", h.to, ns, name)
 		return nil
 	}
@@ -89,7 +89,10 @@ func (h *handoffCmd) run(ctx context.Context, name string) error {
 		return nil
 	}
 
-	obs := lease.NewObserver(c, nil, time.Second)
+	obs, err := election.NewWatcher(cs.CoordinationV1(), ns, name, time.Second)
+	if err != nil {
+		return err
+	}
 	obs.Offer(from)
 	wctx, cancel := context.WithTimeout(ctx, h.wait)
 	var wg sync.WaitGroup

@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/leasehold/leasehold/election"
-	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/internal/holder"
 )
 
 func init() { subcommands = append(subcommands, newRunCmd) }
@@ -119,7 +119,7 @@ func (r *runCmd) validate() error {
 	if r.lease == "" {
 		errs = append(errs, errors.New("--lease is required"))
 	}
-	if err := (lease.Timing{LeaseDuration: r.leaseDuration, RenewDeadline: r.renewDeadline, RetryPeriod: r.retryPeriod}).Validate(); err != nil {
+	if err := (holder.Timing{LeaseDuration: r.leaseDuration, RenewDeadline: r.renewDeadline, RetryPeriod: r.retryPeriod}).Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("timing (--lease-duration, --renew-deadline, --retry-period): %w", err))
 	}
 	if r.grace < 0 {

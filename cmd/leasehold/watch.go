@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/leasehold/leasehold/election"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -57,11 +58,10 @@ func (w *watchCmd) run(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	c, err := lease.NewClient(cs.CoordinationV1(), ns, name)
+	obs, err := election.NewWatcher(cs.CoordinationV1(), ns, name, time.Second)
 	if err != nil {
 		return err
 	}
-	obs := lease.NewObserver(c, nil, time.Second)
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -70,7 +70,7 @@ func (w *watchCmd) run(ctx context.Context, name string) error {
 	wg.Go(func() { ended <- obs.Run(runCtx) })
 
 	var (
-		prev     lease.State // last state reported on
+		prev     election.LeaseState // last state reported on
 		expired  bool        // the current term was reported expired
 		lastErr  string
 		timer    *time.Timer
@@ -138,7 +138,7 @@ func (w *watchCmd) say(format string, args ...any) {
 
 // report prints what changed from prev to cur; wasExpired says whether prev's
 // term had expired in this watcher's view.
-func (w *watchCmd) report(ns, name string, prev, cur lease.State, wasExpired bool) {
+func (w *watchCmd) report(ns, name string, prev, cur election.LeaseState, wasExpired bool) {
 	if !prev.Synced {
 		if !cur.Exists() {
 			w.say("lease %s/%s does not exist (yet); waiting for it", ns, name)

@@ -49,11 +49,10 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return err
 	}
-	release := o.ReleaseOnCancel
 	e, err := election.New(election.Config{
 		Leases: cs.CoordinationV1(), Namespace: o.Namespace, Name: o.Lease, Identity: o.Identity,
 		LeaseDuration: o.LeaseDuration, RenewDeadline: o.RenewDeadline, RetryPeriod: o.RetryPeriod,
-		ReleaseOnCancel: &release,
+		KeepLeaseOnCancel: !o.ReleaseOnCancel,
 	})
 	if err != nil {
 		return err

@@ -179,7 +179,7 @@ func run(ctx context.Context, o options, out *emitter, counts *counter) error {
 func runLeasehold(ctx context.Context, o options, cs kubernetes.Interface, w *worker) error {
 	cfg := election.Config{
 		Leases: cs.CoordinationV1(), Namespace: o.namespace, Name: o.name, Identity: o.id,
-		LeaseDuration: o.ld, RenewDeadline: o.rd, RetryPeriod: o.rp, ReleaseOnCancel: &o.releaseOnCancel,
+		LeaseDuration: o.ld, RenewDeadline: o.rd, RetryPeriod: o.rp, KeepLeaseOnCancel: !o.releaseOnCancel,
 	}
 	if o.clockRate != 1 {
 		cfg.Clock = NewRateClock(o.clockRate)

@@ -1,4 +1,4 @@
-package lease
+package holder
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/clock"
+
+	"github.com/leasehold/leasehold/lease"
 )
 
 // State is what an Observer currently knows about its Lease.
@@ -19,7 +21,7 @@ type State struct {
 	// Synced is false until the Lease has been read once.
 	Synced bool
 	// Lease is the latest snapshot, nil when the Lease does not exist.
-	Lease *Snapshot
+	Lease *lease.Snapshot
 	// ObservedAt is the local time at which the record was last seen to
 	// change (or the Lease to appear or disappear). Expiry is judged from it,
 	// never from timestamps written by other clocks.
@@ -56,7 +58,7 @@ func (s State) ExpiresAt() time.Time {
 // Observer is safe for concurrent use. Run must be called (once) for it to
 // make progress.
 type Observer struct {
-	client *Client
+	client *lease.Client
 	clock  clock.Clock
 	retry  time.Duration
 
@@ -71,7 +73,7 @@ type Observer struct {
 
 // NewObserver returns an Observer of the client's Lease. retry is the wait
 // between attempts to re-establish a failed watch.
-func NewObserver(c *Client, clk clock.Clock, retry time.Duration) *Observer {
+func NewObserver(c *lease.Client, clk clock.Clock, retry time.Duration) *Observer {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
@@ -82,7 +84,7 @@ func NewObserver(c *Client, clk clock.Clock, retry time.Duration) *Observer {
 }
 
 // Client returns the Lease client the Observer reads with.
-func (o *Observer) Client() *Client { return o.client }
+func (o *Observer) Client() *lease.Client { return o.client }
 
 // State returns the latest state and a channel closed when it next changes.
 func (o *Observer) State() (State, <-chan struct{}) {
@@ -116,7 +118,7 @@ func (o *Observer) Seed(prev State) {
 
 // Offer records a snapshot obtained outside the watch, typically the result
 // of the caller's own write. Snapshots older than what is known are ignored.
-func (o *Observer) Offer(s *Snapshot) {
+func (o *Observer) Offer(s *lease.Snapshot) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.offers++
@@ -124,7 +126,7 @@ func (o *Observer) Offer(s *Snapshot) {
 }
 
 // apply must be called with o.mu held.
-func (o *Observer) apply(s *Snapshot, rv string) {
+func (o *Observer) apply(s *lease.Snapshot, rv string) {
 	if o.state.Synced && o.lastRV != "" && rv != "" {
 		if cmp, err := resourceversion.CompareResourceVersion(rv, o.lastRV); err == nil && cmp <= 0 {
 			return
@@ -134,13 +136,15 @@ func (o *Observer) apply(s *Snapshot, rv string) {
 		o.lastRV = rv
 	}
 	prev := o.state
+	// Invariants 2 and 3: expiry is counted from the local time a change of
+	// any field was seen, never from a timestamp in the record.
 	next := State{Synced: true, Lease: s, ObservedAt: prev.ObservedAt, Err: nil}
 	switch {
 	case !prev.Synced && s != nil && o.seed.Lease != nil && s.UID == o.seed.Lease.UID && s.ResourceVersion == o.seed.Lease.ResourceVersion:
 		next.ObservedAt = o.seed.ObservedAt
 	case !prev.Synced, (prev.Lease == nil) != (s == nil):
 		next.ObservedAt = o.clock.Now()
-	case s != nil && (s.UID != prev.Lease.UID || !sameState(s.Record, prev.Lease.Record)):
+	case s != nil && (s.UID != prev.Lease.UID || !s.Record.Equal(prev.Lease.Record)):
 		next.ObservedAt = o.clock.Now()
 	}
 	o.state = next
@@ -165,7 +169,7 @@ func (o *Observer) notify() {
 
 // Run watches the Lease until ctx ends, then returns ctx.Err(). Errors are
 // published in State.Err; transient ones are retried every retry interval,
-// while a permanent one (forbidden, unauthorized, invalid: see Permanent)
+// while a permanent one (forbidden, unauthorized, invalid: see lease.Permanent)
 // ends Run with that error, since retrying cannot help without a change of
 // RBAC or credentials.
 func (o *Observer) Run(ctx context.Context) error {
@@ -177,12 +181,12 @@ func (o *Observer) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if errors.Is(err, errResync) || errors.Is(err, ErrGone) {
+		if errors.Is(err, errResync) || errors.Is(err, lease.ErrGone) {
 			continue // re-read at once
 		}
 		if err != nil {
 			o.setErr(err)
-			if Permanent(err) {
+			if lease.Permanent(err) {
 				return err
 			}
 			t := o.clock.NewTimer(o.retry)
@@ -207,7 +211,7 @@ func (o *Observer) read(ctx context.Context) (string, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, lease.ErrNotFound):
 		if o.offers != offers && o.state.Lease != nil && o.lastRV != "" {
 			// A version offered while the read was in flight is newer than
 			// the read; a delete after it arrives through the watch.
@@ -276,7 +280,7 @@ func (o *Observer) follow(ctx context.Context, w watch.Interface, rv string) (st
 				}
 				rv = l.ResourceVersion
 				o.mu.Lock()
-				o.apply(NewSnapshot(l), rv)
+				o.apply(lease.NewSnapshot(l), rv)
 				o.mu.Unlock()
 			case watch.Deleted:
 				if m, err := meta.Accessor(ev.Object); err == nil {
@@ -294,7 +298,7 @@ func (o *Observer) follow(ctx context.Context, w watch.Interface, rv string) (st
 				status, _ := ev.Object.(*metav1.Status)
 				var err error = errWatchClosed
 				if status != nil {
-					err = classify("watch", o.client.namespace, o.client.name, statusError(status))
+					err = o.client.WatchError(status)
 				}
 				return rv, err
 			}
@@ -303,6 +307,6 @@ func (o *Observer) follow(ctx context.Context, w watch.Interface, rv string) (st
 }
 
 var (
-	errResync      = errors.New("lease: watch restarted on request")
-	errWatchClosed = errors.New("lease: watch ended with an error event")
+	errResync      = errors.New("holder: watch restarted on request")
+	errWatchClosed = errors.New("holder: watch ended with an error event")
 )

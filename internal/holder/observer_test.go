@@ -1,4 +1,4 @@
-package lease_test
+package holder_test
 
 import (
 	"context"
@@ -13,11 +13,13 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/leasehold/leasehold/internal/fakelease"
+	"github.com/leasehold/leasehold/internal/holder"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -25,6 +27,8 @@ import (
 // goroutine is blocked, so "now" is exact and retries cost no real time.
 
 const obsRetry = 2 * time.Second
+
+var leasesGR = schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}
 
 // leasesProxy sits between the Observer and the fake apiserver. It can hold
 // watch requests at a gate (so that a test can change the server while the
@@ -133,7 +137,7 @@ func (l *proxyLeaseInterface) Watch(ctx context.Context, opts metav1.ListOptions
 type observerEnv struct {
 	srv   *fakelease.Server
 	proxy *leasesProxy
-	obs   *lease.Observer
+	obs   *holder.Observer
 	done  chan error // receives Run's result
 }
 
@@ -147,7 +151,7 @@ func newObserverEnv(t *testing.T) *observerEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &observerEnv{srv: srv, proxy: proxy, obs: lease.NewObserver(c, nil, obsRetry), done: make(chan error, 1)}
+	return &observerEnv{srv: srv, proxy: proxy, obs: holder.NewObserver(c, nil, obsRetry), done: make(chan error, 1)}
 }
 
 // run starts the Observer until the test ends and checks that Run then
@@ -201,7 +205,7 @@ func (e *observerEnv) put(rec lease.Record, mutate ...func(*coordinationv1.Lease
 }
 
 // state waits until the Observer is idle and returns its state.
-func (e *observerEnv) state(t *testing.T) (lease.State, <-chan struct{}) {
+func (e *observerEnv) state(t *testing.T) (holder.State, <-chan struct{}) {
 	t.Helper()
 	synctest.Wait()
 	return e.obs.State()
@@ -223,7 +227,7 @@ func isClosed(ch <-chan struct{}) bool {
 
 // checkState fails unless st holds the lease stored as want (nil: absent),
 // observed at observedAt, without error.
-func checkState(t *testing.T, st lease.State, want *coordinationv1.Lease, observedAt time.Time) {
+func checkState(t *testing.T, st holder.State, want *coordinationv1.Lease, observedAt time.Time) {
 	t.Helper()
 	if !st.Synced {
 		t.Error("State.Synced = false")
@@ -247,7 +251,9 @@ func checkState(t *testing.T, st lease.State, want *coordinationv1.Lease, observ
 		t.Errorf("State.Lease at rv %s uid %s, want rv %s uid %s", st.Lease.ResourceVersion, st.Lease.UID, want.ResourceVersion, want.UID)
 	}
 	rec := lease.FromSpec(want.Spec)
-	checkRecord(t, st.Lease.Record, rec)
+	if !st.Lease.Record.Equal(rec) {
+		t.Errorf("State.Lease.Record = %+v, want %+v", st.Lease.Record, rec)
+	}
 	if st.Holder() != rec.Holder {
 		t.Errorf("State.Holder() = %q, want %q", st.Holder(), rec.Holder)
 	}
@@ -265,7 +271,7 @@ func TestObserverInitialSync(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			e := newObserverEnv(t)
 			stored := e.put(heldBy("a", 1), func(l *coordinationv1.Lease) {
-				l.Annotations = map[string]string{lease.TokenAnnotation: "100/1"}
+				l.Annotations = map[string]string{lease.TokenAnnotation: "100/1/a"}
 			})
 			st, ch := e.obs.State()
 			if st.Synced || st.Lease != nil || !st.ObservedAt.IsZero() || st.Err != nil {
@@ -321,7 +327,7 @@ func TestObserverInitialSync(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			e := newObserverEnv(t)
 			stored := e.put(heldBy("a", 4).Released(time.Now()), func(l *coordinationv1.Lease) {
-				l.Annotations = map[string]string{lease.TokenAnnotation: "100/4"}
+				l.Annotations = map[string]string{lease.TokenAnnotation: "100/4/a"}
 			})
 			start := time.Now()
 			e.run(t)
@@ -950,7 +956,7 @@ func TestObserverErrors(t *testing.T) {
 
 // waitSignal waits until the Observer is idle, requires ch to have been
 // closed, and returns the new state and channel.
-func waitSignal(t *testing.T, e *observerEnv, ch <-chan struct{}) (lease.State, <-chan struct{}) {
+func waitSignal(t *testing.T, e *observerEnv, ch <-chan struct{}) (holder.State, <-chan struct{}) {
 	t.Helper()
 	synctest.Wait()
 	if !isClosed(ch) {
@@ -1050,7 +1056,7 @@ func TestObserverUsesInjectedClock(t *testing.T) {
 			t.Fatal(err)
 		}
 		fake := clocktesting.NewFakeClock(time.Date(2031, 1, 2, 3, 4, 5, 0, time.UTC))
-		obs := lease.NewObserver(c, fake, obsRetry)
+		obs := holder.NewObserver(c, fake, obsRetry)
 		if obs.Client() != c {
 			t.Error("Client() does not return the client given")
 		}

@@ -1,0 +1,288 @@
+package holder
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/leasehold/leasehold/lease"
+)
+
+// Hooks are optional callbacks for metrics and logs. They run on the
+// goroutine that renews (Renewed) or acquires (the others), never on the one
+// that enforces the hard deadline (invariant 6), so a hook that blocks delays
+// renewals, and may cost the term, but never makes a term outlive its
+// deadline. They should return quickly.
+type Hooks struct {
+	// Renewed is called after every renewal attempt with its latency.
+	Renewed func(latency time.Duration, err error)
+	// AttemptFailed is called when an acquisition attempt fails for a reason
+	// other than losing a race (conflict).
+	AttemptFailed func(err error)
+	// Conflict is called when an acquisition attempt loses a race.
+	Conflict func()
+}
+
+// CandidateConfig configures a Candidate.
+type CandidateConfig struct {
+	Identity string
+	Timing   Timing
+	Clock    clock.Clock // nil: the real clock
+	Hooks    Hooks
+	// KeepOnPreference makes terms ignore a preferred holder naming someone
+	// else: a lock holder keeps its lock until it releases it, and the
+	// preferred candidate gets it first then. Electors leave it false: a
+	// preferred holder preempts them (ErrPreempted).
+	KeepOnPreference bool
+}
+
+// Candidate acquires one Lease for one identity, driven by an Observer: it
+// waits on the watch for the lease to be released or to expire in its own
+// view and then tries one conditional update. It never polls while the lease
+// is validly held by someone else.
+//
+// A Candidate is safe for concurrent use, but holds at most one term at a
+// time by design of its callers (election, lock).
+type Candidate struct {
+	obs *Observer
+	cfg CandidateConfig
+
+	mu    sync.Mutex
+	ownRV string // version we last wrote as holder: we may take it back at once (invariant 5)
+}
+
+// NewCandidate returns a Candidate on the Lease watched by obs. The caller
+// runs obs.Run for as long as it uses the Candidate.
+func NewCandidate(obs *Observer, cfg CandidateConfig) (*Candidate, error) {
+	var errs []error
+	if obs == nil {
+		errs = append(errs, errors.New("observer is nil"))
+	}
+	if cfg.Identity == "" {
+		errs = append(errs, errors.New("identity is empty"))
+	}
+	errs = append(errs, cfg.Timing.Validate())
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("holder: new candidate: %w", err)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.RealClock{}
+	}
+	return &Candidate{obs: obs, cfg: cfg}, nil
+}
+
+// Identity returns the candidate's identity.
+func (c *Candidate) Identity() string { return c.cfg.Identity }
+
+// Observer returns the Observer the candidate follows.
+func (c *Candidate) Observer() *Observer { return c.obs }
+
+// HeldError is returned by TryAcquire when someone else validly holds the
+// lease, or it is reserved for another candidate.
+type HeldError struct {
+	// Holder is the current holder, "" when the lease is reserved.
+	Holder string
+	// ExpiresAt is when the lease (or the reservation) expires in this
+	// process's view, if its holder stops renewing.
+	ExpiresAt time.Time
+	// PreferredFor is set when the lease is released but reserved for a
+	// planned handoff to another identity.
+	PreferredFor string
+}
+
+func (e *HeldError) Error() string {
+	if e.PreferredFor != "" {
+		return fmt.Sprintf("reserved for %q (planned handoff) until %s", e.PreferredFor, e.ExpiresAt.Format(time.RFC3339Nano))
+	}
+	return fmt.Sprintf("held by %q, expires at %s unless renewed", e.Holder, e.ExpiresAt.Format(time.RFC3339Nano))
+}
+
+// Acquire blocks until this candidate holds the lease and returns the new
+// Term, or returns when ctx ends (ctx.Err()) or on a permanent API error
+// (forbidden, unauthorized, invalid). Transient errors are retried every
+// RetryPeriod and reported through Hooks.AttemptFailed.
+func (c *Candidate) Acquire(ctx context.Context) (*Term, error) {
+	var raced string // the version we lost a race on; "" when none
+	for {
+		st, changed := c.obs.State()
+		wait, term, err := c.step(ctx, st, &raced)
+		if term != nil || err != nil {
+			return term, err
+		}
+		timedOut, err := Wait(ctx, c.cfg.Clock, changed, wait)
+		if err != nil {
+			return nil, err
+		}
+		if timedOut && raced != "" {
+			// The winner's write never arrived through the watch: it
+			// may be behind. Re-read rather than wait on it for ever.
+			c.obs.Resync()
+			raced = ""
+		}
+	}
+}
+
+// step decides what to do with one observed state: attempt, or wait (for a
+// change, or at most the returned duration; -1: no limit). raced carries the
+// version of a lost race across steps.
+func (c *Candidate) step(ctx context.Context, st State, raced *string) (time.Duration, *Term, error) {
+	switch {
+	case st.Err != nil && lease.Permanent(st.Err):
+		return 0, nil, st.Err
+	case !st.Synced:
+		return -1, nil, nil
+	case *raced != "" && versionOf(st) == *raced:
+		// We lost a race on this version; the winner's write is on its way
+		// through the watch. Re-read if it does not arrive.
+		return c.cfg.Timing.RetryPeriod, nil, nil
+	}
+	*raced = ""
+	if d := c.waitFor(st, c.cfg.Clock.Now()); d > 0 {
+		return d, nil, nil
+	}
+	term, err := c.attempt(ctx, st)
+	switch {
+	case err == nil:
+		return 0, term, nil
+	case errors.Is(err, lease.ErrConflict), errors.Is(err, lease.ErrAlreadyExists):
+		if c.cfg.Hooks.Conflict != nil {
+			c.cfg.Hooks.Conflict()
+		}
+		*raced = versionOf(st)
+		return c.cfg.Timing.RetryPeriod, nil, nil
+	case ctx.Err() != nil:
+		return 0, nil, ctx.Err()
+	case lease.Permanent(err):
+		return 0, nil, err
+	}
+	if c.cfg.Hooks.AttemptFailed != nil {
+		c.cfg.Hooks.AttemptFailed(err)
+	}
+	return c.cfg.Timing.RetryPeriod, nil, nil
+}
+
+func versionOf(st State) string {
+	if st.Lease == nil {
+		return ""
+	}
+	return st.Lease.ResourceVersion
+}
+
+// TryAcquire makes at most one attempt once the lease has been read. When
+// the lease is validly held (or reserved) by someone else it returns
+// *HeldError without writing anything.
+func (c *Candidate) TryAcquire(ctx context.Context) (*Term, error) {
+	st, changed := c.obs.State()
+	for !st.Synced {
+		// The first read is in flight; wait for it.
+		if st.Err != nil {
+			return nil, st.Err
+		}
+		if _, err := Wait(ctx, c.cfg.Clock, changed, -1); err != nil {
+			return nil, err
+		}
+		st, changed = c.obs.State()
+	}
+	if d := c.waitFor(st, c.cfg.Clock.Now()); d > 0 {
+		held := &HeldError{Holder: st.Holder(), ExpiresAt: c.cfg.Clock.Now().Add(d)}
+		if st.Lease != nil && !st.Lease.Record.Held() {
+			held.PreferredFor = st.Lease.Record.PreferredHolder
+		}
+		return nil, held
+	}
+	return c.attempt(ctx, st)
+}
+
+// waitFor returns how long to wait before the lease may be taken in this
+// process's view, 0 if it may be taken now.
+func (c *Candidate) waitFor(st State, now time.Time) time.Duration {
+	if st.Lease == nil {
+		return 0
+	}
+	rec := st.Lease.Record
+	if !rec.Held() {
+		if rec.PreferredHolder != "" && rec.PreferredHolder != c.cfg.Identity {
+			// Planned handoff: leave the preferred candidate a head start
+			// before competing for the released lease.
+			return st.ObservedAt.Add(c.reservation()).Sub(now)
+		}
+		return 0
+	}
+	if rec.Holder == c.cfg.Identity && c.isOwn(st.Lease.ResourceVersion) {
+		// Invariant 5: our own last write; our previous term has ended
+		// here. A record naming us at a version we did not write (an
+		// earlier process with our identity) waits like any other.
+		return 0
+	}
+	// Invariant 2: the local time the record was seen, plus its own
+	// duration.
+	d := rec.LeaseDuration
+	if d <= 0 {
+		d = c.cfg.Timing.LeaseDuration
+	}
+	return st.ObservedAt.Add(d).Sub(now)
+}
+
+// reservation is how long a released lease stays reserved for its preferred
+// holder in this candidate's view. The lease is free, so shortening it is
+// safe; it is only the preferred candidate's head start.
+func (c *Candidate) reservation() time.Duration {
+	return c.cfg.Timing.LeaseDuration
+}
+
+func (c *Candidate) isOwn(rv string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ownRV == rv
+}
+
+func (c *Candidate) setOwn(rv string) {
+	c.mu.Lock()
+	c.ownRV = rv
+	c.mu.Unlock()
+}
+
+// attempt tries to take the lease from the observed state with one
+// conditional write (two when the Lease does not exist yet: it is created
+// released, so that every term's token is the version its acquisition
+// replaced).
+func (c *Candidate) attempt(ctx context.Context, st State) (*Term, error) {
+	client := c.obs.Client()
+	base := st.Lease
+	if base == nil {
+		created, err := client.Create(ctx, lease.Record{}.Released(c.cfg.Clock.Now()))
+		if err != nil {
+			return nil, err
+		}
+		c.obs.Offer(created)
+		base = created
+	}
+	// Invariant 8: the token is the version this write replaces.
+	tok, err := lease.TokenOf(base.ResourceVersion)
+	if err != nil {
+		return nil, err
+	}
+	sent := c.cfg.Clock.Now()
+	rec := lease.Record{
+		Holder:        c.cfg.Identity,
+		LeaseDuration: c.cfg.Timing.LeaseDuration,
+		AcquireTime:   sent,
+		RenewTime:     sent,
+		Transitions:   base.Record.Transitions + 1,
+		Strategy:      base.Record.Strategy,
+	}
+	reqCtx, cancel := context.WithTimeout(ctx, c.cfg.Timing.RenewDeadline)
+	defer cancel()
+	// Invariant 4: conditional on the version we saw.
+	snap, err := client.Update(reqCtx, base, rec, tok)
+	if err != nil {
+		return nil, err
+	}
+	c.setOwn(snap.ResourceVersion)
+	c.obs.Offer(snap)
+	return c.startTerm(ctx, snap, tok, sent), nil
+}

@@ -71,7 +71,7 @@ func (w *watchCmd) run(ctx context.Context, name string) error {
 
 	var (
 		prev     election.LeaseState // last state reported on
-		expired  bool        // the current term was reported expired
+		expired  bool                // the current term was reported expired
 		lastErr  string
 		timer    *time.Timer
 		deadline <-chan time.Time

@@ -2,6 +2,7 @@ package chaos_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -52,7 +53,8 @@ var ciTiming = chaos.Timing{LeaseDuration: 2 * time.Second, RenewDeadline: time.
 // up to 15% fast or slow (the documented bound for this timing is a ratio
 // of 2 between the fastest and slowest clock), writing to a fenced resource
 // while they lead; it fails on any overlap of terms (other than a frozen
-// holder's), token going backwards or stale write accepted.
+// holder's), token going backwards or stale write accepted, and on a run
+// that cannot vouch for anything (checkHarness).
 func TestIntegrationChaosLeasehold(t *testing.T) {
 	env := newEnv(t)
 	for _, run := range []struct {
@@ -66,21 +68,16 @@ func TestIntegrationChaosLeasehold(t *testing.T) {
 		res, err := chaos.Run(ctx, env, run.impl, sched)
 		cancel()
 		if err != nil {
-			t.Fatalf("seed %d: %v", seed, err)
+			t.Fatalf("seed %d: %v%s", seed, err, recorded(res))
 		}
 		t.Logf("seed %d: %d terms, faults %v, clocks x%.2f, %d paused overlaps, %d writes (%d fenced), max without leader after heal %v (whole run %v), errors %v",
 			seed, res.Terms, res.Injected, res.RateRatio, len(res.PausedOverlaps), res.Fence.Writes, len(res.Fence.Fenced), res.MaxNoLeader, res.MaxNoLeaderAll, res.Errors)
+		checkHarness(t, res)
 		if v := res.Violations(); len(v) > 0 {
 			t.Errorf("seed %d: safety violations:\n%s", seed, strings.Join(v, "\n"))
 		}
 		if !res.Tolerated {
 			t.Errorf("seed %d: clock rates x%.2f apart, beyond the documented bound", seed, res.RateRatio)
-		}
-		if res.Terms == 0 || res.Fence.Accepted == 0 {
-			t.Errorf("seed %d: %d terms, %d writes accepted: nothing to check", seed, res.Terms, res.Fence.Accepted)
-		}
-		if res.Fence.Orphans > 0 {
-			t.Errorf("seed %d: %d writes outside every term of their writer", seed, res.Fence.Orphans)
 		}
 		if res.MaxNoLeader >= sched.Tail {
 			t.Errorf("seed %d: no leader at all in the %v after the last fault healed", seed, sched.Tail)
@@ -102,8 +99,9 @@ func TestIntegrationChaosControl(t *testing.T) {
 	env.NoDeadline = true
 	res, err := chaos.Run(context.Background(), env, "leasehold", sched)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v%s", err, recorded(res))
 	}
+	checkHarness(t, res)
 	t.Logf("no deadline: %d overlaps, %d writes fenced, %d stale", len(res.Overlaps), len(res.Fence.Fenced), len(res.Fence.Stale))
 	if len(res.Overlaps) == 0 || len(res.Fence.Fenced) == 0 || len(res.Fence.Stale) != 0 {
 		t.Errorf("without the hard deadline: overlaps %q, fenced writes %d, stale writes %q; want overlaps, fenced writes and no stale write",
@@ -114,10 +112,45 @@ func TestIntegrationChaosControl(t *testing.T) {
 	env.NoFencing = true
 	res, err = chaos.Run(context.Background(), env, "leasehold", sched)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v%s", err, recorded(res))
 	}
+	checkHarness(t, res)
 	t.Logf("no deadline, no fencing: %d overlaps, %d writes fenced, %d stale", len(res.Overlaps), len(res.Fence.Fenced), len(res.Fence.Stale))
 	if len(res.Fence.Stale) == 0 || len(res.Fence.Fenced) != 0 {
 		t.Errorf("without fencing: stale writes %d, fenced writes %d; want stale writes and none fenced", len(res.Fence.Stale), len(res.Fence.Fenced))
 	}
+}
+
+// checkHarness fails the test on what keeps a run from vouching for
+// anything, whatever the checker found: harness errors (a candidate that
+// exited with an error or crashed), faults that failed to apply, processes
+// left over, writes outside every term of their writer, and a run with no
+// term or no accepted write.
+func checkHarness(t *testing.T, res *chaos.Result) {
+	t.Helper()
+	if len(res.Errors) > 0 {
+		t.Errorf("seed %d: harness errors:\n%s", res.Seed, strings.Join(res.Errors, "\n"))
+	}
+	for kind, errs := range res.Failed {
+		if len(errs) > 0 {
+			t.Errorf("seed %d: %s faults failed to apply:\n%s", res.Seed, kind, strings.Join(errs, "\n"))
+		}
+	}
+	if len(res.Leftover) > 0 {
+		t.Errorf("seed %d: processes left over:\n%s", res.Seed, strings.Join(res.Leftover, "\n"))
+	}
+	if res.Fence.Orphans > 0 {
+		t.Errorf("seed %d: %d writes outside every term of their writer", res.Seed, res.Fence.Orphans)
+	}
+	if res.Terms == 0 || res.Fence.Accepted == 0 {
+		t.Errorf("seed %d: %d terms, %d writes accepted: nothing to check", res.Seed, res.Terms, res.Fence.Accepted)
+	}
+}
+
+// recorded describes what a run that failed had recorded.
+func recorded(res *chaos.Result) string {
+	if res == nil {
+		return ""
+	}
+	return fmt.Sprintf(" (faults injected %v, failed %v; harness errors %q; left over %q)", res.Injected, res.Failed, res.Errors, res.Leftover)
 }

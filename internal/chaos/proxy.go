@@ -4,10 +4,15 @@
 // apiserver restart) and a checker that turns the candidates' leadership
 // terms into violations: overlapping terms, fencing tokens going backwards,
 // stale writes to the fenced resource, and the longest time without a leader
-// after the last fault healed.
+// after the last fault healed. Clock-rate faults (a candidate whose clock
+// runs fast or slow) are passed to the candidate process as a flag.
 //
-// Clock-rate faults (a candidate whose clock runs fast or slow) are not
-// injected: that needs a clock flag in the candidate process.
+// A run also reports what keeps it from vouching for anything, for the
+// caller to fail on: faults that could not be applied (Result.Failed, not
+// counted as injected), candidates that exited with an error or crashed
+// (Result.Errors), processes that did not stop cleanly (Result.Leftover),
+// writes outside every term of their writer (FenceResult.Orphans), and a run
+// with no term or no accepted write.
 package chaos
 
 import (

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"syscall"
 	"time"
@@ -46,17 +47,32 @@ var Impls = []string{"leasehold", "client-go", "mixed", "lock"}
 
 // Result is the outcome of one schedule.
 type Result struct {
-	Seed     uint64
-	Impl     string
+	Seed uint64
+	Impl string
+	// Injected counts, by kind, the faults applied and healed as scheduled.
 	Injected map[Kind]int
+	// Failed lists, by kind, the faults that could not be applied or healed
+	// as scheduled (a signal that could not be sent, a process that did not
+	// die or could not be restarted, a restart of the control plane that
+	// failed), each with its error. They are not counted in Injected.
+	Failed map[Kind][]string
 	// RateRatio is the fastest over the slowest clock of the Leasehold
 	// candidates; Tolerated says whether it is within the documented bound.
 	RateRatio float64
 	Tolerated bool
 	Report
-	// Errors are harness problems and candidates that exited with an error.
+	// Errors are harness problems and candidates that exited with an error
+	// or without saying why (a crash).
 	Errors []string
+	// Leftover lists the processes still running when the fleet was told
+	// to stop that did not stop cleanly within the grace period after
+	// SIGTERM (they were killed), and any whose exit was never seen.
+	Leftover []string
 }
+
+// stopGrace is how long the fleet's processes get to stop after SIGTERM
+// before they are killed.
+const stopGrace = 15 * time.Second
 
 // run is the state of one schedule run.
 type run struct {
@@ -69,19 +85,32 @@ type run struct {
 	proxies []*Proxy
 	kubecfg []string
 	store   *Store
+	consume sync.WaitGroup // the goroutine recording the fleet's events
+	done    chan struct{}  // closed once the fleet has stopped
+	stopped bool           // stop has run
 
-	mu      sync.Mutex
-	rec     candidate.Recorder
-	slot    []string       // slot -> id of its current process
-	slotOf  map[string]int // id -> slot
-	exited  map[string]bool
-	leading map[string]int64 // id -> start of its open term
-	pauses  map[string][]Window
-	errs    []string
-	gen     []int
+	mu       sync.Mutex
+	rec      candidate.Recorder
+	slot     []string       // slot -> id of its current process
+	slotOf   map[string]int // id -> slot
+	started  map[string]bool
+	exited   map[string]bool
+	clean    map[string]bool  // logged its "exit" event
+	killed   map[string]bool  // sent SIGKILL by a Kill fault
+	stopping bool             // the fleet is being stopped
+	leading  map[string]int64 // id -> start of its open term
+	pauses   map[string][]Window
+	errs     []string
+	leftover []string
+	gen      []int
 }
 
-// Run runs sched against a fleet of impl (one of Impls) candidates on a fresh Lease and checks the terms they logged.
+// Run runs sched against a fleet of impl (one of Impls) candidates on a
+// fresh Lease and checks the terms they logged. When the run fails after
+// its schedule was known (no first leader, a candidate that could not be
+// started, ctx done), Run returns the error together with a Result holding
+// what was recorded until then: Seed, Impl, Injected, Failed, the clock
+// rates, Errors and Leftover, with an empty Report.
 func Run(ctx context.Context, env Env, impl string, sched Schedule) (*Result, error) {
 	if env.Logf == nil {
 		env.Logf = func(string, ...any) {}
@@ -91,6 +120,56 @@ func Run(ctx context.Context, env Env, impl string, sched Schedule) (*Result, er
 	default:
 		return nil, fmt.Errorf("chaos: unknown impl %q", impl)
 	}
+	res := newResult(impl, sched)
+	r, err := newRun(env, impl, sched)
+	if err != nil {
+		return res, err
+	}
+	defer r.close()
+	live, whole, err := r.drive(ctx, res)
+	res.Errors, res.Leftover = r.problems() // the fleet has stopped: no more events
+	if err != nil {
+		return res, err
+	}
+	terms := r.rec.Terms(candidate.Mono())
+	for _, t := range terms {
+		r.env.Logf("seed %d %s: %s (%s) led %+.3fs .. %+.3fs with token %s: %s", sched.Seed, impl, t.ID, t.Impl,
+			float64(t.Start-whole.From)/1e9, float64(t.End-whole.From)/1e9, t.Token, t.Cause)
+	}
+	slack := sched.Timing.RenewDeadline + time.Second
+	res.Report = CheckRun(terms, r.store.Writes(), r.pauses, slack, live, whole)
+	return res, nil
+}
+
+// newResult returns the Result of sched against impl before it runs: the
+// skewed clocks counted as injected, and whether their rates are tolerated.
+func newResult(impl string, sched Schedule) *Result {
+	res := &Result{Seed: sched.Seed, Impl: impl, Injected: map[Kind]int{}, Failed: map[Kind][]string{}}
+	var lhSlots []int
+	for i := range sched.Candidates {
+		if implOf(impl, i) != "client-go" {
+			lhSlots = append(lhSlots, i)
+			if sched.Rate(i) != 1 {
+				res.Injected[ClockRate]++
+			}
+		}
+	}
+	res.Tolerated, res.RateRatio = sched.Tolerated(lhSlots)
+	return res
+}
+
+// count counts f, applied with the outcome err, in Injected or Failed.
+func (res *Result) count(f Fault, err error) {
+	if err != nil {
+		res.Failed[f.Kind] = append(res.Failed[f.Kind], fmt.Sprintf("%s: %v", f, err))
+		return
+	}
+	res.Injected[f.Kind]++
+}
+
+// newRun sets up the store, the proxies and the kubeconfigs of a run; close
+// releases them.
+func newRun(env Env, impl string, sched Schedule) (*run, error) {
 	u, err := url.Parse(env.CP.URL)
 	if err != nil {
 		return nil, err
@@ -101,102 +180,125 @@ func Run(ctx context.Context, env Env, impl string, sched Schedule) (*Result, er
 		fleet: candidate.NewFleet(env.Argv0, env.Environ, env.Stderr),
 		args: []string{"--lease", fmt.Sprintf("chaos-%s-%d-%d", impl, sched.Seed, time.Now().UnixNano()%1e6),
 			"--lease-duration", tm.LeaseDuration.String(), "--renew-deadline", tm.RenewDeadline.String(), "--retry-period", tm.RetryPeriod.String()},
-		slot: make([]string, sched.Candidates), slotOf: map[string]int{}, exited: map[string]bool{},
+		done: make(chan struct{}),
+		slot: make([]string, sched.Candidates), slotOf: map[string]int{}, started: map[string]bool{}, exited: map[string]bool{},
+		clean: map[string]bool{}, killed: map[string]bool{},
 		leading: map[string]int64{}, pauses: map[string][]Window{}, gen: make([]int, sched.Candidates),
 	}
 	if r.store, err = NewStore(!env.NoFencing); err != nil {
 		return nil, err
 	}
-	defer func() {
-		for _, p := range r.proxies {
-			_ = p.Close()
-		}
-		_ = r.store.Close()
-	}()
 	for i := range sched.Candidates {
 		p, err := NewProxy(u.Host)
 		if err != nil {
+			r.close()
 			return nil, err
 		}
 		r.proxies = append(r.proxies, p)
 		kc, err := r.writeKubeconfig(i, p.Addr())
 		if err != nil {
+			r.close()
 			return nil, err
 		}
 		r.kubecfg = append(r.kubecfg, kc)
 	}
+	return r, nil
+}
 
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() { r.consume(done) })
-	closed := false
-	shutdown := func() {
-		if closed {
-			return
-		}
-		closed = true
-		r.mu.Lock()
-		for id, ws := range r.pauses { // never leave a process frozen
-			if len(ws) > 0 && ws[len(ws)-1].To == 0 {
-				_ = r.fleet.Signal(id, syscall.SIGCONT)
-			}
-		}
-		r.mu.Unlock()
-		r.fleet.Close(15 * time.Second)
-		close(done)
-		wg.Wait()
+func (r *run) close() {
+	for _, p := range r.proxies {
+		_ = p.Close()
 	}
-	defer shutdown()
+	_ = r.store.Close()
+}
 
-	for i := range sched.Candidates {
+// drive starts the fleet, waits for a first leader, applies the faults,
+// waits out the quiet tail and stops the fleet, whatever happens. It returns
+// the windows liveness is measured over: from the last fault healed, and
+// from the first leader, to the end of the tail.
+func (r *run) drive(ctx context.Context, res *Result) (live, whole Window, err error) {
+	r.consume.Go(r.record)
+	defer r.stop()
+	for i := range r.sched.Candidates {
 		if err := r.start(i); err != nil {
-			return nil, err
+			return live, whole, err
 		}
 	}
-	res := &Result{Seed: sched.Seed, Impl: impl, Injected: map[Kind]int{}}
-	var lhSlots []int
-	for i := range sched.Candidates {
-		if r.implOf(i) != "client-go" {
-			lhSlots = append(lhSlots, i)
-			if sched.Rate(i) != 1 {
-				res.Injected[ClockRate]++
-			}
-		}
-	}
-	res.Tolerated, res.RateRatio = sched.Tolerated(lhSlots)
 	if err := r.waitLeader(ctx, 30*time.Second); err != nil {
-		return nil, fmt.Errorf("chaos: no first leader: %w", err)
+		return live, whole, fmt.Errorf("chaos: no first leader: %w", err)
 	}
-	r.env.Logf("seed %d %s: first leader", sched.Seed, impl)
-	lastHeal := candidate.Mono()
-	first := lastHeal
-	for _, f := range sched.Faults {
+	r.env.Logf("seed %d %s: first leader", r.sched.Seed, r.impl)
+	first := candidate.Mono()
+	lastHeal := first
+	for _, f := range r.sched.Faults {
 		if err := sleep(ctx, f.Gap); err != nil {
-			return nil, err
+			return live, whole, err
 		}
-		if err := r.apply(ctx, f); err != nil {
-			r.errorf("%s: %v", f, err)
+		if err := r.inject(ctx, f, res); err != nil {
+			return live, whole, err
 		}
-		res.Injected[f.Kind]++
 		lastHeal = candidate.Mono()
 	}
-	if err := sleep(ctx, sched.Tail); err != nil {
-		return nil, err
+	if err := sleep(ctx, r.sched.Tail); err != nil {
+		return live, whole, err
 	}
 	end := candidate.Mono()
 	t0 := time.Now()
-	shutdown()
-	r.env.Logf("seed %d %s: fleet stopped in %v", sched.Seed, impl, time.Since(t0).Round(time.Millisecond))
+	r.stop()
+	r.env.Logf("seed %d %s: fleet stopped in %v", r.sched.Seed, r.impl, time.Since(t0).Round(time.Millisecond))
+	return Window{lastHeal, end}, Window{first, end}, nil
+}
 
-	terms := r.rec.Terms(candidate.Mono())
-	for _, t := range terms {
-		r.env.Logf("seed %d %s: %s (%s) led %+.3fs .. %+.3fs with token %s: %s", sched.Seed, impl, t.ID, t.Impl,
-			float64(t.Start-first)/1e9, float64(t.End-first)/1e9, t.Token, t.Cause)
+// inject applies f and counts it in res (Result.count). It returns an error
+// only when ctx is done, which ends the run.
+func (r *run) inject(ctx context.Context, f Fault, res *Result) error {
+	err := r.apply(ctx, f)
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
-	slack := tm.RenewDeadline + time.Second
-	res.Report = CheckRun(terms, r.store.Writes(), r.pauses, slack, Window{lastHeal, end}, Window{first, end})
-	res.Errors = r.errs
-	return res, nil
+	if err != nil {
+		r.env.Logf("seed %d %s: %s failed: %v", r.sched.Seed, r.impl, f.Kind, err)
+	}
+	res.count(f, err)
+	return nil
+}
+
+// stop thaws any frozen process, stops the fleet (SIGTERM, SIGKILL after
+// stopGrace) and waits until every event has been recorded. Idempotent; not
+// safe for concurrent use.
+func (r *run) stop() {
+	if r.stopped {
+		return
+	}
+	r.stopped = true
+	r.mu.Lock()
+	r.stopping = true
+	for id, ws := range r.pauses { // never leave a process frozen
+		if len(ws) > 0 && ws[len(ws)-1].To == 0 {
+			_ = r.fleet.Signal(id, syscall.SIGCONT)
+		}
+	}
+	r.mu.Unlock()
+	r.fleet.Close(stopGrace)
+	close(r.done)
+	r.consume.Wait()
+}
+
+// problems returns, once the fleet has stopped, the harness errors and the
+// processes that did not stop cleanly (see Result.Errors and Leftover).
+func (r *run) problems() (errs, leftover []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	errs = append([]string(nil), r.errs...)
+	leftover = append([]string(nil), r.leftover...)
+	var never []string
+	for id := range r.started {
+		if !r.exited[id] {
+			never = append(never, id+": its exit was never seen")
+		}
+	}
+	sort.Strings(never)
+	return errs, append(leftover, never...)
 }
 
 func (r *run) writeKubeconfig(i int, addr string) (string, error) {
@@ -213,15 +315,16 @@ func (r *run) writeKubeconfig(i int, addr string) (string, error) {
 	return path, clientcmd.WriteToFile(*cfg, path)
 }
 
-func (r *run) implOf(i int) string {
-	switch r.impl {
+// implOf returns the implementation of slot i in a fleet of impl.
+func implOf(impl string, i int) string {
+	switch impl {
 	case "mixed":
 		if i%2 == 1 {
 			return "client-go"
 		}
 		return "leasehold"
 	default:
-		return r.impl
+		return impl
 	}
 }
 
@@ -233,7 +336,7 @@ func (r *run) start(i int) error {
 	r.slot[i] = id
 	r.slotOf[id] = i
 	r.mu.Unlock()
-	impl := r.implOf(i)
+	impl := implOf(r.impl, i)
 	args := append([]string{"--impl", impl, "--kubeconfig", r.kubecfg[i], "--write-url", r.store.URL()}, r.args...)
 	if impl != "client-go" {
 		if rate := r.sched.Rate(i); rate != 1 {
@@ -248,16 +351,23 @@ func (r *run) start(i int) error {
 		// election/interop_test.go).
 		args = append(args, "--release-on-cancel=false")
 	}
-	return r.fleet.Start(id, args...)
+	if err := r.fleet.Start(id, args...); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.started[id] = true
+	r.mu.Unlock()
+	return nil
 }
 
-// consume records events until done is closed, then drains what is left.
-func (r *run) consume(done <-chan struct{}) {
+// record records events until the fleet has stopped (done is closed), then
+// drains what is left.
+func (r *run) record() {
 	for {
 		select {
 		case ev := <-r.fleet.Events:
 			r.add(ev)
-		case <-done:
+		case <-r.done:
 			for {
 				select {
 				case ev := <-r.fleet.Events:
@@ -282,17 +392,27 @@ func (r *run) add(ev candidate.Event) {
 	case "exited":
 		delete(r.leading, ev.ID)
 		r.exited[ev.ID] = true
+		r.judgeExit(ev.ID)
 	case "exit":
+		r.clean[ev.ID] = true
 		if ev.Err != "" {
 			r.errs = append(r.errs, fmt.Sprintf("%s exited: %s", ev.ID, ev.Err))
 		}
 	}
 }
 
-func (r *run) errorf(format string, args ...any) {
-	r.mu.Lock()
-	r.errs = append(r.errs, fmt.Sprintf(format, args...))
-	r.mu.Unlock()
+// judgeExit judges the end of process id, which logs its "exit" before it
+// ends unless it is killed or crashes: killed by a Kill fault is expected;
+// gone on its own without a word is an error; not stopped cleanly once the
+// fleet was told to stop, it is left over. r.mu is held.
+func (r *run) judgeExit(id string) {
+	switch {
+	case r.clean[id] || r.killed[id]:
+	case r.stopping:
+		r.leftover = append(r.leftover, fmt.Sprintf("%s did not stop cleanly within %v of SIGTERM", id, stopGrace))
+	default:
+		r.errs = append(r.errs, fmt.Sprintf("%s exited without logging why (crashed?)", id))
+	}
 }
 
 // leader returns the slot of the candidate whose open term started last.
@@ -372,6 +492,9 @@ func (r *run) apply(ctx context.Context, f Fault) error {
 		r.pauses[id] = append(r.pauses[id], Window{From: candidate.Mono()})
 		r.mu.Unlock()
 		if err := r.fleet.Signal(id, syscall.SIGSTOP); err != nil {
+			r.mu.Lock()
+			r.pauses[id] = r.pauses[id][:len(r.pauses[id])-1] // it never froze
+			r.mu.Unlock()
 			return err
 		}
 		err := sleep(ctx, f.Dur)
@@ -382,6 +505,9 @@ func (r *run) apply(ctx context.Context, f Fault) error {
 		r.mu.Unlock()
 		return errors.Join(err, cerr)
 	case Kill:
+		r.mu.Lock()
+		r.killed[id] = true
+		r.mu.Unlock()
 		if err := r.fleet.Signal(id, syscall.SIGKILL); err != nil {
 			return err
 		}

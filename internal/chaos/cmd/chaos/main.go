@@ -1,9 +1,13 @@
 // Command chaos runs seeded fault schedules against fleets of Leasehold
-// electors, client-go electors, a mix of both, and Leasehold lock holders on real etcd and kube-apiserver processes,
-// and prints two tables per implementation: the faults injected by kind, and
-// what the checker found (overlapping terms, stale writes accepted by the
-// fenced resource, tokens going backwards, the longest time without a leader)
-// with the seeds of the schedules that broke safety; each reproduces with
+// electors, client-go electors, a mix of both, and Leasehold lock holders on
+// real etcd and kube-apiserver processes, and prints tables: the faults
+// injected by kind (and those that failed to apply), and per fleet what the
+// checker found (overlapping terms, stale writes accepted by the fenced
+// resource, tokens going backwards, the longest time without a leader) with
+// the seeds of the schedules that broke safety, and the runs that cannot
+// vouch for anything (failed, with harness errors, with processes left
+// over, with writes outside every term, or with no term or no accepted
+// write), their seeds listed below the table. Each schedule reproduces with
 // -seed S -schedules 1.
 //
 //	go run ./internal/chaos/cmd/chaos -schedules 500 -parallel 4
@@ -15,11 +19,22 @@
 // rates exceed the bound documented in lease/doc.go is counted apart, since
 // there overlaps are expected and only the fencing token protects the
 // resource. -no-deadline and -no-fencing are control runs: with either, the
-// checker must report violations.
+// checker must report violations by the Leasehold members of every fleet the
+// switched-off protection applies to (-no-deadline: Leasehold electors, in
+// the leasehold and mixed fleets; -no-fencing: every Leasehold member).
 //
 // Violations are blamed on the process at fault (see chaos.Report.Blame), so
-// a mixed fleet shows whose safety broke. The exit status is 1 if a Leasehold
-// elector or lock holder broke safety within the tolerated clock rates.
+// a mixed fleet shows whose safety broke.
+//
+// Exit status: 0 when every schedule ran, applied all its faults and passed;
+// 2 on bad flags; 1 otherwise, with the reasons printed last: a Leasehold
+// elector or lock holder broke safety within the tolerated clock rates
+// (outside control runs); a run failed (for instance no first leader); a
+// run had harness errors (a candidate exited with an error or crashed), a
+// process left over (not stopped cleanly after SIGTERM), writes outside
+// every term, or no term or no accepted write; a fault failed to apply; a
+// schedule did not run (interrupted, or no control plane left); or a
+// control run found no violation in a fleet it applies to.
 package main
 
 import (
@@ -33,7 +48,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/leasehold/leasehold/internal/candidate"
@@ -46,19 +60,6 @@ func main() {
 		os.Exit(candidate.Main(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-}
-
-type summary struct {
-	schedules, terms            int
-	overlaps, paused            int
-	fenced, writes, stale       int
-	unfenceable                 int
-	backwards, errs             int
-	byLeasehold, byClientGo     int
-	maxNoLeader, maxNoLeaderAll time.Duration
-	// Seeds of the schedules in which Leasehold members (electors or lock
-	// holders) or client-go members broke safety.
-	leaseholdSeeds, clientGoSeeds []uint64
 }
 
 type item struct {
@@ -111,9 +112,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var order []string
-	// Schedules within the documented clock-rate bound, and beyond it.
-	sums, beyond := map[string]*summary{}, map[string]*summary{}
-	injected := map[string]map[chaos.Kind]int{}
 	for _, impl := range strings.Split(*impls, ",") {
 		impl = strings.TrimSpace(impl)
 		switch impl {
@@ -123,8 +121,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		order = append(order, impl)
-		sums[impl], beyond[impl], injected[impl] = &summary{}, &summary{}, map[chaos.Kind]int{}
 	}
+	if *noDeadline || *noFencing {
+		applies := false
+		for _, impl := range order {
+			applies = applies || controlApplies(impl, *noDeadline, *noFencing)
+		}
+		if !applies {
+			fmt.Fprintln(stderr, "chaos: a control run needs a fleet the switched-off protection applies to (-no-deadline: leasehold or mixed; -no-fencing: leasehold, mixed or lock)")
+			return 2
+		}
+	}
+	t := newTally(order, *n, *noDeadline, *noFencing)
 	tm := chaos.Timing{LeaseDuration: *ld, RenewDeadline: *rd, RetryPeriod: *rp}
 	schedule := func(s uint64) chaos.Schedule {
 		return chaos.Generate(s, *k, *d, tm, ks...).Skew(*drift)
@@ -149,7 +157,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer os.RemoveAll(dir)
 	items := make(chan item)
-	var mu sync.Mutex // guards sums and stderr lines
+	var mu sync.Mutex // guards t and stderr lines
 	logf := func(format string, args ...any) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -170,39 +178,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		for it := range items {
 			sched := schedule(it.seed)
 			res, err := chaos.Run(ctx, env, it.impl, sched)
-			if err != nil {
+			if err != nil && ctx.Err() != nil {
 				logf("seed %d %s: %v", it.seed, it.impl, err)
-				if ctx.Err() != nil {
-					return nil
-				}
-				continue
+				return nil // interrupted: the schedule did not run
 			}
-			v := res.Violations()
+			if res == nil {
+				res = &chaos.Result{Seed: it.seed, Impl: it.impl, Tolerated: true}
+			}
 			mu.Lock()
-			for kind, c := range res.Injected {
-				injected[it.impl][kind] += c
-			}
-			if res.Tolerated {
-				sums[it.impl].add(res)
-			} else {
-				beyond[it.impl].add(res)
-			}
-			fmt.Fprintf(stderr, "[%v] seed %d %-9s: %d terms, %d violations, %d paused overlaps, %d fenced writes of %d, clocks x%.2f%s, max without leader after heal %v (whole run %v)\n",
-				time.Since(began).Round(time.Second), it.seed, it.impl, res.Terms, len(v), len(res.PausedOverlaps), len(res.Fence.Fenced), res.Fence.Writes,
-				res.RateRatio, map[bool]string{true: "", false: " (beyond tolerance)"}[res.Tolerated],
-				res.MaxNoLeader.Round(time.Millisecond), res.MaxNoLeaderAll.Round(time.Millisecond))
-			if *verbose || len(v) > 0 {
-				if *verbose {
-					fmt.Fprintf(stderr, "  schedule %s\n", sched)
-				}
-				lines := append(v, res.Errors...)
-				if len(lines) > 6 && !*verbose {
-					lines = append(lines[:5:5], fmt.Sprintf("... and %d more (-v prints all)", len(lines)-5))
-				}
-				for _, line := range lines {
-					fmt.Fprintf(stderr, "  %s\n", line)
-				}
-			}
+			t.add(outcome{res, err})
+			progress(stderr, outcome{res, err}, sched, time.Since(began), *verbose)
 			mu.Unlock()
 		}
 		return nil
@@ -241,85 +226,50 @@ feed:
 	if *noDeadline || *noFencing {
 		fmt.Fprintf(stdout, "CONTROL RUN: hard deadline disabled %v, fencing disabled %v\n", *noDeadline, *noFencing)
 	}
-	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprint(w, "faults injected\tschedules")
-	allKinds := append(append([]chaos.Kind{}, chaos.Kinds...), chaos.ClockRate)
-	for _, kind := range allKinds {
-		fmt.Fprintf(w, "\t%s", kind)
-	}
-	fmt.Fprintln(w)
-	for _, impl := range order {
-		fmt.Fprintf(w, "%s\t%d", impl, sums[impl].schedules+beyond[impl].schedules)
-		for _, kind := range allKinds {
-			fmt.Fprintf(w, "\t%d", injected[impl][kind])
-		}
-		fmt.Fprintln(w)
-	}
-	_ = w.Flush()
-	fmt.Fprintln(stdout)
-	fmt.Fprintln(stdout, "clock rates within the documented bound:")
-	table(stdout, order, sums)
-	bad := false
-	nBeyond := 0
-	for _, impl := range order {
-		bad = bad || len(sums[impl].leaseholdSeeds) > 0
-		nBeyond += beyond[impl].schedules
-	}
-	if nBeyond > 0 {
-		fmt.Fprintln(stdout, "\nclock rates beyond the documented bound (overlaps expected; the fencing token must still keep stale writes at 0):")
-		table(stdout, order, beyond)
-	}
+	t.print(stdout)
 	if ctx.Err() != nil {
 		fmt.Fprintln(stdout, "interrupted: the tables cover the schedules that finished")
 	}
-	if bad && !*noDeadline && !*noFencing {
-		return 1
-	}
-	return 0
+	return t.printVerdict(stdout)
 }
 
-func (s *summary) add(res *chaos.Result) {
-	s.schedules++
-	s.terms += res.Terms
-	lh, cg := res.Blame["leasehold"]+res.Blame["lock"], res.Blame["client-go"]
-	s.byLeasehold += lh
-	s.byClientGo += cg
-	if lh > 0 {
-		s.leaseholdSeeds = append(s.leaseholdSeeds, res.Seed)
+// progress prints one line about a finished schedule, followed by its
+// violations and problems (all of them, and the schedule, with verbose).
+func progress(w io.Writer, o outcome, sched chaos.Schedule, elapsed time.Duration, verbose bool) {
+	res := o.res
+	v := res.Violations()
+	if o.err != nil {
+		fmt.Fprintf(w, "[%v] seed %d %-9s: FAILED: %v\n", elapsed.Round(time.Second), res.Seed, res.Impl, o.err)
+	} else {
+		fmt.Fprintf(w, "[%v] seed %d %-9s: %d terms, %d violations, %d paused overlaps, %d fenced writes of %d, clocks x%.2f%s, max without leader after heal %v (whole run %v)\n",
+			elapsed.Round(time.Second), res.Seed, res.Impl, res.Terms, len(v), len(res.PausedOverlaps), len(res.Fence.Fenced), res.Fence.Writes,
+			res.RateRatio, map[bool]string{true: "", false: " (beyond tolerance)"}[res.Tolerated],
+			res.MaxNoLeader.Round(time.Millisecond), res.MaxNoLeaderAll.Round(time.Millisecond))
 	}
-	if cg > 0 {
-		s.clientGoSeeds = append(s.clientGoSeeds, res.Seed)
+	if verbose {
+		fmt.Fprintf(w, "  schedule %s\n", sched)
 	}
-	s.overlaps += len(res.Overlaps)
-	s.paused += len(res.PausedOverlaps)
-	s.writes += res.Fence.Writes
-	s.fenced += len(res.Fence.Fenced)
-	s.stale += len(res.Fence.Stale)
-	s.unfenceable += res.Fence.Unfenceable
-	s.backwards += len(res.TokensBackwards)
-	s.errs += len(res.Errors)
-	s.maxNoLeader = max(s.maxNoLeader, res.MaxNoLeader)
-	s.maxNoLeaderAll = max(s.maxNoLeaderAll, res.MaxNoLeaderAll)
-}
-
-// table prints one row per fleet.
-func table(out io.Writer, order []string, sums map[string]*summary) {
-	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "fleet\tschedules\tterms\toverlaps\tpaused-overlaps\twrites\tfenced-writes\tstale-writes\tof-them-unfenceable\ttokens-back\tby-leasehold\tby-client-go\terrors\tmax-no-leader-after-heal\tmax-no-leader-run\tseeds-leasehold-broke\tseeds-client-go-broke")
-	for _, impl := range order {
-		s := sums[impl]
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%v\t%v\t%s\t%s\n", impl, s.schedules, s.terms,
-			s.overlaps, s.paused, s.writes, s.fenced, s.stale, s.unfenceable, s.backwards, s.byLeasehold, s.byClientGo, s.errs,
-			s.maxNoLeader.Round(time.Millisecond), s.maxNoLeaderAll.Round(time.Millisecond), seeds(s.leaseholdSeeds), seeds(s.clientGoSeeds))
+	lines := append(append([]string(nil), v...), res.Errors...)
+	for _, kind := range allKinds() {
+		for _, e := range res.Failed[kind] {
+			lines = append(lines, "fault failed: "+e)
+		}
 	}
-	_ = w.Flush()
-}
-
-func seeds(s []uint64) string {
-	if len(s) == 0 {
-		return "-"
+	for _, l := range res.Leftover {
+		lines = append(lines, "left over: "+l)
 	}
-	return strings.Trim(fmt.Sprint(s), "[]")
+	if o.err == nil && res.Fence.Orphans > 0 {
+		lines = append(lines, fmt.Sprintf("%d writes outside every term of their writer", res.Fence.Orphans))
+	}
+	if o.err == nil && (res.Terms == 0 || res.Fence.Accepted == 0) {
+		lines = append(lines, fmt.Sprintf("nothing to check: %d terms, %d writes accepted", res.Terms, res.Fence.Accepted))
+	}
+	if len(lines) > 6 && !verbose {
+		lines = append(lines[:5:5], fmt.Sprintf("... and %d more (-v prints all)", len(lines)-5))
+	}
+	for _, line := range lines {
+		fmt.Fprintf(w, "  %s\n", line)
+	}
 }
 
 func validKind(k chaos.Kind) bool {

@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -489,8 +490,8 @@ func TestLostRenewEndsContextAtDeadline(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 		got := ts.check(t)
-		if end := got[0].end; end.After(lastSent.Add(10 * time.Second)) {
-			t.Fatalf("a's work ended at +%v, after the deadline +%v", end.Sub(t0), lastSent.Add(10*time.Second).Sub(t0))
+		if end, want := got[0].end, lastSent.Add(10*time.Second); !end.Equal(want) {
+			t.Fatalf("a's work ended at +%v, want exactly the deadline +%v", end.Sub(t0), want.Sub(t0))
 		}
 		srv.Fail("update", nil)
 		stopA()
@@ -507,8 +508,9 @@ func TestLostRenewEndsContextAtDeadline(t *testing.T) {
 }
 
 // TestRaceForReleaseOneWinsOthersWatch: three followers race for a release;
-// exactly one write wins, the others get 409 and go back to watching, and in
-// steady state followers make no requests.
+// the fake holds their writes until all three have sent theirs, so exactly
+// one write wins and the other two get 409; the losers go back to watching,
+// and in steady state followers make no requests.
 func TestRaceForReleaseOneWinsOthersWatch(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fakelease.New()
@@ -523,21 +525,28 @@ func TestRaceForReleaseOneWinsOthersWatch(t *testing.T) {
 			stops[id] = r.start(t.Context(), id, e, ts.work(id, untilDone))
 		}
 		synctest.Wait()
-		before := srv.Count("update")
+		srv.HoldUpdates(3, func(l *coordinationv1.Lease) bool {
+			h := l.Spec.HolderIdentity
+			return h != nil && *h != "" && *h != "a" // the followers' acquisitions
+		})
+		before, conflicts := srv.Count("update"), srv.Conflicts()
 		stopA() // releases
 		synctest.Wait()
 		got := ts.check(t)
 		if len(got) != 2 {
 			t.Fatalf("terms = %+v, want a then exactly one follower", got)
 		}
-		// a's release, one winning write, at most two losing ones.
-		if n := srv.Count("update") - before; n < 2 || n > 4 {
-			t.Errorf("%d updates for one release and takeover, want 2..4", n)
+		// a's release, then three acquisitions on the same version.
+		if n := srv.Count("update") - before; n != 4 {
+			t.Errorf("%d updates for one release and takeover, want 4 (release + 3 racing writes)", n)
+		}
+		if n := srv.Conflicts() - conflicts; n != 2 {
+			t.Errorf("%d conflicts, want exactly 2: every racing write but the winner's gets 409", n)
 		}
 		updates, gets, watches := srv.Count("update"), srv.Count("get"), srv.Count("watch")
 		time.Sleep(20 * time.Second)
-		if n := srv.Count("update") - updates; n < 9 || n > 11 {
-			t.Errorf("%d updates in 20s, want only the leader's ~10 renewals", n)
+		if n := srv.Count("update") - updates; n != 10 {
+			t.Errorf("%d updates in 20s, want only the leader's 10 renewals", n)
 		}
 		if srv.Count("get") != gets || srv.Count("watch") != watches {
 			t.Errorf("followers polled: gets %d->%d, watches %d->%d", gets, srv.Count("get"), watches, srv.Count("watch"))

@@ -42,6 +42,14 @@ type Server struct {
 	watchers  map[*fakeWatch]struct{}
 	fail      map[string]func(name string) error
 	counts    map[string]int
+	hold      *barrier
+}
+
+// barrier holds matching updates until n of them have arrived.
+type barrier struct {
+	n, arrived int
+	match      func(*coordinationv1.Lease) bool
+	open       chan struct{}
 }
 
 var _ coordinationv1client.LeasesGetter = (*Server)(nil)
@@ -71,6 +79,40 @@ func (s *Server) Count(verb string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.counts[verb]
+}
+
+// Conflicts returns how many updates were refused with 409 so far.
+func (s *Server) Conflicts() int { return s.Count("update-conflict") }
+
+// HoldUpdates makes the next n updates that match wait, before they are
+// served, until all n have arrived; then they proceed together. It forces a
+// race: n writers that read the same version all write on it, exactly one
+// wins and the others get 409, whatever order the watch would have told
+// them about each other's writes. match nil matches every update.
+func (s *Server) HoldUpdates(n int, match func(*coordinationv1.Lease) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if match == nil {
+		match = func(*coordinationv1.Lease) bool { return true }
+	}
+	s.hold = &barrier{n: n, match: match, open: make(chan struct{})}
+}
+
+// gate blocks an update at the barrier set by HoldUpdates, if it matches.
+func (s *Server) gate(in *coordinationv1.Lease) {
+	s.mu.Lock()
+	b := s.hold
+	if b == nil || !b.match(in) {
+		s.mu.Unlock()
+		return
+	}
+	b.arrived++
+	if b.arrived == b.n {
+		s.hold = nil
+		close(b.open)
+	}
+	s.mu.Unlock()
+	<-b.open
 }
 
 // Compact forgets history up to now: watches from older versions get 410.
@@ -204,6 +246,7 @@ func (l *leases) Create(_ context.Context, in *coordinationv1.Lease, _ metav1.Cr
 
 func (l *leases) Update(_ context.Context, in *coordinationv1.Lease, _ metav1.UpdateOptions) (*coordinationv1.Lease, error) {
 	s := l.s
+	s.gate(in)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.request("update", in.Name); err != nil {
@@ -215,6 +258,7 @@ func (l *leases) Update(_ context.Context, in *coordinationv1.Lease, _ metav1.Up
 		return nil, apierrors.NewNotFound(gr, in.Name)
 	}
 	if in.ResourceVersion != old.ResourceVersion {
+		s.counts["update-conflict"]++
 		return nil, apierrors.NewConflict(gr, in.Name, fmt.Errorf("the object has been modified; please apply your changes to the latest version and try again"))
 	}
 	cp := in.DeepCopy()

@@ -303,39 +303,38 @@ func (t *Term) Abandon() {
 // Release ends the term and gives the lease up with the release convention
 // (holder "", duration 1s), so that a waiting candidate takes over at once.
 // Call it only after the guarded work has stopped. Invariant 11: if the
-// lease no longer shows this term nothing is written. Release is idempotent.
+// lease no longer shows this term nothing is written. A conflict (a claim or
+// handoff request written meanwhile) is re-read and retried while the lease
+// is still ours, until ctx ends. Release is idempotent.
 func (t *Term) Release(ctx context.Context) error {
 	t.halt()
 	t.cancel(ErrReleased)
 	t.mu.Lock()
 	lost, base := t.lost, t.snap
 	t.mu.Unlock()
-	if lost || !t.ours(base) {
-		return nil
-	}
 	client := t.c.obs.Client()
-	snap, err := client.Update(ctx, base, base.Record.Released(t.c.cfg.Clock.Now()), 0)
-	if errors.Is(err, lease.ErrConflict) {
-		fresh, gerr := client.Get(ctx)
-		if errors.Is(gerr, lease.ErrNotFound) {
+	for !lost && t.ours(base) {
+		snap, err := client.Update(ctx, base, base.Record.Released(t.c.cfg.Clock.Now()), 0) // invariant 4
+		if err == nil {
+			t.mu.Lock()
+			t.snap, t.lost = snap, true
+			t.mu.Unlock()
+			t.c.setOwn("")
+			t.c.obs.Offer(snap)
 			return nil
 		}
-		if gerr != nil {
-			return fmt.Errorf("release: %w", gerr)
+		if !errors.Is(err, lease.ErrConflict) {
+			return fmt.Errorf("release: %w", err)
 		}
-		if !t.ours(fresh) {
+		base, err = client.Get(ctx)
+		if errors.Is(err, lease.ErrNotFound) {
 			return nil
 		}
-		snap, err = client.Update(ctx, fresh, fresh.Record.Released(t.c.cfg.Clock.Now()), 0)
+		if err != nil {
+			return fmt.Errorf("release: %w", err)
+		}
+		t.c.obs.Offer(base)
 	}
-	if err != nil {
-		return fmt.Errorf("release: %w", err)
-	}
-	t.mu.Lock()
-	t.snap, t.lost = snap, true
-	t.mu.Unlock()
-	t.c.setOwn("")
-	t.c.obs.Offer(snap)
 	return nil
 }
 

@@ -22,8 +22,6 @@ import (
 	"github.com/leasehold/leasehold/lease"
 )
 
-func init() { subcommands = append(subcommands, newDemoCmd) }
-
 // demoCmd is `leasehold demo`: the guided tour.
 type demoCmd struct {
 	*app

@@ -36,8 +36,11 @@ test: deps controlplane vet
 	$(GO) test -race -timeout 20m ./...
 	cd examples/controller-runtime && $(GO) test -race -timeout 10m ./...
 
+# The tour runs `leasehold demo` against a local control plane that
+# hack/demo starts for it and stops after.
 demo: controlplane
-	$(GO) run ./cmd/leasehold demo
+	$(GO) build -o bin/leasehold ./cmd/leasehold
+	$(GO) run ./hack/demo bin/leasehold
 
 cluster: controlplane
 	$(GO) run ./hack/cluster

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -117,7 +118,7 @@ func TestChildStopTermThenKill(t *testing.T) {
 		if _, err := fmt.Sscan(strings.TrimSpace(strings.TrimPrefix(out.String(), "bg ")), &pid); err != nil {
 			t.Fatalf("parse pid from %q: %v", out.String(), err)
 		}
-		time.Sleep(100 * time.Millisecond) // let the grandchild set its trap
+		waitIgnores(t, pid, syscall.SIGTERM)
 		start := time.Now()
 		if got := c.Stop(10 * time.Second); got != 0 {
 			t.Errorf("status %d, want 0", got)
@@ -140,6 +141,35 @@ func TestChildStopTermThenKill(t *testing.T) {
 			t.Errorf("status %d, want 4", got)
 		}
 	})
+}
+
+// waitIgnores waits until process pid ignores sig (its trap is set), or
+// fails the test.
+func waitIgnores(t *testing.T, pid int, sig syscall.Signal) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ignores(pid, sig) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d does not ignore %v after 10s", pid, sig)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// ignores reports whether process pid ignores sig, from the SigIgn mask in
+// /proc/PID/status.
+func ignores(pid int, sig syscall.Signal) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(b)) {
+		if mask, ok := strings.CutPrefix(line, "SigIgn:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(mask), 16, 64)
+			return err == nil && m&(1<<(sig-1)) != 0
+		}
+	}
+	return false
 }
 
 // alive reports whether pid runs (a zombie waiting for PID 1 to reap it does

@@ -21,8 +21,6 @@ import (
 	"github.com/leasehold/leasehold/lease"
 )
 
-func init() { subcommands = append(subcommands, newDescribeCmd) }
-
 // describeCmd is `leasehold describe NAME`: one Lease in words, with its
 // Events.
 type describeCmd struct {

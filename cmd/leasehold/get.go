@@ -15,8 +15,6 @@ import (
 	"github.com/leasehold/leasehold/lease"
 )
 
-func init() { subcommands = append(subcommands, newGetCmd, newListCmd) }
-
 // getCmd is `leasehold get [NAME]` and `leasehold list`: Leases as a table,
 // or as kubectl prints them with -o json|yaml|name.
 type getCmd struct {

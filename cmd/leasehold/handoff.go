@@ -13,8 +13,6 @@ import (
 	"github.com/leasehold/leasehold/lease"
 )
 
-func init() { subcommands = append(subcommands, newHandoffCmd) }
-
 // handoffCmd is `leasehold handoff NAME --to ID`: a planned handoff.
 type handoffCmd struct {
 	*app

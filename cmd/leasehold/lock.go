@@ -15,8 +15,6 @@ import (
 	"github.com/leasehold/leasehold/lock"
 )
 
-func init() { subcommands = append(subcommands, newLockCmd) }
-
 // lockCmd is `leasehold lock`: run a command while holding a lock.
 type lockCmd struct {
 	*app

@@ -13,8 +13,6 @@ import (
 	"github.com/leasehold/leasehold/lease"
 )
 
-func init() { subcommands = append(subcommands, newReleaseCmd) }
-
 // releaseCmd is `leasehold release NAME`: give a Lease up, as its holder
 // would.
 type releaseCmd struct {

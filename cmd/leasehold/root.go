@@ -74,6 +74,8 @@ func Execute(ctx context.Context, args []string, streams IO) int {
 	return ExitUsage
 }
 
+// newRoot builds the command tree. Every subcommand is listed here, built by
+// the constructor in its own file; nothing is registered from elsewhere.
 func newRoot(streams IO) *cobra.Command {
 	a := &app{io: streams, flags: genericclioptions.NewConfigFlags(true)}
 	root := &cobra.Command{
@@ -92,8 +94,18 @@ It is compatible with client-go's leader election: both can share a Lease.`,
 	root.SetOut(streams.Out)
 	root.SetErr(streams.Err)
 	a.flags.AddFlags(root.PersistentFlags())
-	for _, add := range subcommands {
-		root.AddCommand(add(a))
+	for _, newCmd := range []func(*app) *cobra.Command{
+		newRunCmd,
+		newLockCmd,
+		newGetCmd,
+		newListCmd,
+		newDescribeCmd,
+		newWatchCmd,
+		newHandoffCmd,
+		newReleaseCmd,
+		newDemoCmd,
+	} {
+		root.AddCommand(newCmd(a))
 	}
 	markRuntimeErrors(root)
 	return root
@@ -117,10 +129,6 @@ func markRuntimeErrors(c *cobra.Command) {
 		markRuntimeErrors(sub)
 	}
 }
-
-// subcommands is filled by each command's file in init, so that commands
-// stay in files of their own.
-var subcommands []func(*app) *cobra.Command
 
 // restConfig returns the client configuration from the kubeconfig flags,
 // with a clear error when there is none.

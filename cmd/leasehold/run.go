@@ -15,8 +15,6 @@ import (
 	"github.com/leasehold/leasehold/internal/holder"
 )
 
-func init() { subcommands = append(subcommands, newRunCmd) }
-
 // runCmd is `leasehold run`: run a command only while this process leads.
 type runCmd struct {
 	*app

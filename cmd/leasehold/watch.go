@@ -14,8 +14,6 @@ import (
 	"github.com/leasehold/leasehold/lease"
 )
 
-func init() { subcommands = append(subcommands, newWatchCmd) }
-
 // watchCmd is `leasehold watch NAME`: one line per change of a Lease.
 type watchCmd struct {
 	*app

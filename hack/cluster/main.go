@@ -1,12 +1,18 @@
 // Command cluster starts the local control plane (etcd + kube-apiserver, built
 // from the Go module proxy) for a person to use, prints how to point kubectl
-// at it, and stops it on Ctrl-C.
+// at it, and stops it on Ctrl-C. If etcd or kube-apiserver exits on its own,
+// it says which, with its exit status and last log lines, stops the other and
+// exits with status 1.
 //
 //	go run ./hack/cluster      (or: make cluster)
+//
+// -kubeconfig PATH writes the kubeconfig there instead of
+// .cache/cluster/kubeconfig.
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -25,11 +31,17 @@ func main() {
 }
 
 func run() error {
+	kubeconfig := flag.String("kubeconfig", "", "where to write the kubeconfig (default .cache/cluster/kubeconfig in the source tree)")
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		return err
+	if *kubeconfig == "" {
+		root, err := testenv.ModuleRoot()
+		if err != nil {
+			return err
+		}
+		// A stable path, so the export line stays valid across restarts.
+		*kubeconfig = filepath.Join(root, ".cache", "cluster", "kubeconfig")
 	}
 	start := time.Now()
 	cp, err := testenv.StartControlPlane(ctx, testenv.Options{Output: os.Stderr})
@@ -37,24 +49,25 @@ func run() error {
 		return err
 	}
 	defer cp.Stop()
-	// A stable path, so the export line stays valid across restarts.
-	kubeconfig := filepath.Join(root, ".cache", "cluster", "kubeconfig")
 	data, err := os.ReadFile(cp.Kubeconfig)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(kubeconfig), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(*kubeconfig), 0o700); err != nil {
 		return err
 	}
-	if err := os.WriteFile(kubeconfig, data, 0o600); err != nil {
+	if err := os.WriteFile(*kubeconfig, data, 0o600); err != nil {
 		return err
 	}
 	fmt.Printf("control plane ready at %s in %v (etcd + kube-apiserver, data in %s)\n\n", cp.URL, time.Since(start).Round(time.Millisecond), cp.Dir)
-	fmt.Printf("export KUBECONFIG=%s\n", kubeconfig)
+	fmt.Printf("export KUBECONFIG=%s\n", *kubeconfig)
 	fmt.Printf("export PATH=%s:$PATH   # kubectl at the control plane's version\n\n", cp.Bin)
 	fmt.Println("then for example: kubectl get leases -A")
 	fmt.Println("Ctrl-C stops it.")
-	<-ctx.Done()
-	fmt.Println("\nstopping")
-	return nil
+	err = cp.Wait(ctx)
+	if ctx.Err() != nil {
+		fmt.Println("\nstopping")
+		return nil
+	}
+	return fmt.Errorf("the control plane is down: %w", err)
 }

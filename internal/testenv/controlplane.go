@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -76,9 +77,10 @@ type ControlPlane struct {
 
 // proc is one child process and the channel closed when it has exited.
 type proc struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	err      error       // cmd.Wait's; read only after exited is closed
+	stopping atomic.Bool // set by stopProc: the exit is intended
 }
 
 // StartControlPlane builds (if needed) and starts etcd and kube-apiserver on
@@ -360,6 +362,7 @@ func stopProc(p *proc) {
 	if p == nil {
 		return
 	}
+	p.stopping.Store(true)
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-p.exited:

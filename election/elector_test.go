@@ -545,6 +545,7 @@ func TestRaceForReleaseOneWinsOthersWatch(t *testing.T) {
 		}
 		updates, gets, watches := srv.Count("update"), srv.Count("get"), srv.Count("watch")
 		time.Sleep(20 * time.Second)
+		synctest.Wait() // the renewal due at +20s is sent
 		if n := srv.Count("update") - updates; n != 10 {
 			t.Errorf("%d updates in 20s, want only the leader's 10 renewals", n)
 		}

@@ -30,13 +30,14 @@ func (e *Elector) Handoff(ctx context.Context, to string) error {
 	if !e.running.Load() {
 		return nil
 	}
-	prev := from.Record.Holder
 	for {
 		st, changed := e.obs.State()
 		switch h := st.Holder(); {
 		case h == to:
 			return nil
-		case h != "" && h != prev:
+		case h != "" && (h != from.Record.Holder || st.Lease.Record.Transitions != from.Record.Transitions):
+			// Someone acquired the lease, the previous holder included:
+			// the request has lapsed.
 			return fmt.Errorf("election: handoff of lease %s/%s to %q: %q took over instead", e.core.Namespace, e.core.Name, to, h)
 		}
 		select {

@@ -119,8 +119,12 @@ func (c *Candidate) Acquire(ctx context.Context) (*Term, error) {
 		}
 		if timedOut && raced != "" {
 			// The winner's write never arrived through the watch: it
-			// may be behind. Re-read rather than wait on it for ever.
-			c.obs.Resync()
+			// may be behind. Re-read, and decide on what the read found.
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-c.obs.Resync():
+			}
 			raced = ""
 		}
 	}
@@ -144,7 +148,7 @@ func (c *Candidate) step(ctx context.Context, st State, raced *string) (time.Dur
 	if d := c.waitFor(st, c.cfg.Clock.Now()); d > 0 {
 		return d, nil, nil
 	}
-	term, err := c.attempt(ctx, st)
+	term, base, err := c.attempt(ctx, st)
 	switch {
 	case err == nil:
 		return 0, term, nil
@@ -152,7 +156,7 @@ func (c *Candidate) step(ctx context.Context, st State, raced *string) (time.Dur
 		if c.cfg.Hooks.Conflict != nil {
 			c.cfg.Hooks.Conflict()
 		}
-		*raced = versionOf(st)
+		*raced = base
 		return c.cfg.Timing.RetryPeriod, nil, nil
 	case ctx.Err() != nil:
 		return 0, nil, ctx.Err()
@@ -194,7 +198,8 @@ func (c *Candidate) TryAcquire(ctx context.Context) (*Term, error) {
 		}
 		return nil, held
 	}
-	return c.attempt(ctx, st)
+	term, _, err := c.attempt(ctx, st)
+	return term, err
 }
 
 // waitFor returns how long to wait before the lease may be taken in this
@@ -249,14 +254,15 @@ func (c *Candidate) setOwn(rv string) {
 // attempt tries to take the lease from the observed state with one
 // conditional write (two when the Lease does not exist yet: it is created
 // released, so that every term's token is the version its acquisition
-// replaced).
-func (c *Candidate) attempt(ctx context.Context, st State) (*Term, error) {
+// replaced). It returns the version it wrote on, "" when it did not get
+// that far.
+func (c *Candidate) attempt(ctx context.Context, st State) (*Term, string, error) {
 	client := c.obs.Client()
 	base := st.Lease
 	if base == nil {
 		created, err := client.Create(ctx, lease.Record{}.Released(c.cfg.Clock.Now()))
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		c.obs.Offer(created)
 		base = created
@@ -264,7 +270,7 @@ func (c *Candidate) attempt(ctx context.Context, st State) (*Term, error) {
 	// Invariant 8: the token is the version this write replaces.
 	tok, err := lease.TokenOf(base.ResourceVersion)
 	if err != nil {
-		return nil, err
+		return nil, base.ResourceVersion, err
 	}
 	sent := c.cfg.Clock.Now()
 	rec := lease.Record{
@@ -280,9 +286,9 @@ func (c *Candidate) attempt(ctx context.Context, st State) (*Term, error) {
 	// Invariant 4: conditional on the version we saw.
 	snap, err := client.Update(reqCtx, base, rec, tok)
 	if err != nil {
-		return nil, err
+		return nil, base.ResourceVersion, err
 	}
 	c.setOwn(snap.ResourceVersion)
 	c.obs.Offer(snap)
-	return c.startTerm(ctx, snap, tok, sent), nil
+	return c.startTerm(ctx, snap, tok, sent), base.ResourceVersion, nil
 }

@@ -69,6 +69,7 @@ type Observer struct {
 	seed    State  // an earlier observation to continue from (Seed)
 	changed chan struct{}
 	resync  chan struct{}
+	reread  []chan struct{} // closed after the next read: Resync's callers
 }
 
 // NewObserver returns an Observer of the client's Lease. retry is the wait
@@ -95,12 +96,34 @@ func (o *Observer) State() (State, <-chan struct{}) {
 
 // Resync asks Run to re-read the Lease and restart its watch, for callers that
 // have reason to believe the watch is behind (a conflict that no event
-// explains). It does not block.
-func (o *Observer) Resync() {
+// explains). It does not block; the channel it returns is closed once that
+// read is done and its result, if newer, is in State.
+func (o *Observer) Resync() <-chan struct{} {
+	done := make(chan struct{})
+	o.mu.Lock()
+	o.reread = append(o.reread, done)
+	o.mu.Unlock()
 	select {
 	case o.resync <- struct{}{}:
 	default:
 	}
+	return done
+}
+
+// takeRereads returns the channels of the Resync calls the next read
+// serves, and drops their pending request.
+func (o *Observer) takeRereads() []chan struct{} {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	waiters := o.reread
+	o.reread = nil
+	if len(waiters) > 0 {
+		select {
+		case <-o.resync:
+		default:
+		}
+	}
+	return waiters
 }
 
 // Seed continues an earlier observation of the same Lease (usually the last
@@ -174,7 +197,11 @@ func (o *Observer) notify() {
 // RBAC or credentials.
 func (o *Observer) Run(ctx context.Context) error {
 	for {
+		rereads := o.takeRereads()
 		rv, err := o.read(ctx)
+		for _, done := range rereads {
+			close(done)
+		}
 		if err == nil {
 			err = o.watch(ctx, rv)
 		}

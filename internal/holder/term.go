@@ -177,16 +177,19 @@ func (t *Term) renewLoop() {
 			}
 		case res := <-inflight:
 			inflight = nil
-			if t.c.cfg.Hooks.Renewed != nil {
-				t.c.cfg.Hooks.Renewed(res.latency, res.err)
-			}
 			if res.lost {
 				t.endLost()
+			} else if res.err == nil {
+				t.renewed(res)
+			}
+			if t.c.cfg.Hooks.Renewed != nil {
+				t.c.cfg.Hooks.Renewed(res.latency, res.err) // after the result is recorded
+			}
+			if res.lost {
 				return
 			}
 			next := timing.RetryPeriod
 			if res.err == nil {
-				t.renewed(res)
 				next = res.sent.Add(timing.RetryPeriod).Sub(clk.Now())
 			}
 			renewTimer.Reset(next)

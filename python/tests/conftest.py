@@ -8,6 +8,7 @@ skipped; the unit tests run anyway."""
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -53,7 +54,8 @@ def api(kubeconfig):
 
 @pytest.fixture
 def lease_name(request):
-    return "py-" + request.node.name.replace("_", "-").lower()[:40].strip("-") + "-" + uuid.uuid4().hex[:6]
+    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    return f"py-{base}-{uuid.uuid4().hex[:6]}"
 
 
 def eventually(cond, what, timeout=WAIT):
@@ -192,6 +194,9 @@ class Fleet:
         toks = [(t["id"], int(t["token"])) for t in ts if t["impl"] != "client-go"]
         backwards = [f"{b[0]}'s token {b[1]} is not above {a[0]}'s {a[1]}" for a, b in zip(toks, toks[1:]) if b[1] <= a[1]]
         assert not backwards, "tokens went backwards:\n" + "\n".join(backwards) + "\n" + self.dump()
+        failed = self.where(ev="exit")
+        failed = [ev for ev in failed if ev.get("err")]
+        assert not failed, "candidates failed (a conflict or error that should have been handled):\n" + self.dump()
         return ts
 
     def dump(self):
@@ -284,7 +289,9 @@ class Accounts:
         self.rbac = kubernetes.client.RbacAuthorizationV1Api(api)
 
     def make(self, name, verbs, namespace="default"):
-        k = self.k
+        """A new service account name-<random> allowed verbs on Leases:
+        (ApiClient, its name)."""
+        name = f"{name}-{uuid.uuid4().hex[:6]}"
         self.core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
         self.rbac.create_namespaced_role(namespace, {
             "metadata": {"name": name},
@@ -294,7 +301,7 @@ class Accounts:
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]})
         tr = self.core.create_namespaced_service_account_token(name, namespace, {"spec": {"expirationSeconds": 3600}})
-        return self.client_for(tr.status.token)
+        return self.client_for(tr.status.token)[0], name
 
     def set_verbs(self, name, verbs, namespace="default"):
         self.rbac.patch_namespaced_role(name, namespace, {

@@ -126,18 +126,41 @@ def test_python_lock_and_go_lock_take_turns(fleet):
     fleet.check()
 
 
-def test_mixed_fleet_handoffs_and_crashes(fleet):
+def test_mixed_fleet_handoffs_and_crashes(fleet, api):
+    """Two Python and two Go electors: the leader is released (SIGTERM),
+    crashed (SIGKILL, then restarted) or asked to hand over to a chosen
+    member, round after round; no two terms ever overlap."""
     ids = {"p1": "python", "p2": "python", "g1": "leasehold", "g2": "leasehold"}
     for i, impl in ids.items():
         fleet.start(i, impl=impl)
-    for round_ in range(6):
+    client = LeaseClient(api, "default", fleet.lease)
+    rounds = [("handoff", "p1"), ("kill", signal.SIGTERM), ("handoff", "g1"), ("kill", signal.SIGKILL),
+              ("handoff", "p2"), ("kill", signal.SIGKILL), ("handoff", "g2"), ("kill", signal.SIGTERM),
+              ("handoff", "p1")]
+    for what, arg in rounds:
+        eventually(lambda: all(fleet.procs[i].p.poll() is None and ready_since_start(fleet, i) for i in ids),
+                   "every member to be up")
         leader = eventually(fleet.leader, "one leader")
         n = len(fleet.where(ev="start"))
-        fleet.procs[leader].signal(signal.SIGKILL if round_ % 3 == 2 else signal.SIGTERM)
+        if what == "handoff":
+            if arg == leader:
+                continue
+            leasehold.request_handoff(client, arg)
+            eventually(lambda: fleet.leader() == arg, f"{arg} to take over")
+            continue
+        fleet.procs[leader].signal(arg)
         fleet.procs[leader].wait()
         fleet.start(leader, impl=ids[leader])  # the replica comes back
         eventually(lambda: len(fleet.where(ev="start")) > n, "a new term")
-    fleet.check()
+    ts = fleet.check()
+    assert {t["impl"] for t in ts} == {"leasehold", "leasehold-python"}, fleet.dump()
+
+
+def ready_since_start(fleet, ident):
+    """Whether the current process of ident has reported ready."""
+    with fleet.mu:
+        evs = [ev["ev"] for ev in fleet.events if ev.get("id") == ident and ev["ev"] in ("ready", "exited")]
+    return bool(evs) and evs[-1] == "ready"
 
 
 def test_follower_watches_without_polling(fleet):
@@ -151,3 +174,4 @@ def test_follower_watches_without_polling(fleet):
     assert req["update"] == 0 and req["create"] == 0, req
     assert req["get"] <= 1 and req["watch"] <= 2, req  # one read, one watch
     assert fleet.leader() == "go"
+    fleet.check()

@@ -145,7 +145,7 @@ def test_work_ignoring_cancellation_is_fenced(api, accounts, fleet, fenced, leas
     term ended (here: RBAC stops its renewals). The context still ends at the
     hard deadline, a Go candidate takes over with a larger token, and the
     fenced resource rejects every late write of the old leader."""
-    client, _ = accounts.make("py-fenced", ["get", "list", "watch", "create", "update"])
+    client, sa = accounts.make("py-fenced", ["get", "list", "watch", "create", "update"])
     e = leasehold.Elector(client, "default", fleet.lease, "py", **TIMING)
     state = {}
 
@@ -169,7 +169,7 @@ def test_work_ignoring_cancellation_is_fenced(api, accounts, fleet, fenced, leas
     eventually(lambda: "token" in state, "py to lead")
     fleet.start("go", impl="leasehold", extra=["--write-url", fenced.url])
     fleet.wait_event("go ready", ev="ready", id="go")
-    accounts.set_verbs("py-fenced", ["get", "list", "watch"])  # renewals now fail: 403
+    accounts.set_verbs(sa, ["get", "list", "watch"])  # renewals now fail: 403
     go = fleet.wait_event("go to lead", ev="start", id="go", timeout=WAIT)
     eventually(lambda: "ended" in state, "py's context to end")
     assert isinstance(state["ended"][1], leasehold.RenewDeadlineExceeded), state["ended"]

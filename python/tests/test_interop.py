@@ -51,6 +51,21 @@ def test_release_takeover_go_and_python(fleet):
     assert "released" in ts[1]["cause"] or "stopped" in ts[1]["cause"], ts[1]
 
 
+def test_release_waits_for_the_work(fleet):
+    """A work function that takes a second to stop after its context ended:
+    the lease is released only after it returned, so the follower's term
+    starts after it."""
+    py = fleet.start("py", extra=["--ignore-cancel", "1s"])
+    started(fleet, "py")
+    fleet.start("go", impl="leasehold")
+    fleet.wait_event("go ready", ev="ready", id="go")
+    py.signal(signal.SIGTERM)
+    assert py.wait() == 0, py.err()
+    started(fleet, "go")
+    ts = fleet.check()
+    assert [t["id"] for t in ts] == ["py", "go"] and "ignored it" in ts[0]["cause"], fleet.dump()
+
+
 def test_crash_takeover_go_and_python(fleet):
     py = fleet.start("py")
     started(fleet, "py")
@@ -171,7 +186,7 @@ def test_follower_watches_without_polling(fleet):
     time.sleep(3)  # not a speed check: long enough for ~10 renewals by the leader
     py.signal(signal.SIGUSR1)
     req = fleet.wait_event("py's request counts", ev="requests", id="py")["requests"]
+    fleet.check()  # the follower did not take over while the leader renewed
+    assert fleet.leader() == "go"
     assert req["update"] == 0 and req["create"] == 0, req
     assert req["get"] <= 1 and req["watch"] <= 2, req  # one read, one watch
-    assert fleet.leader() == "go"
-    fleet.check()

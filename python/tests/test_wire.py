@@ -115,3 +115,21 @@ def test_errors_name_the_verb():
     e = errors.ForbiddenError("update", "ns", "l", 403, "denied")
     assert e.permanent and 'verb "update"' in str(e) and "ns/l" in str(e)
     assert not errors.ConflictError("update", "ns", "l", 409, "").permanent
+
+
+def test_stop_on_signals_ends_the_context_then_restores_handlers():
+    import os
+    import signal
+    seen = []
+    prev = signal.signal(signal.SIGUSR2, lambda s, f: seen.append(s))
+    try:
+        ctx = leasehold.stop_on_signals([signal.SIGUSR2])
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert ctx.wait(10), "the context did not end"
+        assert isinstance(ctx.cause, leasehold.SignalReceived) and ctx.cause.signum == signal.SIGUSR2
+        assert isinstance(ctx.cause, leasehold.Stopped)
+        assert seen == []
+        os.kill(os.getpid(), signal.SIGUSR2)  # the second one reaches the previous handler
+        assert seen == [signal.SIGUSR2]
+    finally:
+        signal.signal(signal.SIGUSR2, prev)

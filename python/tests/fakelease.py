@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import queue
 import threading
+import time
 
 from leasehold import errors
 from leasehold.client import RequestCounts
@@ -22,6 +23,17 @@ class FakeStore:
         self.block_updates = threading.Event()  # set: updates hang until unblocked
         self.unblocked = threading.Event()
         self.update_sent = []  # (identity, renewTime) of every update received
+        self.update_delay = 0.0  # seconds each update takes before it applies
+        self.watch_rvs = []  # the resourceVersion every watch started from
+        self.applied = []  # (monotonic time the update was received, when it applied) per successful update
+
+    def end_watches(self, status=None):
+        """Ends every open watch: cleanly, or with an ERROR event (status)."""
+        with self.mu:
+            for w in list(self.watchers):
+                if status is not None:
+                    w.q.put(("ERROR", status))
+                w.q.put(None)
 
     def _bump(self):
         self.rev += 1
@@ -87,7 +99,10 @@ class FakeClient:
 
     def update(self, base, rec, token=0, timeout=None):
         self.counts.add("update")
+        received = time.monotonic()
         self.store.update_sent.append((rec.holder, rec.renew_time))
+        if self.store.update_delay:
+            time.sleep(self.store.update_delay)
         if self.store.block_updates.is_set():
             self.store.unblocked.wait(timeout)
             raise errors.UnavailableError("update", self.namespace, self.name, 0, "timed out (fake)")
@@ -100,16 +115,20 @@ class FakeClient:
                 raise errors.ConflictError("update", self.namespace, self.name, 409, "stale")
             body["metadata"]["resourceVersion"] = self.store._bump()
             self.store.objs[self._key()] = body
+            self.store.applied.append((received, time.monotonic()))
             self.store._emit(self.namespace, self.name, "MODIFIED", body)
             return Snapshot.from_object(copy.deepcopy(body))
 
     def watch(self, rv):
         self.counts.add("watch")
+        self.store.watch_rvs.append(rv)
         w = FakeWatch(self.store, self.namespace, self.name)
         with self.store.mu:
             self.store.watchers.append(w)
             cur = self.store.objs.get(self._key())
-            if cur is not None and rv and int(cur["metadata"]["resourceVersion"]) > int(rv):
+            if cur is not None and not rv:  # as the apiserver: the current state first
+                w.q.put(("ADDED", copy.deepcopy(cur)))
+            elif cur is not None and int(cur["metadata"]["resourceVersion"]) > int(rv):
                 w.q.put(("MODIFIED", copy.deepcopy(cur)))
         return w
 

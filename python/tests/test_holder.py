@@ -76,13 +76,18 @@ def test_expiry_is_observed_time_plus_records_own_duration():
 
 def test_hard_deadline_ends_context_while_a_renewal_hangs(store):
     client, cand, th = start(store)
+    store.update_delay = 0.2  # each write takes a while to apply and answer
     term = cand.acquire(Context())
     try:
-        eventually(lambda: len(store.update_sent) >= 3, "a few renewals")
+        eventually(lambda: len(store.applied) >= 3, "a few renewals")
         store.block_updates.set()  # from now on every renewal hangs, ignoring its timeout
         assert term.ctx.wait(WAIT), "the term's context never ended"
         ended = time.monotonic()
         assert isinstance(term.ctx.cause, errors.RenewDeadlineExceeded)
+        # The deadline is counted from when the last successful renewal was
+        # sent (before the server received it), not from its answer.
+        received, answered = store.applied[-1]
+        assert term.last_renew <= received < answered
         assert term.deadline == pytest.approx(term.last_renew + TIMING.renew_deadline)
         assert ended >= term.deadline  # not early
         # A follower dates the expiry from when it saw the last renewal, which
@@ -244,3 +249,25 @@ def test_elector_stop_ends_work_and_releases(store, fake_elector):
 
     assert e.run(work, stop=stop) is None
     assert FakeClient(store).get().record.holder == ""
+
+
+def test_watch_resumes_from_last_version_and_relists_after_410(store):
+    client, cand, th = start(store, "watcher")
+    writer = FakeClient(store)
+    writer.put_raw(Record(holder="x", lease_duration=2, transitions=1))
+    try:
+        eventually(lambda: cand.obs.state().holder == "x", "the first state")
+        assert client.counts.snapshot()["get"] <= 1
+        writer.put_raw(Record(holder="y", lease_duration=2, transitions=2))
+        eventually(lambda: cand.obs.state().holder == "y", "the change through the watch")
+        rv = cand.obs.state().resource_version
+        gets = client.counts.snapshot()["get"]
+        store.end_watches()  # the server closes the watch: resume, no re-read
+        eventually(lambda: store.watch_rvs[-1] == rv and len(store.watch_rvs) >= 2, "a watch resumed from " + rv)
+        assert client.counts.snapshot()["get"] == gets
+        store.end_watches({"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"})
+        eventually(lambda: client.counts.snapshot()["get"] == gets + 1, "a re-read after 410")
+        writer.put_raw(Record(holder="z", lease_duration=2, transitions=3))
+        eventually(lambda: cand.obs.state().holder == "z", "changes after the re-read")
+    finally:
+        th.stop()

@@ -17,7 +17,7 @@ import leasehold
 from leasehold.client import LeaseClient
 from leasehold.record import Record
 
-from conftest import FAST, WAIT, eventually, raw_lease
+from conftest import WAIT, eventually, mono_ns, raw_lease
 
 pytestmark = pytest.mark.apiserver
 
@@ -114,6 +114,28 @@ def test_in_process_elector_and_go_candidate(api, fleet):
     assert LeaseClient(api, "default", fleet.lease).get().record.holder == ""
 
 
+def test_in_process_handoff_to_go(api, fleet):
+    e = leasehold.Elector(api, "default", fleet.lease, "py", **TIMING)
+    causes = []
+
+    def work(ctx):
+        ctx.wait()
+        causes.append(ctx.cause)
+
+    r = Runner(e, work)
+    eventually(lambda: e.is_leader(), "the in-process elector to lead")
+    fleet.start("go", impl="leasehold")
+    fleet.wait_event("go ready", ev="ready", id="go")
+    e.handoff("go", timeout=WAIT)  # returns once go leads
+    go = fleet.wait_event("go to lead", ev="start", id="go")
+    assert isinstance(causes[0], leasehold.HandoffRequested) and causes[0].to == "go"
+    view = e.leader()
+    assert view.holder == "go" and view.token == int(go["token"]) and not view.is_me
+    e.stop()
+    r.join()
+    assert r.exc is None and len(causes) == 1
+
+
 def test_sigterm_example_hands_over(fleet, tmp_path):
     """examples/python/inprocess.py under SIGTERM: its work stops, it releases
     and exits 0, and a Go candidate takes over at once."""
@@ -152,6 +174,7 @@ def test_work_ignoring_cancellation_is_fenced(api, accounts, fleet, fenced, leas
     def work(ctx):
         import urllib.request, urllib.error
         state["token"] = ctx.token
+        threading.Thread(target=lambda: ctx.wait() and state.setdefault("ctx_end", mono_ns()), daemon=True).start()
         until = None
         while until is None or time.monotonic() < until:
             if ctx.done() and until is None:
@@ -173,6 +196,8 @@ def test_work_ignoring_cancellation_is_fenced(api, accounts, fleet, fenced, leas
     go = fleet.wait_event("go to lead", ev="start", id="go", timeout=WAIT)
     eventually(lambda: "ended" in state, "py's context to end")
     assert isinstance(state["ended"][1], leasehold.RenewDeadlineExceeded), state["ended"]
+    # The hard deadline: the context ended before the Go candidate took over.
+    assert state["ctx_end"] < go["mono"], (state["ctx_end"], go)
     eventually(lambda: state.get("finished"), "the work to return")
     e.stop()  # py now follows go (its release was refused: 403)
     r.join()

@@ -111,6 +111,7 @@ class Elector:
         self._closed = Context()
         self._mu = threading.Lock()
         self._running = False
+        self._run_thread = 0
         self._term: Optional[Term] = None
         self._wctx: Optional[Context] = None
         self._resigning: Optional[threading.Event] = None
@@ -141,6 +142,7 @@ class Elector:
             if self._running:
                 raise RuntimeError("leasehold: Elector.run is already active on this Elector")
             self._running = True
+            self._run_thread = threading.get_ident()
         campaign = Context(parents=[self._closed, stop])
         watcher = ObserverThread(self._obs, on_fail=campaign.cancel).start()
         try:
@@ -241,7 +243,9 @@ class Elector:
         lease so a follower takes over at once. The candidate then stands back
         for one lease duration, or until another leads, before it campaigns
         again. Returns True when the release is done (at once if not
-        leading: True), False if timeout seconds passed first."""
+        leading: True), False if timeout seconds passed first. Called from
+        the work function itself it returns False at once: the release
+        follows when the work returns."""
         with self._mu:
             if self._term is None or self._wctx is None:
                 return True
@@ -249,6 +253,8 @@ class Elector:
                 self._resigning = threading.Event()
             done = self._resigning
             self._wctx.cancel(errors.Resigned())
+            if threading.get_ident() == self._run_thread:
+                return False
         return done.wait(timeout)
 
     resign = release  # the Go library's name

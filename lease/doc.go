@@ -25,7 +25,7 @@
 //     fencing token. Believed only while the record shows that holder at
 //     that transition count; a foreign edit of holderIdentity is reported
 //     (Snapshot.ForeignEdit), never credited with the old holder's token.
-//   - PreferredHolderAnnotation, "<identity>/<transitions>": a planned
+//   - PreferredHolderAnnotation, "<transitions>/<identity>": a planned
 //     handoff, for apiservers that drop spec.preferredHolder.
 //
 // # Non-guarantees

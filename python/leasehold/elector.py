@@ -263,7 +263,7 @@ class Elector:
         """Planned handoff: asks the current leader to hand the lease to the
         candidate ``to`` by naming it the preferred holder (in
         spec.preferredHolder and in the annotation
-        leasehold.io/preferred-holder: "<to>/<transitions>", which every
+        leasehold.io/preferred-holder: "<transitions>/<to>", which every
         cluster keeps). The leader's work context ends (cause
         HandoffRequested), it releases once the work returned, and ``to``
         takes over at once; other candidates hold back for one lease

@@ -12,9 +12,10 @@ every value, whole seconds included.
 Leasehold annotations, both tied to the transition count they were written
 at so that they die with the term:
 
-* ``leasehold.io/token: "<token>/<transitions>"``, the fencing token of the
-  current term;
-* ``leasehold.io/preferred-holder: "<identity>/<transitions>"``, a planned
+* ``leasehold.io/token: "<token>/<transitions>/<holder>"``, the fencing token
+  of the current term, believed only while the record shows that holder at
+  that count (a foreign edit of holderIdentity is never credited with it);
+* ``leasehold.io/preferred-holder: "<transitions>/<identity>"``, a planned
   handoff (the apiserver drops ``spec.preferredHolder`` unless the
   CoordinatedLeaderElection feature gate is on); the field is read first.
 """
@@ -138,43 +139,47 @@ class Record:
         return self == other
 
 
-def format_token_annotation(token: int, transitions: int) -> str:
-    return f"{int(token)}/{int(transitions)}"
+def format_token_annotation(token: int, transitions: int, holder: str) -> str:
+    return f"{int(token)}/{int(transitions)}/{holder}"
 
 
-def parse_token_annotation(value: Optional[str], transitions: int) -> int:
-    """The token in a leasehold.io/token value if it was written at
-    transitions, else 0 (no token: a foreign or client-go holder)."""
-    if not value or "/" not in value:
+def _cut_count(value: str):
+    """Split "<transitions>/<identity>"; None unless the count is a
+    non-negative integer and the identity is not empty."""
+    tr, sep, ident = value.partition("/")
+    if not sep or not ident or not tr.isdigit():
+        return None
+    n = int(tr)
+    if n > 2**31 - 1:
+        return None
+    return n, ident
+
+
+def parse_token_annotation(value: Optional[str], transitions: int, holder: str) -> int:
+    """The token in a leasehold.io/token value if it was written by holder
+    at transitions, else 0 (no token: a foreign or client-go holder)."""
+    if not value:
         return 0
-    tok, _, tr = value.partition("/")
-    try:
-        if int(tr) != transitions:
-            return 0
-        t = int(tok.strip())
-    except ValueError:
+    tok, sep, rest = value.partition("/")
+    cut = _cut_count(rest) if sep else None
+    if cut is None or cut != (transitions, holder) or not tok.isdigit():
         return 0
-    return t if t > 0 else 0
+    t = int(tok)
+    return t if 0 < t < 2**64 else 0
 
 
 def preferred_holder_value(identity: str, transitions: int) -> str:
     """The leasehold.io/preferred-holder value asking the holder at
-    transitions to hand over to identity."""
-    return f"{identity}/{int(transitions)}"
+    transitions to hand over to identity. The identity comes last: it may
+    contain '/'."""
+    return f"{int(transitions)}/{identity}"
 
 
 def parse_preferred_annotation(value: Optional[str], transitions: int) -> str:
-    if not value or "/" not in value:
+    cut = _cut_count(value) if value else None
+    if cut is None or cut[0] != transitions:
         return ""
-    ident, _, tr = value.rpartition("/")  # an identity may contain '/'
-    if not ident:
-        return ""
-    try:
-        if int(tr) != transitions:
-            return ""
-    except ValueError:
-        return ""
-    return ident
+    return cut[1]
 
 
 def token_from_resource_version(rv: str) -> int:
@@ -218,7 +223,7 @@ class Snapshot:
         meta = obj.get("metadata") or {}
         ann = meta.get("annotations") or {}
         rec = Record.from_spec(obj.get("spec"))
-        token = parse_token_annotation(ann.get(TOKEN_ANNOTATION), rec.transitions) if rec.held else 0
+        token = parse_token_annotation(ann.get(TOKEN_ANNOTATION), rec.transitions, rec.holder) if rec.held else 0
         if not rec.preferred_holder:
             p = parse_preferred_annotation(ann.get(PREFERRED_HOLDER_ANNOTATION), rec.transitions)
             if p:
@@ -251,7 +256,7 @@ def set_annotations(meta: Dict[str, Any], rec: Record, token: int) -> None:
     else:
         ann.pop(PREFERRED_HOLDER_ANNOTATION, None)
     if token:
-        ann[TOKEN_ANNOTATION] = format_token_annotation(token, rec.transitions)
+        ann[TOKEN_ANNOTATION] = format_token_annotation(token, rec.transitions, rec.holder)
     if ann:
         meta["annotations"] = ann
     else:

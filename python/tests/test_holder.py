@@ -50,7 +50,7 @@ def test_acquire_creates_released_then_takes_with_token(store):
         assert term.token == created_rv
         s = client.get()
         assert s.record.holder == "me" and s.record.lease_duration == 2 and s.record.transitions == 1
-        assert s.obj["metadata"]["annotations"]["leasehold.io/token"] == f"{created_rv}/1"
+        assert s.obj["metadata"]["annotations"]["leasehold.io/token"] == f"{created_rv}/1/me"
         assert s.token == created_rv
     finally:
         term.release()
@@ -145,7 +145,7 @@ def test_preferred_holder_preempts_but_keeps_renewing(store):
         th.stop()
     s = client.get()
     assert s.record.holder == "" and s.record.preferred_holder == "b"
-    assert s.obj["metadata"]["annotations"]["leasehold.io/preferred-holder"] == f"b/{s.record.transitions}"
+    assert s.obj["metadata"]["annotations"]["leasehold.io/preferred-holder"] == f"{s.record.transitions}/b"
 
 
 def test_lock_holder_is_not_preempted(store):

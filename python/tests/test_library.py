@@ -60,7 +60,7 @@ def test_wire_format_is_client_gos(api, lease_name):
     assert set(spec) == {"holderIdentity", "leaseDurationSeconds", "acquireTime", "renewTime", "leaseTransitions"}, spec
     assert spec["holderIdentity"] == "py-a" and spec["leaseDurationSeconds"] == 2 and spec["leaseTransitions"] == 1
     ann = seen["lease"]["metadata"]["annotations"]
-    assert ann["leasehold.io/token"] == f"{seen['token']}/1"
+    assert ann["leasehold.io/token"] == f"{seen['token']}/1/py-a"
     assert isinstance(seen["token"], int) and seen["token"] > 0
     r = seen["renewed"]["spec"]
     assert r["renewTime"] > spec["renewTime"] and r["acquireTime"] == spec["acquireTime"]

@@ -47,27 +47,32 @@ def test_to_spec_writes_client_go_fields():
 
 
 def test_annotations_are_tied_to_transitions():
-    assert parse_token_annotation("42/3", 3) == 42
-    assert parse_token_annotation("42/3", 4) == 0  # a later term (client-go took over)
-    assert parse_token_annotation("x/3", 3) == 0
-    assert parse_preferred_annotation("ns/pod-b/7", 7) == "ns/pod-b"  # identities may contain '/'
-    assert parse_preferred_annotation("b/7", 8) == ""
+    assert parse_token_annotation("42/3/a", 3, "a") == 42
+    assert parse_token_annotation("42/3/ns/a", 3, "ns/a") == 42  # identities may contain '/'
+    assert parse_token_annotation("42/3/a", 4, "a") == 0  # a later term (client-go took over)
+    # kubectl apply changing only holderIdentity: never credit a's token to b
+    assert parse_token_annotation("42/3/a", 3, "b") == 0
+    assert parse_token_annotation("42/3", 3, "a") == 0
+    assert parse_token_annotation("x/3/a", 3, "a") == 0
+    assert parse_preferred_annotation("7/ns/pod-b", 7) == "ns/pod-b"  # identities may contain '/'
+    assert parse_preferred_annotation("7/b", 8) == ""
+    assert parse_preferred_annotation("e1/5/5", 5) == ""  # not "<transitions>/<identity>"
 
 
 def test_snapshot_reads_annotations_and_keeps_metadata():
     now = dt.datetime(2025, 1, 2, tzinfo=UTC)
     obj = {"metadata": {"name": "l", "namespace": "n", "uid": "u", "resourceVersion": "9",
                         "labels": {"app": "x"},
-                        "annotations": {"other": "keep", "leasehold.io/token": "8/2",
-                                        "leasehold.io/preferred-holder": "b/2"}},
+                        "annotations": {"other": "keep", "leasehold.io/token": "8/2/a",
+                                        "leasehold.io/preferred-holder": "2/b"}},
            "spec": Record(holder="a", lease_duration=15, acquire_time=now, renew_time=now, transitions=2).to_spec()}
     s = Snapshot.from_object(obj)
     assert s.token == 8 and s.record.preferred_holder == "b"
     out = s.object_with(Record(holder="c", lease_duration=15, acquire_time=now, renew_time=now, transitions=3), token=9)
     ann = out["metadata"]["annotations"]
-    assert ann == {"other": "keep", "leasehold.io/token": "9/3"}  # the handoff request is done
+    assert ann == {"other": "keep", "leasehold.io/token": "9/3/c"}  # the handoff request is done
     assert out["metadata"]["labels"] == {"app": "x"} and out["metadata"]["resourceVersion"] == "9"
-    assert obj["metadata"]["annotations"]["leasehold.io/token"] == "8/2"  # not modified
+    assert obj["metadata"]["annotations"]["leasehold.io/token"] == "8/2/a"  # not modified
 
 
 def test_config_errors_name_every_problem():

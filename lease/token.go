@@ -140,6 +140,33 @@ func cutCount(v string) (int32, string, bool) {
 	return int32(n), id, true
 }
 
+// OfferAnnotation is a holder's planned handoff in progress
+// ("<transitions>/<identity>"): written only by the holder, only after the
+// work it guards has stopped, it lets identity take the lease at once by a
+// conditional write on the version that carries it. The holder resumes only
+// after a write of its own that replaces that version, so the two never
+// both act. Like the other annotations it is tied to the transition count:
+// the next acquisition, by anyone, ends it.
+const OfferAnnotation = "leasehold.io/handoff-offer"
+
+// WithOffer returns a copy of base whose object carries an offer of the
+// lease to identity (none when identity is ""), for the holder's next
+// Update on it.
+func WithOffer(base *Snapshot, identity string) *Snapshot {
+	cp := *base
+	cp.obj = base.obj.DeepCopy()
+	if identity == "" {
+		delete(cp.obj.Annotations, OfferAnnotation)
+	} else {
+		if cp.obj.Annotations == nil {
+			cp.obj.Annotations = map[string]string{}
+		}
+		cp.obj.Annotations[OfferAnnotation] = PreferredHolderValue(identity, base.Record.Transitions)
+	}
+	cp.OfferedTo = identity
+	return &cp
+}
+
 func setPreferredAnnotation(meta *metav1.ObjectMeta, rec Record) {
 	if rec.PreferredHolder == "" {
 		delete(meta.Annotations, PreferredHolderAnnotation)

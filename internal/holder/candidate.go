@@ -217,6 +217,11 @@ func (c *Candidate) waitFor(st State, now time.Time) time.Duration {
 		}
 		return 0
 	}
+	if rec.Holder != c.cfg.Identity && st.Lease.OfferedTo == c.cfg.Identity {
+		// Invariant 12: the holder offers us the lease; its work has
+		// stopped, and it resumes only after replacing this version.
+		return 0
+	}
 	if rec.Holder == c.cfg.Identity && c.isOwn(st.Lease.ResourceVersion) {
 		// Invariant 5: our own last write; our previous term has ended
 		// here. A record naming us at a version we did not write (an
@@ -233,10 +238,12 @@ func (c *Candidate) waitFor(st State, now time.Time) time.Duration {
 }
 
 // reservation is how long a released lease stays reserved for its preferred
-// holder in this candidate's view. The lease is free, so shortening it is
-// safe; it is only the preferred candidate's head start.
+// holder in this candidate's view: two retry periods, at most the lease
+// duration. The lease is free, so a short reservation is safe; it is only
+// the preferred candidate's head start, and a preferred candidate that is
+// not there (a typo, a crash) blocks the others no longer than that.
 func (c *Candidate) reservation() time.Duration {
-	return c.cfg.Timing.LeaseDuration
+	return min(2*c.cfg.Timing.RetryPeriod, c.cfg.Timing.LeaseDuration)
 }
 
 func (c *Candidate) isOwn(rv string) bool {

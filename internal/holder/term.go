@@ -44,6 +44,8 @@ type Term struct {
 	stop     chan struct{} // closed by halt
 	stopOnce sync.Once
 	expired  chan struct{} // closed by the deadline goroutine when it ends the term
+	finished chan struct{} // closed when the renewing goroutine returns
+	offerNow chan struct{} // asks the renewing goroutine for a renewal at once
 	wg       sync.WaitGroup
 
 	mu        sync.Mutex
@@ -52,6 +54,7 @@ type Term struct {
 	deadline  time.Time       // lastRenew + RenewDeadline
 	over      bool            // the deadline passed: renewals no longer extend the term
 	lost      bool            // the lease is no longer ours: nothing to release
+	offerTo   string          // set by Offer: every later renewal offers the lease to it
 }
 
 func (c *Candidate) startTerm(ctx context.Context, snap *lease.Snapshot, tok lease.Token, sent time.Time) *Term {
@@ -60,6 +63,7 @@ func (c *Candidate) startTerm(ctx context.Context, snap *lease.Snapshot, tok lea
 		c: c, token: tok, trans: snap.Record.Transitions,
 		ctx: tctx, cancel: cancel,
 		stop: make(chan struct{}), expired: make(chan struct{}),
+		finished: make(chan struct{}), offerNow: make(chan struct{}, 1),
 		snap: snap, lastRenew: sent, deadline: sent.Add(c.cfg.Timing.RenewDeadline),
 	}
 	t.wg.Go(t.enforceDeadline)
@@ -146,6 +150,7 @@ type renewResult struct {
 // renewLoop renews every RetryPeriod and follows the watch for a loss or a
 // preemption, until halt, the deadline or the loss of the lease.
 func (t *Term) renewLoop() {
+	defer close(t.finished)
 	timing, clk := t.c.cfg.Timing, t.c.cfg.Clock
 	renewTimer := clk.NewTimer(timing.RetryPeriod)
 	defer renewTimer.Stop()
@@ -155,7 +160,12 @@ func (t *Term) renewLoop() {
 	defer func() {
 		cancelReq()
 		if inflight != nil {
-			<-inflight
+			// A renewal that got through anyway is still our own last
+			// write: record it, so that the candidate knows it may retake
+			// the lease (invariant 5).
+			if res := <-inflight; res.err == nil && !res.lost {
+				t.renewed(res)
+			}
 		}
 	}()
 	for {
@@ -169,6 +179,8 @@ func (t *Term) renewLoop() {
 		case <-t.expired:
 			return
 		case <-changed:
+		case <-t.offerNow:
+			renewTimer.Reset(0)
 		case <-renewTimer.C():
 			if inflight == nil {
 				inflight = make(chan renewResult, 1)
@@ -191,6 +203,9 @@ func (t *Term) renewLoop() {
 			next := timing.RetryPeriod
 			if res.err == nil {
 				next = res.sent.Add(timing.RetryPeriod).Sub(clk.Now())
+				if t.offering() && res.snap.OfferedTo == "" {
+					next = 0 // Offer came while this renewal was in flight
+				}
 			}
 			renewTimer.Reset(next)
 		}
@@ -278,8 +293,15 @@ func (t *Term) renew(ctx context.Context, base *lease.Snapshot) renewResult {
 	return renewResult{snap: snap, sent: sent, err: err, latency: clk.Since(start)}
 }
 
-// write renews on base and returns when the request was sent.
+// write renews on base (with the handoff offer, once Offer was called) and
+// returns when the request was sent.
 func (t *Term) write(ctx context.Context, base *lease.Snapshot) (*lease.Snapshot, time.Time, error) {
+	t.mu.Lock()
+	offerTo := t.offerTo
+	t.mu.Unlock()
+	if offerTo != "" {
+		base = lease.WithOffer(base, offerTo)
+	}
 	sent := t.c.cfg.Clock.Now()
 	rec := base.Record
 	rec.Holder = t.c.cfg.Identity
@@ -339,6 +361,41 @@ func (t *Term) Release(ctx context.Context) error {
 		t.c.obs.Offer(base)
 	}
 	return nil
+}
+
+func (t *Term) offering() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.offerTo != ""
+}
+
+// Offer hands the lease to the candidate with identity to, keeping it
+// meanwhile: the next renewal (at once) and every later one carry an offer
+// (lease.OfferAnnotation) that lets to take the lease by a conditional write.
+// Call it only after the work under the term has stopped: the offer says so.
+// Offer returns true when to (or anyone) has taken the lease, false when
+// nobody took it within the given time or ctx ended; the term is then
+// halted, with the lease still ours at our last write, which the candidate
+// may retake at once (invariant 5) and, doing so, withdraw the offer.
+func (t *Term) Offer(ctx context.Context, to string, within time.Duration) bool {
+	t.mu.Lock()
+	t.offerTo = to
+	t.mu.Unlock()
+	select {
+	case t.offerNow <- struct{}{}:
+	default:
+	}
+	timer := t.c.cfg.Clock.NewTimer(within)
+	defer timer.Stop()
+	select {
+	case <-t.finished:
+	case <-timer.C():
+	case <-ctx.Done():
+	}
+	t.halt()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lost
 }
 
 // Settle ends the term once the code that ran under it has returned or

@@ -38,6 +38,9 @@ type Snapshot struct {
 	// (OfferAnnotation), "" when none: the holder's work has stopped and
 	// that identity may take the lease at once.
 	OfferedTo string
+	// Kind is what a Leasehold lock recorded the Lease as (KindAnnotation),
+	// "" when none.
+	Kind string
 
 	obj *coordinationv1.Lease
 }
@@ -63,6 +66,7 @@ func NewSnapshot(l *coordinationv1.Lease) *Snapshot {
 			s.ForeignEdit = true
 		}
 	}
+	s.Kind = l.Annotations[KindAnnotation]
 	if rec.Held() {
 		s.OfferedTo = parsePreferredAnnotation(l.Annotations[OfferAnnotation], rec.Transitions)
 	}

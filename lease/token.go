@@ -149,6 +149,28 @@ func cutCount(v string) (int32, string, bool) {
 // the next acquisition, by anyone, ends it.
 const OfferAnnotation = "leasehold.io/handoff-offer"
 
+// KindAnnotation records what a Lease is used as by Leasehold locks:
+// "mutex", or "semaphore/<permits>" on each permit's Lease. A lock refuses a
+// Lease recorded as another kind or permit count: a Mutex and a Semaphore of
+// one name, or Semaphores of one name with different counts, would
+// otherwise not exclude each other.
+const KindAnnotation = "leasehold.io/lock"
+
+// WithAnnotation returns a copy of base whose object carries key=value, for
+// the next Update on it.
+func WithAnnotation(base *Snapshot, key, value string) *Snapshot {
+	cp := *base
+	cp.obj = base.obj.DeepCopy()
+	if cp.obj.Annotations == nil {
+		cp.obj.Annotations = map[string]string{}
+	}
+	cp.obj.Annotations[key] = value
+	if key == KindAnnotation {
+		cp.Kind = value
+	}
+	return &cp
+}
+
 // WithOffer returns a copy of base whose object carries an offer of the
 // lease to identity (none when identity is ""), for the holder's next
 // Update on it.

@@ -67,7 +67,14 @@ func (s *Semaphore) Do(ctx context.Context, fn func(ctx context.Context, token l
 }
 
 func acquire(ctx context.Context, cfg settings, names []string, try bool, mem *memory) (*Held, error) {
-	w, err := newWaiter(cfg, names)
+	kind, sibling := "mutex", permitName(cfg.Name, 0)
+	if len(names) > 1 || names[0] != cfg.Name {
+		kind, sibling = fmt.Sprintf("semaphore/%d", len(names)), cfg.Name
+	}
+	if err := checkSibling(ctx, cfg, sibling, kind); err != nil {
+		return nil, err
+	}
+	w, err := newWaiter(cfg, names, kind)
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +93,28 @@ func acquire(ctx context.Context, cfg settings, names []string, try bool, mem *m
 	}
 	w.stop(i)
 	return &Held{term: term, permit: i, lease: fmt.Sprintf("%s/%s", cfg.Namespace, names[i]), w: w, timeout: cfg.Timing.RenewDeadline}, nil
+}
+
+// checkSibling refuses to lock when the other kind of lock of the same name
+// is recorded on its Lease: a Mutex "x" (Lease x) and a Semaphore "x"
+// (Leases x-0, x-1, ...) share no Lease and would not exclude each other.
+// It is a check at each acquisition, not a lock: a Mutex and a Semaphore
+// that both start on a name never used before can still both proceed.
+// A Lease that is missing or cannot be read (RBAC confined to the lock's
+// own names) is no objection.
+func checkSibling(ctx context.Context, cfg settings, name, kind string) error {
+	c, err := lease.NewClient(cfg.Leases, cfg.Namespace, name)
+	if err != nil {
+		return nil
+	}
+	s, err := c.Get(ctx)
+	if err != nil || s.Kind == "" || s.Kind == kind {
+		return nil
+	}
+	if (kind == "mutex") == (s.Kind == "mutex") {
+		return nil // the same family under another name (x-0 as a mutex of its own)
+	}
+	return fmt.Errorf("lock: %w", &holder.KindError{Namespace: cfg.Namespace, Name: name, Want: kind, Found: s.Kind})
 }
 
 // memory keeps, per Lease, the last state seen by an earlier acquisition, so

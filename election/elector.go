@@ -33,17 +33,17 @@ var (
 // Elector campaigns for one Lease and runs work only while it leads. It is
 // safe for concurrent use; Run may be active at most once at a time.
 type Elector struct {
-	cfg     Config        // as given, for the fields the core does not carry
-	core    holder.Config // completed: identity, timing, clock
-	client  *lease.Client
-	obs     *holder.Observer
-	cand    *holder.Candidate
-	m       *metrics
-	log     logr.Logger
+	cfg    Config        // as given, for the fields the core does not carry
+	core   holder.Config // completed: identity, timing, clock
+	client *lease.Client
+	obs    *holder.Observer
+	cand   *holder.Candidate
+	m      *metrics
+	log    logr.Logger
 	// handoffTimeout bounds how long a preempted leader offers the lease
 	// before it resumes.
 	handoffTimeout time.Duration
-	changed holder.Signal
+	changed        holder.Signal
 
 	running atomic.Bool
 

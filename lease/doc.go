@@ -18,8 +18,9 @@
 //
 // # Annotations
 //
-// Leasehold holders write two annotations next to client-go's fields, which
-// client-go keeps and ignores:
+// Leasehold holders write annotations next to client-go's fields, which
+// client-go keeps and ignores. Each is tied to the transition count it was
+// written at, and the identity comes last because it may contain "/":
 //
 //   - TokenAnnotation, "<token>/<transitions>/<holder>": the current term's
 //     fencing token. Believed only while the record shows that holder at

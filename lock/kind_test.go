@@ -44,7 +44,7 @@ func TestMutexAndSemaphoreOfOneNameExcludeEachOther(t *testing.T) {
 			updates := srv.Count("update")
 			_, err = sem(t, srv, "b", 2).TryAcquire(t.Context())
 			refused(t, err, "default/mix", "a mutex")
-			if srv.Lease(ns, "mix-0") != nil || srv.Count("update") != updates {
+			if srv.Lease(ns, "mix-0") != nil || srv.Lease(ns, "mix-1") != nil || srv.Count("update") != updates {
 				t.Error("the refused semaphore wrote a Lease")
 			}
 			mustRelease(t, h)
@@ -57,10 +57,16 @@ func TestMutexAndSemaphoreOfOneNameExcludeEachOther(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if k := srv.Lease(ns, "mix").Annotations[lease.KindAnnotation]; k != "semaphore/2" {
+				t.Errorf("Lease mix records %q, want semaphore/2", k)
+			}
 			_, err = newMutex(t, srv, "mix", "b").TryLock(t.Context())
-			refused(t, err, "default/mix-0", "a semaphore with 2 permits")
+			refused(t, err, "default/mix", "a semaphore with 2 permits")
 			_, err = newMutex(t, srv, "mix", "b").Lock(t.Context())
-			refused(t, err, "default/mix-0", "a semaphore with 2 permits")
+			refused(t, err, "default/mix", "a semaphore with 2 permits")
+			if h := *srv.Lease(ns, "mix").Spec.HolderIdentity; h != "" {
+				t.Errorf("the refused mutex took Lease mix (holder %q)", h)
+			}
 			mustRelease(t, h)
 		})
 	})
@@ -72,7 +78,7 @@ func TestMutexAndSemaphoreOfOneNameExcludeEachOther(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = sem(t, srv, "b", 3).Acquire(t.Context())
-			refused(t, err, "default/mix-", "a semaphore with 2 permits")
+			refused(t, err, "default/mix", "a semaphore with 2 permits")
 			mustRelease(t, h)
 			// The same count is fine.
 			h2, err := sem(t, srv, "c", 2).TryAcquire(t.Context())

@@ -189,27 +189,36 @@ func (t *Term) renewLoop() {
 			}
 		case res := <-inflight:
 			inflight = nil
-			if res.lost {
-				t.endLost()
-			} else if res.err == nil {
-				t.renewed(res)
-			}
-			if t.c.cfg.Hooks.Renewed != nil {
-				t.c.cfg.Hooks.Renewed(res.latency, res.err) // after the result is recorded
-			}
-			if res.lost {
+			next, over := t.settleRenewal(res)
+			if over {
 				return
-			}
-			next := timing.RetryPeriod
-			if res.err == nil {
-				next = res.sent.Add(timing.RetryPeriod).Sub(clk.Now())
-				if t.offering() && res.snap.OfferedTo == "" {
-					next = 0 // Offer came while this renewal was in flight
-				}
 			}
 			renewTimer.Reset(next)
 		}
 	}
+}
+
+// settleRenewal records the result of one renewal, tells the Renewed hook,
+// and returns when to renew next, or that the lease is lost.
+func (t *Term) settleRenewal(res renewResult) (next time.Duration, lost bool) {
+	if res.lost {
+		t.endLost()
+	} else if res.err == nil {
+		t.renewed(res)
+	}
+	if t.c.cfg.Hooks.Renewed != nil {
+		t.c.cfg.Hooks.Renewed(res.latency, res.err) // after the result is recorded
+	}
+	if res.lost {
+		return 0, true
+	}
+	if res.err != nil {
+		return t.c.cfg.Timing.RetryPeriod, false
+	}
+	if t.offering() && res.snap.OfferedTo == "" {
+		return 0, false // Offer came while this renewal was in flight
+	}
+	return res.sent.Add(t.c.cfg.Timing.RetryPeriod).Sub(t.c.cfg.Clock.Now()), false
 }
 
 // renewed records a successful renewal. Invariant 6: the deadline moves to

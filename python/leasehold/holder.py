@@ -70,9 +70,15 @@ class Candidate:
         rec = st.lease.record
         if not rec.held:
             if rec.preferred_holder and rec.preferred_holder != self.identity:
-                # Planned handoff: leave the preferred candidate one lease
-                # duration to take over before competing.
-                return max(0.0, st.observed_at + self.timing.lease_duration - now)
+                # Planned handoff: leave the preferred candidate a head start
+                # of two retry periods (the lease is free, so a short
+                # reservation is safe) before competing.
+                reserve = min(2 * self.timing.retry_period, self.timing.lease_duration)
+                return max(0.0, st.observed_at + reserve - now)
+            return 0.0
+        if rec.holder != self.identity and st.lease.offered_to == self.identity:
+            # The holder offers us the lease: its work has stopped, and it
+            # resumes only after replacing this version.
             return 0.0
         if rec.holder == self.identity:
             with self._mu:
@@ -192,7 +198,9 @@ class Term:
         self._deadline = sent + cand.timing.renew_deadline  # invariant 3
         self._end: Optional[str] = None  # "lost", "deadline" or "halted": no more renewals
         self._lost = False
+        self._offer_to = ""  # set by offer(): every later renewal offers the lease
         self._stop = threading.Event()
+        self._wake = threading.Event()  # renew now (an offer, or halt)
         name = cand.obs.client.name
         self._threads = [
             threading.Thread(target=self._watchdog, name=f"leasehold-deadline-{name}", daemon=True),
@@ -276,7 +284,12 @@ class Term:
                 base, deadline = self._snap, self._deadline
             wait = next_at - clock.now()
             if wait > 0:
-                self._stop.wait(clock.real(wait))
+                self._wake.wait(clock.real(wait))
+                if self._wake.is_set():
+                    self._wake.clear()
+                    with self._mu:
+                        if self._offer_to and not base.offered_to:
+                            next_at = clock.now()  # offer at once
                 continue
             if deadline - clock.now() <= 0:
                 return  # the watchdog ends the term
@@ -310,6 +323,10 @@ class Term:
         clock, t, client = self.cand.clock, self.cand.timing, self.cand.obs.client
 
         def write(b: Snapshot) -> _Renewal:
+            with self._mu:
+                offer_to = self._offer_to
+            if offer_to:
+                b = b.with_offer(offer_to)
             sent, wall = clock.now(), clock.wall()
             rec = dataclasses.replace(b.record, holder=self.cand.identity, lease_duration=t.lease_duration,
                                       renew_time=wall)
@@ -335,10 +352,38 @@ class Term:
 
     # -- ending --------------------------------------------------------------------
 
+    def offer(self, to: str, within: float) -> bool:
+        """Hands the lease to ``to`` while keeping it: the next renewal (at
+        once) and every later one offer it (annotation
+        leasehold.io/handoff-offer), and ``to`` takes it by a conditional
+        write. Call only after the work under this term has stopped. Returns
+        True once someone has taken the lease, False when nobody did within
+        ``within`` seconds; the term is then halted with the lease still ours
+        at our last write, which the candidate retakes at once under a new
+        term (that write ends the offer)."""
+        with self._mu:
+            self._offer_to = to
+        self._wake.set()
+        until = self.cand.clock.now() + within
+        obs = self.cand.obs
+        while True:
+            st, gen = obs.current()
+            with self._mu:
+                if self._end is not None:
+                    break
+            left = until - self.cand.clock.now()
+            if left <= 0:
+                break
+            wait_state(obs, gen, None, left)
+        self._halt()
+        with self._mu:
+            return self._lost
+
     def _halt(self) -> None:
         with self._mu:
             self._finish("halted", None)
         self._stop.set()
+        self._wake.set()
         self.cand.obs.changed.notify()
         for th in self._threads:
             if th is not threading.current_thread():

@@ -30,6 +30,9 @@ from typing import Any, Dict, Optional
 
 TOKEN_ANNOTATION = "leasehold.io/token"
 PREFERRED_HOLDER_ANNOTATION = "leasehold.io/preferred-holder"
+# "<transitions>/<identity>": the holder, its work stopped, offers the lease
+# to identity, which may take it at once by a conditional write.
+OFFER_ANNOTATION = "leasehold.io/handoff-offer"
 
 _UTC = _dt.timezone.utc
 _TIME_RE = re.compile(
@@ -217,6 +220,7 @@ class Snapshot:
     record: Record
     token: int
     obj: Dict[str, Any] = dataclasses.field(repr=False, compare=False)
+    offered_to: str = ""
 
     @staticmethod
     def from_object(obj: Dict[str, Any]) -> "Snapshot":
@@ -228,7 +232,9 @@ class Snapshot:
             p = parse_preferred_annotation(ann.get(PREFERRED_HOLDER_ANNOTATION), rec.transitions)
             if p:
                 rec = dataclasses.replace(rec, preferred_holder=p)
+        offered_to = parse_preferred_annotation(ann.get(OFFER_ANNOTATION), rec.transitions) if rec.held else ""
         return Snapshot(
+            offered_to=offered_to,
             namespace=meta.get("namespace", ""),
             name=meta.get("name", ""),
             uid=meta.get("uid", ""),
@@ -245,8 +251,19 @@ class Snapshot:
         non-zero token recorded."""
         obj = copy.deepcopy(self.obj)
         obj["spec"] = rec.to_spec()
-        set_annotations(obj.setdefault("metadata", {}), rec, token)
+        meta = obj.setdefault("metadata", {})
+        if rec.holder != self.record.holder or rec.transitions != self.record.transitions:
+            (meta.get("annotations") or {}).pop(OFFER_ANNOTATION, None)  # a new term ends any offer
+        set_annotations(meta, rec, token)
         return obj
+
+    def with_offer(self, identity: str) -> "Snapshot":
+        """A copy whose object offers the lease to identity, for the
+        holder's next update on it."""
+        obj = copy.deepcopy(self.obj)
+        ann = obj.setdefault("metadata", {}).setdefault("annotations", {})
+        ann[OFFER_ANNOTATION] = preferred_holder_value(identity, self.record.transitions)
+        return dataclasses.replace(self, obj=obj, offered_to=identity)
 
 
 def set_annotations(meta: Dict[str, Any], rec: Record, token: int) -> None:

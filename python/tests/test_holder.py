@@ -69,9 +69,14 @@ def test_expiry_is_observed_time_plus_records_own_duration():
     assert cand.wait_for(State(True, snap, observed_at=now - 1), now) == pytest.approx(2.0)
     assert cand.wait_for(State(True, snap, observed_at=now - 4), now) == 0
     released = Snapshot("n", "l", "u", "6", Record(lease_duration=1, preferred_holder="b"), 0, {})
-    assert cand.wait_for(State(True, released, observed_at=now), now) == pytest.approx(10.0)  # reserved for b
+    # reserved for b for two retry periods: the lease is free, the head start short
+    assert cand.wait_for(State(True, released, observed_at=now), now) == pytest.approx(2.0)
     b = Candidate(None, "b", Timing(10, 5, 1), Clock())
     assert b.wait_for(State(True, released, observed_at=now), now) == 0
+    # A holder that offers the lease to b: b may take it at once, nobody else.
+    offered = Snapshot("n", "l", "u", "7", rec, 0, {}, offered_to="b")
+    assert b.wait_for(State(True, offered, observed_at=now), now) == 0
+    assert cand.wait_for(State(True, offered, observed_at=now), now) == pytest.approx(3.0)
 
 
 def test_hard_deadline_ends_context_while_a_renewal_hangs(store):

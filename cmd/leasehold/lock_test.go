@@ -159,7 +159,8 @@ func annotationToken(t *testing.T, cs kubernetes.Interface, name string) uint64 
 		t.Fatal(err)
 	}
 	v := l.Annotations[lease.TokenAnnotation]
-	tok, tr, _ := strings.Cut(v, "/")
+	tok, rest, _ := strings.Cut(v, "/") // <token>/<transitions>/<holder>
+	tr, _, _ := strings.Cut(rest, "/")
 	if l.Spec.LeaseTransitions == nil || tr != strconv.Itoa(int(*l.Spec.LeaseTransitions)) {
 		t.Fatalf("annotation %s=%q does not match leaseTransitions %v", lease.TokenAnnotation, v, l.Spec.LeaseTransitions)
 	}

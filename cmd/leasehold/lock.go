@@ -27,7 +27,7 @@ type lockCmd struct {
 }
 
 func newLockCmd(a *app) *cobra.Command {
-	l := &lockCmd{app: a}
+	l := &lockCmd{app: a.logging()} // stderr lines timestamped (log.go)
 	cmd := &cobra.Command{
 		Use:   "lock NAME [flags] -- COMMAND [ARGS...]",
 		Short: "Run a command while holding a lock (a Lease), like flock",
@@ -97,6 +97,7 @@ func (l *lockCmd) newAcquirer(leases coordinationv1client.LeasesGetter, ns, name
 		Leases: leases, Namespace: ns, Name: name, Identity: l.identity,
 		// The ratios of the defaults, 15s : 10s : 2s.
 		LeaseDuration: l.ttl, RenewDeadline: l.ttl * 2 / 3, RetryPeriod: l.ttl * 2 / 15,
+		Logger: l.logger(),
 	}
 	if l.permits <= 1 {
 		m, err := lock.NewMutex(cfg)
@@ -158,7 +159,7 @@ func (l *lockCmd) run(ctx context.Context, name string, argv []string) error {
 	}
 	defer release()
 
-	c, err := startChild(childSpec{argv: argv, io: l.io, env: []string{
+	c, err := startChild(childSpec{argv: argv, io: l.io.child(), env: []string{
 		"LEASEHOLD_TOKEN=" + held.Token().String(),
 		"LEASEHOLD_LEASE=" + held.Lease(),
 		"LEASEHOLD_IDENTITY=" + acq.identity,

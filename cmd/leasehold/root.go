@@ -14,9 +14,6 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// Version is set at build time with -ldflags "-X main.Version=...".
-var Version = "dev"
-
 // Exit codes shared by the commands. A child's own status is passed through
 // by `run` and `lock`; these are for what leasehold itself decides.
 const (
@@ -83,10 +80,11 @@ func newRoot(streams IO) *cobra.Command {
 		// As a kubectl plugin, help and usage say "kubectl lease".
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: cliName()},
 		Short:       "Leader election and locks on Kubernetes Leases",
-		Long: `leasehold runs any command only while it is the leader, runs a command under a
-lock, and shows, watches, releases and hands off Leases (coordination.k8s.io/v1).
-It is compatible with client-go's leader election: both can share a Lease.`,
-		Version:       Version,
+		Long: `leasehold runs any command only while it is the leader, runs a command under
+a lock, and shows, watches, releases and hands off Leases
+(coordination.k8s.io/v1). It is compatible with client-go's leader election:
+both can share a Lease. Each command's --help lists its exit statuses.`,
+		Version:       readBuildVersion(Version, Commit, buildInfo()).String(), // --version (see version.go)
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -94,6 +92,7 @@ It is compatible with client-go's leader election: both can share a Lease.`,
 	root.SetOut(streams.Out)
 	root.SetErr(streams.Err)
 	a.flags.AddFlags(root.PersistentFlags())
+	addVerbosityFlag(root.PersistentFlags())
 	for _, newCmd := range []func(*app) *cobra.Command{
 		newRunCmd,
 		newLockCmd,
@@ -104,9 +103,14 @@ It is compatible with client-go's leader election: both can share a Lease.`,
 		newHandoffCmd,
 		newReleaseCmd,
 		newDemoCmd,
+		newHolderCmd,
+		newVersionCmd,
+		newCompletionCmd,
 	} {
 		root.AddCommand(newCmd(a))
 	}
+	registerCompletions(root, a)
+	finishHelp(root)
 	markRuntimeErrors(root)
 	return root
 }

@@ -26,7 +26,7 @@ type runCmd struct {
 }
 
 func newRunCmd(a *app) *cobra.Command {
-	r := &runCmd{app: a}
+	r := &runCmd{app: a.logging()} // stderr lines timestamped (log.go)
 	cmd := &cobra.Command{
 		Use:   "run --lease NAME [flags] -- COMMAND [ARGS...]",
 		Short: "Run a command only while this process is the leader",
@@ -34,8 +34,8 @@ func newRunCmd(a *app) *cobra.Command {
 Followers watch the Lease and take over the moment it is released, or once it
 expires in their view (--lease-duration after they last saw it renewed).
 
-COMMAND runs in a process group of its own, with its stdout and stderr passed
-through and these variables added to its environment:
+COMMAND runs in a process group of its own, with stdin, stdout and stderr
+passed through and these variables added to its environment:
   LEASEHOLD_TOKEN     the term's fencing token (decimal; grows with every term)
   LEASEHOLD_LEASE     namespace/name of the Lease
   LEASEHOLD_IDENTITY  this candidate's identity
@@ -67,8 +67,9 @@ Exit status:
   leasehold run --lease my-controller -- ./controller --token-from-env
 
   # Fast failover, a readiness endpoint for the leader, and exit on loss.
-  leasehold run --lease reports -n jobs --lease-duration 5s --renew-deadline 3s \
-      --retry-period 1s --http :8080 --exit-on-loss -- python report.py`,
+  leasehold run --lease reports -n jobs --lease-duration 5s \
+      --renew-deadline 3s --retry-period 1s --http :8080 --exit-on-loss \
+      -- python report.py`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			argv, err := commandAfterDash(cmd, args, 0)
 			if err != nil {
@@ -156,10 +157,13 @@ func (r *runCmd) run(ctx context.Context, argv []string) error {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	events, stopEvents := startEventRecorder(cs, ns) // records only where RBAC allows (events.go)
+	defer stopEvents()
 	e, err := election.New(election.Config{
 		Leases: cs.CoordinationV1(), Namespace: ns, Name: r.lease, Identity: r.identity,
 		LeaseDuration: r.leaseDuration, RenewDeadline: r.renewDeadline, RetryPeriod: r.retryPeriod,
 		Registerer: reg,
+		Logger:     r.logger(), Recorder: events,
 	})
 	if err != nil {
 		return withCode(ExitUsage, err)
@@ -214,7 +218,7 @@ func (r *runCmd) run(ctx context.Context, argv []string) error {
 func (r *runCmd) lead(ctx, lctx context.Context, stopRun context.CancelFunc, identity, ref string, argv []string, st *runState) error {
 	token, _ := election.TokenFrom(lctx)
 	fmt.Fprintf(r.io.Err, "leasehold: leading lease %s as %q (token %s); starting %s\n", ref, identity, token, argv[0])
-	c, err := startChild(childSpec{argv: argv, io: r.io, env: []string{
+	c, err := startChild(childSpec{argv: argv, io: r.io.child(), env: []string{
 		"LEASEHOLD_TOKEN=" + token.String(),
 		"LEASEHOLD_LEASE=" + ref,
 		"LEASEHOLD_IDENTITY=" + identity,

@@ -103,6 +103,9 @@ func (g *getCmd) run(ctx context.Context, args []string) error {
 	var items []coordinationv1.Lease
 	var list *coordinationv1.LeaseList
 	if len(args) == 1 {
+		if err := checkLeaseName("NAME", args[0]); err != nil {
+			return withCode(ExitUsage, err)
+		}
 		c, err := lease.NewClient(cs.CoordinationV1(), ns, args[0])
 		if err != nil {
 			return asFailure(err)

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
+	"github.com/leasehold/leasehold/internal/holder"
 	"github.com/leasehold/leasehold/internal/testenv"
 )
 
@@ -103,5 +107,51 @@ func TestAPIErrorText(t *testing.T) {
 	}
 	if s := p.Stderr.String(); !strings.Contains(s, "released by another process") || strings.Contains(s, "lost to another holder") {
 		t.Errorf("lock's stderr %q: want the release reported as one, not as a takeover", s)
+	}
+}
+
+func TestCompleteTiming(t *testing.T) {
+	names := timingFlags{lease: "lease-duration", renew: "renew-deadline", retry: "retry-period"}
+	for _, tc := range []struct {
+		name       string
+		set        []string // flags given on the command line
+		ld, rd, rp time.Duration
+		want       holder.Timing
+		err        string
+	}{
+		{"defaults", nil, 15 * time.Second, 10 * time.Second, 2 * time.Second,
+			holder.Timing{LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second}, ""},
+		{"derived from the lease duration", []string{"lease-duration"}, 6 * time.Second, 10 * time.Second, 2 * time.Second,
+			holder.Timing{LeaseDuration: 6 * time.Second, RenewDeadline: 4 * time.Second, RetryPeriod: 800 * time.Millisecond}, ""},
+		{"retry period derived from a renew deadline set", []string{"lease-duration", "renew-deadline"}, 6 * time.Second, 5 * time.Second, 2 * time.Second,
+			holder.Timing{LeaseDuration: 6 * time.Second, RenewDeadline: 5 * time.Second, RetryPeriod: time.Second}, ""},
+		{"all set", []string{"lease-duration", "renew-deadline", "retry-period"}, 6 * time.Second, 5 * time.Second, 3 * time.Second,
+			holder.Timing{LeaseDuration: 6 * time.Second, RenewDeadline: 5 * time.Second, RetryPeriod: 3 * time.Second}, ""},
+		{"too long", []string{"lease-duration"}, 25 * time.Hour, 0, 0, holder.Timing{}, "--lease-duration 25h: must be at most 24h"},
+		{"fractional", []string{"lease-duration"}, 1500 * time.Millisecond, 0, 0, holder.Timing{}, "--lease-duration 1.5s: must be a whole number of seconds"},
+		{"zero renew deadline", []string{"renew-deadline"}, 15 * time.Second, 0, 0, holder.Timing{}, "--renew-deadline 0s: must be positive"},
+		{"negative retry period", []string{"retry-period"}, 15 * time.Second, 0, -time.Second, holder.Timing{}, "--retry-period -1s: must be positive"},
+		{"retry period over a derived deadline", []string{"retry-period"}, 3 * time.Second, 0, 2 * time.Second, holder.Timing{},
+			"--retry-period 2s: must be less than the renew deadline 2s (2/3 of --lease-duration; set --renew-deadline to change it)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+			fs.Duration("lease-duration", 0, "")
+			fs.Duration("renew-deadline", 0, "")
+			fs.Duration("retry-period", 0, "")
+			for _, f := range tc.set {
+				fs.Lookup(f).Changed = true
+			}
+			got, errs := completeTiming(fs, names, tc.ld, tc.rd, tc.rp)
+			err := errors.Join(errs...)
+			switch {
+			case tc.err == "" && err != nil:
+				t.Fatalf("error %v", err)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Fatalf("error %v, want %q", err, tc.err)
+			case tc.err == "" && got != tc.want:
+				t.Errorf("timing %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }

@@ -51,8 +51,8 @@ func TestSuspendedHolder(t *testing.T) {
 				t.Fatalf("%s's leasehold has children %v, want its workload alone", first.id, workload)
 			}
 			p.Signal(syscall.SIGTSTP)
-			waitState(t, p.Pid(), 'T')
-			waitState(t, workload[0], 'T')
+			waitStopped(t, p.Pid())
+			waitStopped(t, workload[0])
 			stoppedAt := time.Now().UnixNano()
 
 			second := waitTerm(t, log, []string{first.id})
@@ -95,18 +95,84 @@ func childPids(t *testing.T, pid int) []int {
 	return pids
 }
 
-// waitState waits until process pid is in state (a letter of /proc/PID/stat:
-// T is stopped), or fails the test.
-func waitState(t *testing.T, pid int, state byte) {
+// waitStopped waits until process pid is stopped, or fails the test.
+func waitStopped(t *testing.T, pid int) {
 	t.Helper()
-	eventually(t, 10*time.Second, fmt.Sprintf("process %d in state %c", pid, state), func() bool {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return false
+	eventually(t, 10*time.Second, fmt.Sprintf("process %d to stop", pid), func() bool { return stopped(pid) })
+}
+
+// stopped reports whether process pid is stopped: in state T, or, when a
+// SIGSTOP reached it in the middle of a vfork, waiting uninterruptibly (D)
+// with the SIGSTOP pending, for a child that has stopped.
+func stopped(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	var state string
+	var pending uint64
+	for line := range strings.Lines(string(b)) {
+		k, v, _ := strings.Cut(line, ":")
+		v = strings.TrimSpace(v)
+		switch k {
+		case "State":
+			state = v
+		case "SigPnd", "ShdPnd":
+			m, _ := strconv.ParseUint(v, 16, 64)
+			pending |= m
 		}
-		_, rest, _ := strings.Cut(string(b), ") ")
-		return len(rest) > 0 && rest[0] == state
-	})
+	}
+	return strings.HasPrefix(state, "T") || strings.HasPrefix(state, "D") && pending&(1<<(syscall.SIGSTOP-1)) != 0
+}
+
+// TestSupervisor drives the relay in-process (covered by -race): signals
+// passed on, COMMAND stopped before leasehold, continued while its term
+// holds, killed once it does not.
+func TestSupervisor(t *testing.T) {
+	c, out := startTestChild(t, `trap 'echo got USR1' USR1; echo ready; while :; do sleep 0.05; done`)
+	out.waitFor(t, "ready", 10*time.Second)
+	var msgs testproc.Buffer
+	s := startSupervisor(nil, &msgs)
+	defer s.close()
+	var selfStops int
+	s.self = func() { selfStops++ } // the test process must not stop
+	holds := true
+	s.attach(c, "sh", func() bool { return holds })
+
+	s.handle(syscall.SIGUSR1)
+	out.waitFor(t, "got USR1", 10*time.Second)
+
+	s.handle(syscall.SIGTSTP)
+	if selfStops != 1 {
+		t.Fatalf("leasehold stopped itself %d times on SIGTSTP, want 1", selfStops)
+	}
+	waitStopped(t, c.Pid())
+	s.handle(syscall.SIGCONT)
+	eventually(t, 10*time.Second, "the command to be continued", func() bool { return !stopped(c.Pid()) })
+	if s.killedOnResume() {
+		t.Fatal("killed although the term holds")
+	}
+
+	s.handle(syscall.SIGTSTP)
+	waitStopped(t, c.Pid())
+	holds = false
+	s.handle(syscall.SIGCONT)
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the command was not killed on SIGCONT after its term ended")
+	}
+	if code := c.Code(); code != 128+int(syscall.SIGKILL) || !s.killedOnResume() {
+		t.Errorf("status %d, killedOnResume %v; want SIGKILL and true", code, s.killedOnResume())
+	}
+	if !strings.Contains(msgs.String(), "killed sh") {
+		t.Errorf("no message about the kill: %q", msgs.String())
+	}
+	if strings.Contains(out.String(), "got USR1\ngot USR1") {
+		t.Errorf("SIGUSR1 delivered twice: %q", out)
+	}
+	s.detach()
+	s.handle(syscall.SIGUSR1) // no command attached: dropped
 }
 
 // TestHangupAndForwardedSignals: SIGUSR1, SIGUSR2 and SIGWINCH reach

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 
 	"github.com/leasehold/leasehold/internal/holder"
@@ -176,8 +177,23 @@ func (l *lockCmd) run(ctx context.Context, name string, argv []string) error {
 	if err != nil {
 		return withCode(ExitUsage, err)
 	}
+	held, err := l.acquire(ctx, cs, ns, name, acq, status)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := held.Release(rctx); err != nil {
+			fmt.Fprintf(l.io.Err, "leasehold: release of lock %s failed (it expires after --ttl %s): %v\n", held.Lease(), shortDuration(l.timing.LeaseDuration), apiMessage(err))
+		}
+	}()
+	return l.runHolding(ctx, sup, held, acq, cs.CoordinationV1(), ns, argv)
+}
 
-	// Everything before the lock is held shares one deadline.
+// acquire checks that the lock can be had at all and takes it, within
+// --timeout (or the bound of --wait=false), which both share.
+func (l *lockCmd) acquire(ctx context.Context, cs kubernetes.Interface, ns, name string, acq *acquirer, status *apiStatus) (*lock.Held, error) {
 	actx, cancel := ctx, context.CancelFunc(func() {})
 	switch {
 	case !l.wait:
@@ -185,30 +201,26 @@ func (l *lockCmd) run(ctx context.Context, name string, argv []string) error {
 	case l.timeout > 0:
 		actx, cancel = context.WithTimeout(ctx, l.timeout)
 	}
+	defer cancel()
 	check := &preflight{cs: cs, ns: ns, name: acq.names[0], status: status}
 	if err := check.run(actx, l.timing.RetryPeriod); err != nil {
-		cancel()
-		return l.notReady(ctx, ns, name, err)
+		return nil, l.notReady(ctx, ns, name, err)
 	}
 	take := acq.lock
 	if !l.wait {
 		take = acq.try
 	}
 	held, err := take(actx)
-	cancel()
 	if err != nil {
-		return l.notAcquired(ctx, cs.CoordinationV1(), ns, name, acq, status, err)
+		return nil, l.notAcquired(ctx, cs.CoordinationV1(), ns, name, acq, status, err)
 	}
 	status.report(nil)
-	release := func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := held.Release(rctx); err != nil {
-			fmt.Fprintf(l.io.Err, "leasehold: release of lock %s failed (it expires after --ttl %s): %v\n", held.Lease(), shortDuration(l.timing.LeaseDuration), apiMessage(err))
-		}
-	}
-	defer release()
+	return held, nil
+}
 
+// runHolding runs COMMAND under the held lock until it exits, leasehold is
+// shut down, or the lock is lost.
+func (l *lockCmd) runHolding(ctx context.Context, sup *supervisor, held *lock.Held, acq *acquirer, leases coordinationv1client.LeasesGetter, ns string, argv []string) error {
 	c, err := startChild(childSpec{argv: argv, io: l.io, env: []string{
 		"LEASEHOLD_TOKEN=" + held.Token().String(),
 		"LEASEHOLD_LEASE=" + held.Lease(),
@@ -234,7 +246,8 @@ func (l *lockCmd) run(ctx context.Context, name string, argv []string) error {
 		return exitStatus(c.Stop(l.grace))
 	case <-held.Done():
 	}
-	reason := endReason(context.Cause(held.Context()), currentHolder(ctx, cs.CoordinationV1(), ns, acq.names[held.Permit()], acq.identity), acq.identity)
+	now := currentHolder(ctx, leases, ns, acq.names[held.Permit()], acq.identity)
+	reason := endReason(context.Cause(held.Context()), now, acq.identity)
 	fmt.Fprintf(l.io.Err, "leasehold: lock %s lost (%s); stopping %s (grace %v)\n", held.Lease(), reason, argv[0], l.grace)
 	code := c.Stop(l.grace)
 	return withCode(ExitLost, fmt.Errorf("lock %s lost (%s); %s stopped with status %d", held.Lease(), reason, argv[0], code))

@@ -213,14 +213,19 @@ func (r *runCmd) run(ctx context.Context, argv []string) error {
 		}
 		return withCode(ExitError, apiMessage(err))
 	}
+	return r.campaign(ctx, e, sup, status, ref, argv)
+}
 
+// campaign runs the election until shutdown, --exit-on-loss, COMMAND's own
+// exit or a permanent API error, and returns the outcome.
+func (r *runCmd) campaign(ctx context.Context, e *election.Elector, sup *supervisor, status *apiStatus, ref string, argv []string) error {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() { followAPI(runCtx, e, status) })
 	var st runState
-	err = e.Run(runCtx, func(lctx context.Context) error {
+	err := e.Run(runCtx, func(lctx context.Context) error {
 		return r.lead(ctx, lctx, stopRun, e, sup, ref, argv, &st)
 	})
 	switch {

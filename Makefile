@@ -4,7 +4,7 @@
 
 GO ?= go
 
-.PHONY: all build deps controlplane test unit vet demo cluster bench clean
+.PHONY: all build deps controlplane test unit vet demo cluster bench clean python-wheel
 
 all: build
 
@@ -28,7 +28,8 @@ unit:
 	$(GO) test -race -short ./...
 	cd examples/controller-runtime && $(GO) test -race -short ./...
 
-# Machine packages the tests need (python3), installed when absent.
+# Machine packages the tests need (python3, and for python/ Debian's
+# python3-kubernetes, -pytest, -yaml, -setuptools, -wheel), installed when absent.
 deps:
 	@hack/deps.sh
 
@@ -47,6 +48,13 @@ cluster: controlplane
 
 bench: controlplane
 	$(GO) run ./bench
+
+# The Python library's wheel, python/dist/leasehold-*.whl, built offline by
+# setuptools' PEP 517 backend (Debian's python3-setuptools and python3-wheel).
+python-wheel: deps
+	cd python && rm -rf build dist *.egg-info && \
+	  /usr/bin/python3 -c 'from setuptools import build_meta as b; print("python/dist/" + b.build_wheel("dist"))' && \
+	  rm -rf build *.egg-info
 
 clean:
 	rm -rf .cache bin

@@ -1,6 +1,7 @@
 package election
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -55,6 +56,12 @@ type Config struct {
 	// instead of releasing it once the work has returned (the default), so
 	// that followers take over only after LeaseDuration, as after a crash.
 	KeepLeaseOnCancel bool
+	// HandoffTimeout bounds a planned handoff: the leader stops its work,
+	// keeps the lease and offers it to the named candidate; if that
+	// candidate has not taken it within HandoffTimeout (a typo, a
+	// candidate that is not running), the leader withdraws the offer and
+	// resumes. Default: 2 × RetryPeriod.
+	HandoffTimeout time.Duration
 
 	// Clock is the time source. Default: the real clock.
 	Clock clock.Clock
@@ -84,10 +91,20 @@ func (c Config) complete() (holder.Config, error) {
 		Timing: holder.Timing{LeaseDuration: c.LeaseDuration, RenewDeadline: c.RenewDeadline, RetryPeriod: c.RetryPeriod},
 		Clock:  c.Clock, Logger: c.Logger,
 	}.Complete(holder.DefaultIdentity)
+	if c.HandoffTimeout < 0 {
+		err = errors.Join(err, fmt.Errorf("HandoffTimeout %v must not be negative", c.HandoffTimeout))
+	}
 	if err != nil {
 		return core, fmt.Errorf("election: invalid config: %w", err)
 	}
 	return core, nil
+}
+
+func (c Config) handoffTimeout(t holder.Timing) time.Duration {
+	if c.HandoffTimeout > 0 {
+		return c.HandoffTimeout
+	}
+	return 2 * t.RetryPeriod
 }
 
 // DefaultIdentity returns the POD_NAME environment variable if set, else the

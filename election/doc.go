@@ -23,7 +23,13 @@
 // handoff`): in spec.preferredHolder, which the apiserver keeps only with the
 // CoordinatedLeaderElection feature gate, and in the annotation
 // leasehold.io/preferred-holder, which works on every cluster. On clusters
-// with the gate, setting spec.preferredHolder with kubectl works too.
+// with the gate, setting spec.preferredHolder with kubectl works too. The
+// leader stops its work but keeps the lease, and offers it to the named
+// candidate on its renewals (annotation leasehold.io/handoff-offer); the
+// target takes it at once by a conditional write, while every other
+// candidate keeps waiting. If the target does not take it within
+// HandoffTimeout (a typo, a candidate that is not running), the leader
+// resumes under a new term: a handoff never leaves the lease unheld.
 //
 // # Guarantees
 //
@@ -39,7 +45,9 @@
 //     from when it saw that renewal, which is later, and RenewDeadline is
 //     shorter than LeaseDuration, so the context ends strictly before anyone
 //     else can acquire.
-//   - The lease is released only after the work function has returned.
+//   - The lease is released (or offered) only after the work function has
+//     returned, also when it panics: Run settles the term before the panic
+//     continues.
 //   - Fencing tokens increase with every acquisition by any Leasehold
 //     candidate, also across a delete and re-create of the Lease.
 //

@@ -33,14 +33,17 @@ var (
 // Elector campaigns for one Lease and runs work only while it leads. It is
 // safe for concurrent use; Run may be active at most once at a time.
 type Elector struct {
-	cfg     Config        // as given, for the fields the core does not carry
-	core    holder.Config // completed: identity, timing, clock
-	client  *lease.Client
-	obs     *holder.Observer
-	cand    *holder.Candidate
-	m       *metrics
-	log     logr.Logger
-	changed holder.Signal
+	cfg    Config        // as given, for the fields the core does not carry
+	core   holder.Config // completed: identity, timing, clock
+	client *lease.Client
+	obs    *holder.Observer
+	cand   *holder.Candidate
+	m      *metrics
+	log    logr.Logger
+	// handoffTimeout bounds how long a preempted leader offers the lease
+	// before it resumes.
+	handoffTimeout time.Duration
+	changed        holder.Signal
 
 	running atomic.Bool
 
@@ -65,7 +68,7 @@ func New(cfg Config) (*Elector, error) {
 		return nil, err
 	}
 	e := &Elector{
-		cfg: cfg, core: core, client: client, m: m,
+		cfg: cfg, core: core, client: client, m: m, handoffTimeout: cfg.handoffTimeout(core.Timing),
 		log: core.Logger.WithValues("lease", core.Namespace+"/"+core.Name, "identity", core.Identity),
 	}
 	e.obs = holder.NewObserver(client, core.Clock, core.Timing.RetryPeriod)
@@ -192,6 +195,10 @@ func (e *Elector) lead(ctx context.Context, term *holder.Term, fn func(context.C
 	fnErr := fn(fnCtx)
 
 	cause := term.Err()
+	if errors.Is(cause, ErrPreempted) && ctx.Err() == nil {
+		settled = true
+		return false, e.handOver(ctx, term, fnErr)
+	}
 	resigned, settleErr := e.settle(ctx, term)
 	settled = true
 	e.log.Info("stopped leading", "token", term.Token(), "cause", causeString(cause, ctx), "workErr", fnErr)
@@ -210,6 +217,27 @@ func (e *Elector) lead(ctx context.Context, term *holder.Term, fn func(context.C
 		e.standBack(ctx)
 	}
 	return false, nil
+}
+
+// handOver runs after the work of a preempted term has returned: it offers
+// the lease to the preferred candidate and keeps it meanwhile (invariant
+// 12). If the target has not taken it within HandoffTimeout, Run's next
+// campaign retakes the lease at once (it is still ours) and the work
+// resumes under a new term. It never returns an error that ends Run.
+func (e *Elector) handOver(ctx context.Context, term *holder.Term, fnErr error) error {
+	resigning := e.clearLeading()
+	to := term.Snapshot().Record.PreferredHolder
+	e.log.Info("stopped leading for a planned handoff", "to", to, "token", term.Token(), "workErr", fnErr)
+	e.event(term, corev1.EventTypeNormal, "%s stopped leading to hand over to %s", e.core.Identity, to)
+	if taken := term.Offer(ctx, to, e.handoffTimeout); !taken {
+		e.log.Info("handoff not taken, resuming", "to", to, "waited", e.handoffTimeout)
+		e.event(term, corev1.EventTypeWarning, "%s was offered the lease but did not take it within %v; %s resumes", to, e.handoffTimeout, e.core.Identity)
+	}
+	term.Abandon()
+	if resigning != nil {
+		close(resigning)
+	}
+	return nil
 }
 
 // settle ends a term whose work has returned: it stops renewing, releases

@@ -489,6 +489,7 @@ func TestLostRenewEndsContextAtDeadline(t *testing.T) {
 		for a.IsLeader() {
 			time.Sleep(time.Millisecond)
 		}
+		synctest.Wait() // a's work has returned
 		got := ts.check(t)
 		if end, want := got[0].end, lastSent.Add(10*time.Second); !end.Equal(want) {
 			t.Fatalf("a's work ended at +%v, want exactly the deadline +%v", end.Sub(t0), want.Sub(t0))

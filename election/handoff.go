@@ -10,11 +10,12 @@ import (
 
 // Handoff asks the current leader to hand the lease to the candidate with
 // identity to, by naming it the preferred holder (see package doc; `leasehold
-// handoff` can do too). The leader stops its work, releases, and the
-// preferred candidate takes over at once; other candidates hold back for one
-// lease duration. While Run is active, Handoff waits until to leads and
-// returns an error if a different candidate takes over instead; otherwise it
-// returns once the request is written.
+// handoff` can do too). The leader stops its work and, still holding the
+// lease, offers it to to, which takes it at once; other candidates keep
+// waiting. If to does not take it within the leader's HandoffTimeout, the
+// leader resumes. While Run is active, Handoff waits until to leads and
+// returns an error if the request lapses (the leader resumed, or another
+// candidate took over); otherwise it returns once the request is written.
 func (e *Elector) Handoff(ctx context.Context, to string) error {
 	if to == "" {
 		return errors.New("election: Handoff: target identity is empty")
@@ -35,9 +36,9 @@ func (e *Elector) Handoff(ctx context.Context, to string) error {
 		switch h := st.Holder(); {
 		case h == to:
 			return nil
-		case h != "" && (h != from.Record.Holder || st.Lease.Record.Transitions != from.Record.Transitions):
-			// Someone acquired the lease, the previous holder included:
-			// the request has lapsed.
+		case h != "" && h == from.Record.Holder && st.Lease.Record.Transitions != from.Record.Transitions:
+			return fmt.Errorf("election: handoff of lease %s/%s to %q: not taken in time; %q resumed leading (is a candidate with identity %q running?)", e.core.Namespace, e.core.Name, to, h, to)
+		case h != "" && h != from.Record.Holder:
 			return fmt.Errorf("election: handoff of lease %s/%s to %q: %q took over instead", e.core.Namespace, e.core.Name, to, h)
 		}
 		select {

@@ -2,7 +2,6 @@ package election_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/leasehold/leasehold/election"
 	"github.com/leasehold/leasehold/internal/fakelease"
+	"github.com/leasehold/leasehold/lease"
 )
 
 // TestPanicInWorkSettlesTheTerm: the work function panics and the caller
@@ -122,33 +122,98 @@ func TestBlockingLoggerCannotDelayTheDeadline(t *testing.T) {
 	})
 }
 
-// TestHandoffTakenByAnotherIsReported: a handoff to an identity that no
-// candidate has is not completed; when another candidate takes the lease
-// instead, Handoff says so rather than waiting for ever.
-func TestHandoffTakenByAnotherIsReported(t *testing.T) {
+// TestHandoffToMissingCandidateResumes: a handoff to an identity that no
+// candidate has (a typo) must not take the service down. The leader stops
+// its work but keeps the lease, offers it, and when nobody takes it within
+// HandoffTimeout it resumes under a new term. The lease is never released,
+// the follower never leads, and Handoff says the request lapsed.
+func TestHandoffToMissingCandidateResumes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fakelease.New()
+		var ts terms
 		var r runner
 		a := newElector(t, srv, "a")
-		stopA := r.start(t.Context(), "a", a, untilDone)
+		stopA := r.start(t.Context(), "a", a, ts.work("a", untilDone))
 		synctest.Wait()
 		b := newElector(t, srv, "b")
-		stopB := r.start(t.Context(), "b", b, untilDone)
+		stopB := r.start(t.Context(), "b", b, ts.work("b", untilDone))
 		synctest.Wait()
+		asked := time.Now()
 		err := b.Handoff(t.Context(), "ghost")
-		l := srv.Lease(ns, name)
-		winner := *l.Spec.HolderIdentity
-		if winner != "a" && winner != "b" {
-			t.Fatalf("holder after the lapsed handoff = %q, want a or b", winner)
+		if err == nil || !strings.Contains(err.Error(), `"ghost"`) || !strings.Contains(err.Error(), `"a" resumed`) {
+			t.Fatalf("Handoff to a missing candidate = %v, want it to name ghost and say a resumed", err)
 		}
-		if *l.Spec.LeaseTransitions != 2 {
-			t.Errorf("transitions = %d, want 2: the lease was acquired again", *l.Spec.LeaseTransitions)
+		synctest.Wait()
+		got := ts.check(t)
+		if len(got) != 2 || got[0].id != "a" || got[1].id != "a" {
+			t.Fatalf("terms = %+v, want a, then a again", got)
 		}
-		if want := fmt.Sprintf("%q took over instead", winner); err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), `"ghost"`) {
-			t.Fatalf("Handoff to a missing candidate = %v, want it to name ghost and report %s", err, want)
+		if d, want := got[1].start.Sub(asked), 2*election.DefaultRetryPeriod; d != want {
+			t.Errorf("a resumed %v after the request, want exactly the HandoffTimeout %v", d, want)
+		}
+		if got[1].token <= got[0].token {
+			t.Errorf("resumed with token %d, want one above %d (a new term)", got[1].token, got[0].token)
+		}
+		offered := false
+		for _, v := range srv.Versions(ns, name)[1:] { // after the create
+			if h := *v.Spec.HolderIdentity; h != "a" {
+				t.Errorf("version %s names holder %q: the lease must stay a's throughout", v.ResourceVersion, h)
+			}
+			offered = offered || v.Annotations[lease.OfferAnnotation] != ""
+		}
+		if !offered {
+			t.Error("a never offered the lease")
+		}
+		if l := srv.Lease(ns, name); l.Spec.PreferredHolder != nil || l.Annotations[lease.OfferAnnotation] != "" || l.Annotations[lease.PreferredHolderAnnotation] != "" {
+			t.Errorf("after resuming, the request or offer is still there: %v %v", l.Spec.PreferredHolder, l.Annotations)
 		}
 		stopA()
 		stopB()
 		r.wg.Wait()
 	})
+}
+
+// TestOfferedLeaseIsTakenOnlyByItsTarget: while the leader offers the lease
+// to c, the follower b keeps waiting; c takes it at once, and b never leads.
+func TestOfferedLeaseIsTakenOnlyByItsTarget(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		var ts terms
+		var r runner
+		var stops []context.CancelFunc
+		for _, id := range []string{"a", "b", "c"} {
+			stops = append(stops, r.start(t.Context(), id, newElector(t, srv, id), ts.work(id, untilDone)))
+			synctest.Wait()
+		}
+		asked := time.Now()
+		if _, err := election.RequestHandoff(t.Context(), mustClient(t, srv), "c"); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		got := ts.check(t)
+		if len(got) != 2 || got[1].id != "c" {
+			t.Fatalf("terms = %+v, want a then c", got)
+		}
+		if d := got[1].start.Sub(asked); d != 0 {
+			t.Errorf("c took over %v after the request, want at once", d)
+		}
+		for _, v := range srv.Versions(ns, name)[1:] {
+			if h := *v.Spec.HolderIdentity; h != "a" && h != "c" {
+				t.Errorf("version %s names holder %q; want only a, then c", v.ResourceVersion, h)
+			}
+		}
+		for _, s := range stops {
+			s()
+		}
+		r.wg.Wait()
+	})
+}
+
+func mustClient(t *testing.T, srv *fakelease.Server) *lease.Client {
+	t.Helper()
+	c, err := lease.NewClient(srv, ns, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

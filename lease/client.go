@@ -34,6 +34,13 @@ type Snapshot struct {
 	// The record's acquire and renew times then belong to the previous
 	// holder, not to the one it names.
 	ForeignEdit bool
+	// OfferedTo is the identity the holder offers the lease to
+	// (OfferAnnotation), "" when none: the holder's work has stopped and
+	// that identity may take the lease at once.
+	OfferedTo string
+	// Kind is what a Leasehold lock recorded the Lease as (KindAnnotation),
+	// "" when none.
+	Kind string
 
 	obj *coordinationv1.Lease
 }
@@ -58,6 +65,10 @@ func NewSnapshot(l *coordinationv1.Lease) *Snapshot {
 		} else {
 			s.ForeignEdit = true
 		}
+	}
+	s.Kind = l.Annotations[KindAnnotation]
+	if rec.Held() {
+		s.OfferedTo = parsePreferredAnnotation(l.Annotations[OfferAnnotation], rec.Transitions)
 	}
 	if rec.PreferredHolder == "" {
 		s.Record.PreferredHolder = parsePreferredAnnotation(l.Annotations[PreferredHolderAnnotation], rec.Transitions)
@@ -129,6 +140,9 @@ func (c *Client) Update(ctx context.Context, base *Snapshot, rec Record, tok Tok
 	l := base.obj.DeepCopy()
 	l.Spec = rec.ToSpec()
 	setPreferredAnnotation(&l.ObjectMeta, rec)
+	if rec.Holder != base.Record.Holder || rec.Transitions != base.Record.Transitions {
+		delete(l.Annotations, OfferAnnotation) // a new term ends any offer
+	}
 	if !tok.IsZero() {
 		if l.Annotations == nil {
 			l.Annotations = map[string]string{}

@@ -18,14 +18,15 @@
 //
 // # Annotations
 //
-// Leasehold holders write two annotations next to client-go's fields, which
-// client-go keeps and ignores:
+// Leasehold holders write annotations next to client-go's fields, which
+// client-go keeps and ignores. Each is tied to the transition count it was
+// written at, and the identity comes last because it may contain "/":
 //
 //   - TokenAnnotation, "<token>/<transitions>/<holder>": the current term's
 //     fencing token. Believed only while the record shows that holder at
 //     that transition count; a foreign edit of holderIdentity is reported
 //     (Snapshot.ForeignEdit), never credited with the old holder's token.
-//   - PreferredHolderAnnotation, "<identity>/<transitions>": a planned
+//   - PreferredHolderAnnotation, "<transitions>/<identity>": a planned
 //     handoff, for apiservers that drop spec.preferredHolder.
 //
 // # Non-guarantees

@@ -85,51 +85,108 @@ type tokenAnnotation struct {
 // comes last because an identity may itself contain "/". ok is false for
 // anything else.
 func parseTokenAnnotation(v string) (a tokenAnnotation, ok bool) {
-	tok, rest, ok1 := strings.Cut(v, "/")
-	tr, holder, ok2 := strings.Cut(rest, "/")
-	if !ok1 || !ok2 || holder == "" {
+	tok, rest, ok := strings.Cut(v, "/")
+	if !ok {
 		return a, false
 	}
-	n, err := strconv.ParseInt(tr, 10, 32)
-	if err != nil || n < 0 {
+	n, holder, ok := cutCount(rest)
+	if !ok {
 		return a, false
 	}
 	t, err := ParseToken(tok)
 	if err != nil {
 		return a, false
 	}
-	return tokenAnnotation{token: t, transitions: int32(n), holder: holder}, true
+	return tokenAnnotation{token: t, transitions: n, holder: holder}, true
 }
 
 // PreferredHolderAnnotation carries a planned handoff
-// ("<identity>/<transitions>") on clusters whose apiserver drops
+// ("<transitions>/<identity>") on clusters whose apiserver drops
 // spec.preferredHolder: the field is kept only with the
 // CoordinatedLeaderElection feature gate, which is off by default. Leasehold
 // writes both and reads the field first. Like TokenAnnotation it is tied to a
 // transition count, so a request outlives neither the term it was made in nor
-// a client-go holder that keeps unknown annotations.
+// a client-go holder that keeps unknown annotations. The identity comes last
+// because it may itself contain "/": every value has one reading.
 const PreferredHolderAnnotation = "leasehold.io/preferred-holder"
 
 // PreferredHolderValue is the annotation value asking the holder at
 // transitions to hand over to identity.
 func PreferredHolderValue(identity string, transitions int32) string {
-	return identity + "/" + strconv.FormatInt(int64(transitions), 10)
+	return strconv.FormatInt(int64(transitions), 10) + "/" + identity
 }
 
+// parsePreferredAnnotation returns the identity in v if v was written at
+// transitions, else "".
 func parsePreferredAnnotation(v string, transitions int32) string {
-	id, tr, ok := strings.Cut(v, "/")
-	if !ok || id == "" {
-		return ""
-	}
-	// An identity may itself contain "/": the count is after the last one.
-	if i := strings.LastIndexByte(v, '/'); i >= 0 {
-		id, tr = v[:i], v[i+1:]
-	}
-	n, err := strconv.ParseInt(tr, 10, 32)
-	if err != nil || int32(n) != transitions {
+	n, id, ok := cutCount(v)
+	if !ok || n != transitions {
 		return ""
 	}
 	return id
+}
+
+// cutCount splits "<transitions>/<identity>"; ok is false unless the count
+// is a non-negative int32 and the identity is not empty.
+func cutCount(v string) (int32, string, bool) {
+	tr, id, ok := strings.Cut(v, "/")
+	if !ok || id == "" {
+		return 0, "", false
+	}
+	n, err := strconv.ParseInt(tr, 10, 32)
+	if err != nil || n < 0 {
+		return 0, "", false
+	}
+	return int32(n), id, true
+}
+
+// OfferAnnotation is a holder's planned handoff in progress
+// ("<transitions>/<identity>"): written only by the holder, only after the
+// work it guards has stopped, it lets identity take the lease at once by a
+// conditional write on the version that carries it. The holder resumes only
+// after a write of its own that replaces that version, so the two never
+// both act. Like the other annotations it is tied to the transition count:
+// the next acquisition, by anyone, ends it.
+const OfferAnnotation = "leasehold.io/handoff-offer"
+
+// KindAnnotation records what a Lease is used as by Leasehold locks:
+// "mutex", or "semaphore/<permits>" on each permit's Lease. A lock refuses a
+// Lease recorded as another kind or permit count: a Mutex and a Semaphore of
+// one name, or Semaphores of one name with different counts, would
+// otherwise not exclude each other.
+const KindAnnotation = "leasehold.io/lock"
+
+// WithAnnotation returns a copy of base whose object carries key=value, for
+// the next Update on it.
+func WithAnnotation(base *Snapshot, key, value string) *Snapshot {
+	cp := *base
+	cp.obj = base.obj.DeepCopy()
+	if cp.obj.Annotations == nil {
+		cp.obj.Annotations = map[string]string{}
+	}
+	cp.obj.Annotations[key] = value
+	if key == KindAnnotation {
+		cp.Kind = value
+	}
+	return &cp
+}
+
+// WithOffer returns a copy of base whose object carries an offer of the
+// lease to identity (none when identity is ""), for the holder's next
+// Update on it.
+func WithOffer(base *Snapshot, identity string) *Snapshot {
+	cp := *base
+	cp.obj = base.obj.DeepCopy()
+	if identity == "" {
+		delete(cp.obj.Annotations, OfferAnnotation)
+	} else {
+		if cp.obj.Annotations == nil {
+			cp.obj.Annotations = map[string]string{}
+		}
+		cp.obj.Annotations[OfferAnnotation] = PreferredHolderValue(identity, base.Record.Transitions)
+	}
+	cp.OfferedTo = identity
+	return &cp
 }
 
 func setPreferredAnnotation(meta *metav1.ObjectMeta, rec Record) {

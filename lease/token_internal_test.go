@@ -74,3 +74,24 @@ func TestTokenOf(t *testing.T) {
 		})
 	}
 }
+
+func TestPreferredHolderAnnotation(t *testing.T) {
+	for _, tc := range []struct {
+		value       string
+		transitions int32
+		want        string
+	}{
+		{PreferredHolderValue("pod-b", 7), 7, "pod-b"},
+		{"7/ns/pod-b", 7, "ns/pod-b"}, // an identity may contain "/"
+		{"7/pod-b", 8, ""},            // the request belonged to an earlier term
+		{"e1/5/5", 5, ""},             // not "<transitions>/<identity>": no reading at all
+		{"pod-b/7", 7, ""},            // the old order is not guessed at
+		{"7/", 7, ""},
+		{"-1/a", -1, ""},
+		{"", 0, ""},
+	} {
+		if got := parsePreferredAnnotation(tc.value, tc.transitions); got != tc.want {
+			t.Errorf("parsePreferredAnnotation(%q, %d) = %q, want %q", tc.value, tc.transitions, got, tc.want)
+		}
+	}
+}

@@ -16,6 +16,12 @@ import (
 // ErrLocked is matched (errors.Is) by the *LockedError TryLock returns.
 var ErrLocked = errors.New("lock: locked")
 
+// ErrKindMismatch is matched (errors.Is) by the error a lock returns when
+// its Lease is recorded as another kind of lock: a Mutex on a Semaphore's
+// name, or a Semaphore with another permit count. The message names the
+// Lease and both kinds.
+var ErrKindMismatch = holder.ErrKindMismatch
+
 // LockedError says who holds a lock that could not be taken at once.
 type LockedError struct {
 	// Holders lists every permit's lease and holder.
@@ -60,7 +66,7 @@ type waiter struct {
 	wgs     []*sync.WaitGroup
 }
 
-func newWaiter(cfg settings, names []string) (*waiter, error) {
+func newWaiter(cfg settings, names []string, kind string) (*waiter, error) {
 	w := &waiter{cfg: cfg}
 	for _, name := range names {
 		c, err := lease.NewClient(cfg.Leases, cfg.Namespace, name)
@@ -71,6 +77,7 @@ func newWaiter(cfg settings, names []string) (*waiter, error) {
 		cand, err := holder.NewCandidate(o, holder.CandidateConfig{
 			Identity: cfg.Identity, Timing: cfg.Timing, Clock: cfg.Clock, Hooks: cfg.hooks,
 			KeepOnPreference: true, // a lock is held until released
+			Kind:             kind,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("lock: %w", err)
@@ -159,6 +166,18 @@ func (w *waiter) acquire(ctx context.Context, try bool) (*holder.Term, int, erro
 // spread over a semaphore's permits.
 func (w *waiter) pass(ctx context.Context, p *progress) (found, error) {
 	f := found{wait: -1, synced: true, claimable: -1}
+	for i, o := range w.obs {
+		// Every permit's Lease is read before any is taken: one recorded
+		// as another kind refuses the whole lock.
+		st, _ := o.State()
+		if !st.Synced && (st.Err == nil || !lease.Permanent(st.Err)) {
+			f.synced = false
+			return f, nil
+		}
+		if err := w.cands[i].CheckKind(st); err != nil {
+			return f, fmt.Errorf("lock: %w", err)
+		}
+	}
 	offset := rand.IntN(len(w.obs))
 	for k := range w.obs {
 		i := (offset + k) % len(w.obs)
@@ -210,7 +229,7 @@ func (w *waiter) tryOne(ctx context.Context, p *progress, f *found, i int) error
 		f.retrySoon = true
 	case ctx.Err() != nil:
 		return ctx.Err()
-	case lease.Permanent(err):
+	case lease.Permanent(err), errors.Is(err, holder.ErrKindMismatch):
 		return err
 	default:
 		if w.cfg.hooks.AttemptFailed != nil {

@@ -46,8 +46,8 @@ type Config struct {
 	RetryPeriod time.Duration
 	// ClaimAfter: a waiter that has waited this long claims the next turn by
 	// setting spec.preferredHolder, so that it is not starved by luckier
-	// waiters: at the next release the others hold back for one lease
-	// duration. The claim is written right after the waiter sees the holder
+	// waiters: at the next release the others hold back for two retry
+	// periods. The claim is written right after the waiter sees the holder
 	// renew or take the lease, never on the lease of a holder that has
 	// stopped writing: a claim changes the record, which restarts every
 	// observer's expiry wait. Default: LeaseDuration. Negative disables

@@ -21,5 +21,15 @@
 // (LeaseDuration−RenewDeadline)/(LeaseDuration+RenewDeadline); work that
 // ignores its context or a paused process is only stopped by resources that
 // check the fencing token. A lock holder is never preempted by a
-// preferredHolder; the reservation takes effect at its release.
+// preferredHolder; the reservation takes effect at its release, and lasts two
+// retry periods: a waiter that claimed the turn and then vanished holds the
+// others back no longer than that.
+//
+// A Lease records the kind of lock it serves (annotation leasehold.io/lock:
+// "mutex", or "semaphore/N" on each permit's Lease). A Mutex and a
+// Semaphore of one name, or Semaphores with different permit counts, would
+// not exclude each other; the second is refused with ErrKindMismatch.
+//
+// Do runs a function under the lock and releases it when the function
+// returns or panics.
 package lock

@@ -2,6 +2,7 @@ package lock
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -67,7 +68,14 @@ func (s *Semaphore) Do(ctx context.Context, fn func(ctx context.Context, token l
 }
 
 func acquire(ctx context.Context, cfg settings, names []string, try bool, mem *memory) (*Held, error) {
-	w, err := newWaiter(cfg, names)
+	kind := "mutex"
+	if len(names) > 1 || names[0] != cfg.Name {
+		kind = fmt.Sprintf("semaphore/%d", len(names))
+		if err := claimName(ctx, cfg, kind); err != nil {
+			return nil, err
+		}
+	}
+	w, err := newWaiter(cfg, names, kind)
 	if err != nil {
 		return nil, err
 	}
@@ -86,6 +94,47 @@ func acquire(ctx context.Context, cfg settings, names []string, try bool, mem *m
 	}
 	w.stop(i)
 	return &Held{term: term, permit: i, lease: fmt.Sprintf("%s/%s", cfg.Namespace, names[i]), w: w, timeout: cfg.Timing.RenewDeadline}, nil
+}
+
+// claimName records on the Lease named like the lock itself that a
+// Semaphore of that many permits uses the name. A Mutex "x" holds Lease x
+// and a Semaphore "x" holds Leases x-0, x-1, ...: they share no Lease, so
+// without this record they would not exclude each other. With it, a Mutex
+// "x" finds Lease x recorded as a semaphore and refuses (the candidate's
+// kind check), and a Semaphore finds Lease x recorded as a mutex, or held
+// without a record, and refuses here. Both decide on conditional writes of
+// Lease x, so a Mutex and a Semaphore that start together cannot both
+// proceed.
+func claimName(ctx context.Context, cfg settings, kind string) error {
+	c, err := lease.NewClient(cfg.Leases, cfg.Namespace, cfg.Name)
+	if err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	for attempt := 0; ; attempt++ {
+		s, err := c.Get(ctx)
+		if errors.Is(err, lease.ErrNotFound) {
+			s, err = c.Create(ctx, lease.Record{}.Released(cfg.Clock.Now()))
+		}
+		switch {
+		case errors.Is(err, lease.ErrAlreadyExists) && attempt < 3:
+			continue
+		case err != nil:
+			return fmt.Errorf("lock: record semaphore %s/%s: %w", cfg.Namespace, cfg.Name, err)
+		case s.Kind == kind:
+			return nil
+		case s.Kind != "":
+			return fmt.Errorf("lock: %w", &holder.KindError{Namespace: cfg.Namespace, Name: cfg.Name, Want: kind, Found: s.Kind})
+		case s.Record.Held():
+			return fmt.Errorf("lock: %w", &holder.KindError{Namespace: cfg.Namespace, Name: cfg.Name, Want: kind, Found: "mutex"})
+		}
+		_, err = c.Update(ctx, lease.WithAnnotation(s, lease.KindAnnotation, kind), s.Record, 0)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, lease.ErrConflict) || attempt >= 3 {
+			return fmt.Errorf("lock: record semaphore %s/%s: %w", cfg.Namespace, cfg.Name, err)
+		}
+	}
 }
 
 // memory keeps, per Lease, the last state seen by an earlier acquisition, so

@@ -42,13 +42,13 @@ type fixtureLease struct {
 }
 
 var fixtureLeases = []fixtureLease{
-	{ns: "golden-a", name: "held", holder: "pod-a", duration: 15, acquired: time.Hour, renewed: 5 * time.Second, transitions: 3, token: "4242/3"},
+	{ns: "golden-a", name: "held", holder: "pod-a", duration: 15, acquired: time.Hour, renewed: 5 * time.Second, transitions: 3, token: "4242/3/pod-a"},
 	{ns: "golden-a", name: "expired", holder: "pod-b", duration: 10, acquired: 2 * time.Hour, renewed: 3 * time.Minute, transitions: 7},
 	{ns: "golden-a", name: "released", holder: "", duration: 1, acquired: 10 * time.Minute, renewed: 10 * time.Minute, transitions: 2},
 	{ns: "golden-a", name: "unlabelled", holder: "pod-x", duration: 15, acquired: time.Minute, renewed: 2 * time.Second, unlabelled: true},
-	{ns: "golden-b", name: "handoff", holder: "pod-c", duration: 30, acquired: 90 * time.Second, renewed: time.Second, transitions: 1, token: "5000/1", preferredTo: "pod-d/1"},
+	{ns: "golden-b", name: "handoff", holder: "pod-c", duration: 30, acquired: 90 * time.Second, renewed: time.Second, transitions: 1, token: "5000/1/pod-c", preferredTo: "1/pod-d"},
 	// A token recorded in an earlier term (a client-go holder took over): not shown.
-	{ns: "golden-b", name: "stale-token", holder: "pod-e", duration: 15, acquired: 30 * time.Second, renewed: 0, transitions: 5, token: "4000/4"},
+	{ns: "golden-b", name: "stale-token", holder: "pod-e", duration: 15, acquired: 30 * time.Second, renewed: 0, transitions: 5, token: "4000/4/pod-e"},
 }
 
 // createFixture creates the fixture Leases and, on golden-b/handoff, one

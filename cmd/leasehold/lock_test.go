@@ -159,9 +159,10 @@ func annotationToken(t *testing.T, cs kubernetes.Interface, name string) uint64 
 		t.Fatal(err)
 	}
 	v := l.Annotations[lease.TokenAnnotation]
-	tok, tr, _ := strings.Cut(v, "/")
-	if l.Spec.LeaseTransitions == nil || tr != strconv.Itoa(int(*l.Spec.LeaseTransitions)) {
-		t.Fatalf("annotation %s=%q does not match leaseTransitions %v", lease.TokenAnnotation, v, l.Spec.LeaseTransitions)
+	tok, rest, _ := strings.Cut(v, "/")
+	tr, holder, _ := strings.Cut(rest, "/")
+	if l.Spec.LeaseTransitions == nil || tr != strconv.Itoa(int(*l.Spec.LeaseTransitions)) || holder != *l.Spec.HolderIdentity {
+		t.Fatalf("annotation %s=%q does not match leaseTransitions %v and holder %q", lease.TokenAnnotation, v, l.Spec.LeaseTransitions, *l.Spec.HolderIdentity)
 	}
 	n, err := strconv.ParseUint(tok, 10, 64)
 	if err != nil {

@@ -291,12 +291,28 @@ func TestHandoff(t *testing.T) {
 		t.Errorf("stdout %q", r.stdout)
 	}
 
-	// Nobody called c runs: b steps down for it, a holds back, the wait ends.
-	// In process, so that -race covers the command's watch.
+	// Nobody called c runs (a typo): b stops its work but keeps the lease
+	// and offers it; nobody takes it, so b resumes within its handoff
+	// timeout (2 retry periods) and a never leads. The command reports the
+	// lapse. In process, so that -race covers the command's watch.
+	before, err := cs.CoordinationV1().Leases("default").Get(ctx, "x", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var out, errb testproc.Buffer
-	code := Execute(ctx, []string{"--kubeconfig", cp.Kubeconfig, "handoff", "x", "--to", "c", "--wait", "2s"}, IO{Out: &out, Err: &errb})
-	if code != ExitError || !strings.Contains(errb.String(), "not done after 2s") || !strings.Contains(errb.String(), "identity c running?") {
-		t.Errorf("handoff to a candidate that does not run: exit %d, stderr %q", code, errb.String())
+	code := Execute(ctx, []string{"--kubeconfig", cp.Kubeconfig, "handoff", "x", "--to", "c", "--wait", "20s"}, IO{Out: &out, Err: &errb})
+	if code != ExitError || !strings.Contains(errb.String(), "b acquired it again and the request lapsed") {
+		t.Errorf("handoff to a candidate that does not run: exit %d, stderr %q; want b to resume", code, errb.String())
+	}
+	if got := nextLeader(t, leading); got != "b" {
+		t.Fatalf("%s leads after a handoff to nobody, want b again", got)
+	}
+	after, err := cs.CoordinationV1().Leases("default").Get(ctx, "x", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := *after.Spec.HolderIdentity; h != "b" || *after.Spec.LeaseTransitions != *before.Spec.LeaseTransitions+1 {
+		t.Errorf("after the lapsed handoff: holder %q transitions %d, want b retaking it once (from %d)", h, *after.Spec.LeaseTransitions, *before.Spec.LeaseTransitions)
 	}
 	cli(t, cp, "handoff", "x").fails(t, ExitUsage, `"to"`)
 	cli(t, cp, "handoff", "absent", "--to", "b").fails(t, ExitError, `lease "absent" not found in namespace "default"`)

@@ -43,6 +43,7 @@ type Server struct {
 	fail      map[string]func(name string) error
 	counts    map[string]int
 	hold      *barrier
+	versions  map[key][]*coordinationv1.Lease // every version stored, in order
 }
 
 // barrier holds matching updates until n of them have arrived.
@@ -79,6 +80,18 @@ func (s *Server) Count(verb string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.counts[verb]
+}
+
+// Versions returns every version of ns/name stored so far, oldest first
+// (compaction does not forget them).
+func (s *Server) Versions(ns, name string) []*coordinationv1.Lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*coordinationv1.Lease
+	for _, l := range s.versions[key{ns, name}] {
+		out = append(out, l.DeepCopy())
+	}
+	return out
 }
 
 // Conflicts returns how many updates were refused with 409 so far.
@@ -180,6 +193,10 @@ func (s *Server) storeLocked(k key, l *coordinationv1.Lease, typ watch.EventType
 	s.rv++
 	l.ResourceVersion = strconv.FormatUint(s.rv, 10)
 	s.objs[k] = l
+	if s.versions == nil {
+		s.versions = map[key][]*coordinationv1.Lease{}
+	}
+	s.versions[k] = append(s.versions[k], l.DeepCopy())
 	s.publishLocked(k, watch.Event{Type: typ, Object: l.DeepCopy()})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,6 +39,37 @@ type CandidateConfig struct {
 	// preferred candidate gets it first then. Electors leave it false: a
 	// preferred holder preempts them (ErrPreempted).
 	KeepOnPreference bool
+	// Kind, if set, is recorded on the Lease at every acquisition
+	// (lease.KindAnnotation); a Lease recorded as another kind is refused
+	// with a *KindError and never written.
+	Kind string
+}
+
+// KindError is returned when a Lease is recorded as another kind of lock.
+type KindError struct {
+	Namespace, Name string
+	// Want is the kind of the caller, Found the kind on the Lease.
+	Want, Found string
+}
+
+// ErrKindMismatch is matched (errors.Is) by every *KindError.
+var ErrKindMismatch = errors.New("lease used as another kind of lock")
+
+// Is matches ErrKindMismatch.
+func (e *KindError) Is(target error) bool { return target == ErrKindMismatch }
+
+func (e *KindError) Error() string {
+	return fmt.Sprintf("lease %s/%s is used as %s, not as %s: use the same kind and permit count everywhere, or another name", e.Namespace, e.Name, describeKind(e.Found), describeKind(e.Want))
+}
+
+func describeKind(k string) string {
+	if n, ok := strings.CutPrefix(k, "semaphore/"); ok {
+		return "a semaphore with " + n + " permits"
+	}
+	if k == "mutex" {
+		return "a mutex (a lock with one holder)"
+	}
+	return fmt.Sprintf("%q", k)
 }
 
 // Candidate acquires one Lease for one identity, driven by an Observer: it
@@ -139,6 +171,8 @@ func (c *Candidate) step(ctx context.Context, st State, raced *string) (time.Dur
 		return 0, nil, st.Err
 	case !st.Synced:
 		return -1, nil, nil
+	case c.kindErr(st) != nil:
+		return 0, nil, c.kindErr(st)
 	case *raced != "" && versionOf(st) == *raced:
 		// We lost a race on this version; the winner's write is on its way
 		// through the watch. Re-read if it does not arrive.
@@ -169,6 +203,18 @@ func (c *Candidate) step(ctx context.Context, st State, raced *string) (time.Dur
 	return c.cfg.Timing.RetryPeriod, nil, nil
 }
 
+// CheckKind returns a *KindError when st shows a Lease recorded as another
+// kind of lock than this candidate's, else nil.
+func (c *Candidate) CheckKind(st State) error { return c.kindErr(st) }
+
+// kindErr refuses a Lease that a lock of another kind has recorded.
+func (c *Candidate) kindErr(st State) error {
+	if c.cfg.Kind == "" || st.Lease == nil || st.Lease.Kind == "" || st.Lease.Kind == c.cfg.Kind {
+		return nil
+	}
+	return &KindError{Namespace: st.Lease.Namespace, Name: st.Lease.Name, Want: c.cfg.Kind, Found: st.Lease.Kind}
+}
+
 func versionOf(st State) string {
 	if st.Lease == nil {
 		return ""
@@ -190,6 +236,9 @@ func (c *Candidate) TryAcquire(ctx context.Context) (*Term, error) {
 			return nil, err
 		}
 		st, changed = c.obs.State()
+	}
+	if err := c.kindErr(st); err != nil {
+		return nil, err
 	}
 	if d := c.waitFor(st, c.cfg.Clock.Now()); d > 0 {
 		held := &HeldError{Holder: st.Holder(), ExpiresAt: c.cfg.Clock.Now().Add(d)}
@@ -217,6 +266,11 @@ func (c *Candidate) waitFor(st State, now time.Time) time.Duration {
 		}
 		return 0
 	}
+	if rec.Holder != c.cfg.Identity && st.Lease.OfferedTo == c.cfg.Identity {
+		// Invariant 12: the holder offers us the lease; its work has
+		// stopped, and it resumes only after replacing this version.
+		return 0
+	}
 	if rec.Holder == c.cfg.Identity && c.isOwn(st.Lease.ResourceVersion) {
 		// Invariant 5: our own last write; our previous term has ended
 		// here. A record naming us at a version we did not write (an
@@ -233,10 +287,12 @@ func (c *Candidate) waitFor(st State, now time.Time) time.Duration {
 }
 
 // reservation is how long a released lease stays reserved for its preferred
-// holder in this candidate's view. The lease is free, so shortening it is
-// safe; it is only the preferred candidate's head start.
+// holder in this candidate's view: two retry periods, at most the lease
+// duration. The lease is free, so a short reservation is safe; it is only
+// the preferred candidate's head start, and a preferred candidate that is
+// not there (a typo, a crash) blocks the others no longer than that.
 func (c *Candidate) reservation() time.Duration {
-	return c.cfg.Timing.LeaseDuration
+	return min(2*c.cfg.Timing.RetryPeriod, c.cfg.Timing.LeaseDuration)
 }
 
 func (c *Candidate) isOwn(rv string) bool {
@@ -269,6 +325,9 @@ func (c *Candidate) attempt(ctx context.Context, st State) (*Term, string, error
 	}
 	// Invariant 8: the token is the version this write replaces.
 	tok, err := lease.TokenOf(base.ResourceVersion)
+	if c.cfg.Kind != "" && err == nil {
+		base = lease.WithAnnotation(base, lease.KindAnnotation, c.cfg.Kind)
+	}
 	if err != nil {
 		return nil, base.ResourceVersion, err
 	}

@@ -41,6 +41,12 @@
 //     after that code has returned (Term.Settle in a defer).
 //  11. Release writes only while the record still shows this term (holder
 //     and transition count); a lost term writes nothing.
+//  12. A planned handoff never leaves two holders acting and never leaves
+//     the lease unheld: the holder stops its work, then offers the lease
+//     (an annotation on its own renewal) while it keeps renewing; the
+//     target takes it by a conditional write on an offering version; the
+//     holder resumes only after a conditional write of its own replaces
+//     that version (a new acquisition, which ends the offer).
 //
 // # Clock assumptions
 //

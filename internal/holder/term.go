@@ -16,15 +16,15 @@ import (
 // (context.Cause). election and lock export the same values.
 var (
 	// ErrLost: another identity holds the lease, or it was deleted.
-	ErrLost = errors.New("lost to another holder")
+	ErrLost = errors.New("lease lost to another holder")
 	// ErrDeadline: no renewal succeeded within RenewDeadline of the last one
 	// sent; the context ended before anyone else could take the lease.
-	ErrDeadline = errors.New("renew deadline passed")
+	ErrDeadline = errors.New("lease renew deadline passed")
 	// ErrPreempted: a preferred holder names another identity; the lease is
 	// still held (and renewed) until Release, so the work can stop first.
-	ErrPreempted = errors.New("another holder is preferred (planned handoff)")
+	ErrPreempted = errors.New("lease preferred for another holder (planned handoff)")
 	// ErrReleased: Release or Abandon was called.
-	ErrReleased = errors.New("released")
+	ErrReleased = errors.New("lease released")
 )
 
 // Term is one acquisition of a lease: from the write that took it to the
@@ -44,6 +44,8 @@ type Term struct {
 	stop     chan struct{} // closed by halt
 	stopOnce sync.Once
 	expired  chan struct{} // closed by the deadline goroutine when it ends the term
+	finished chan struct{} // closed when the renewing goroutine returns
+	offerNow chan struct{} // asks the renewing goroutine for a renewal at once
 	wg       sync.WaitGroup
 
 	mu        sync.Mutex
@@ -52,6 +54,7 @@ type Term struct {
 	deadline  time.Time       // lastRenew + RenewDeadline
 	over      bool            // the deadline passed: renewals no longer extend the term
 	lost      bool            // the lease is no longer ours: nothing to release
+	offerTo   string          // set by Offer: every later renewal offers the lease to it
 }
 
 func (c *Candidate) startTerm(ctx context.Context, snap *lease.Snapshot, tok lease.Token, sent time.Time) *Term {
@@ -60,6 +63,7 @@ func (c *Candidate) startTerm(ctx context.Context, snap *lease.Snapshot, tok lea
 		c: c, token: tok, trans: snap.Record.Transitions,
 		ctx: tctx, cancel: cancel,
 		stop: make(chan struct{}), expired: make(chan struct{}),
+		finished: make(chan struct{}), offerNow: make(chan struct{}, 1),
 		snap: snap, lastRenew: sent, deadline: sent.Add(c.cfg.Timing.RenewDeadline),
 	}
 	t.wg.Go(t.enforceDeadline)
@@ -146,6 +150,7 @@ type renewResult struct {
 // renewLoop renews every RetryPeriod and follows the watch for a loss or a
 // preemption, until halt, the deadline or the loss of the lease.
 func (t *Term) renewLoop() {
+	defer close(t.finished)
 	timing, clk := t.c.cfg.Timing, t.c.cfg.Clock
 	renewTimer := clk.NewTimer(timing.RetryPeriod)
 	defer renewTimer.Stop()
@@ -155,7 +160,12 @@ func (t *Term) renewLoop() {
 	defer func() {
 		cancelReq()
 		if inflight != nil {
-			<-inflight
+			// A renewal that got through anyway is still our own last
+			// write: record it, so that the candidate knows it may retake
+			// the lease (invariant 5).
+			if res := <-inflight; res.err == nil && !res.lost {
+				t.renewed(res)
+			}
 		}
 	}()
 	for {
@@ -169,6 +179,8 @@ func (t *Term) renewLoop() {
 		case <-t.expired:
 			return
 		case <-changed:
+		case <-t.offerNow:
+			renewTimer.Reset(0)
 		case <-renewTimer.C():
 			if inflight == nil {
 				inflight = make(chan renewResult, 1)
@@ -177,24 +189,36 @@ func (t *Term) renewLoop() {
 			}
 		case res := <-inflight:
 			inflight = nil
-			if res.lost {
-				t.endLost()
-			} else if res.err == nil {
-				t.renewed(res)
-			}
-			if t.c.cfg.Hooks.Renewed != nil {
-				t.c.cfg.Hooks.Renewed(res.latency, res.err) // after the result is recorded
-			}
-			if res.lost {
+			next, over := t.settleRenewal(res)
+			if over {
 				return
-			}
-			next := timing.RetryPeriod
-			if res.err == nil {
-				next = res.sent.Add(timing.RetryPeriod).Sub(clk.Now())
 			}
 			renewTimer.Reset(next)
 		}
 	}
+}
+
+// settleRenewal records the result of one renewal, tells the Renewed hook,
+// and returns when to renew next, or that the lease is lost.
+func (t *Term) settleRenewal(res renewResult) (next time.Duration, lost bool) {
+	if res.lost {
+		t.endLost()
+	} else if res.err == nil {
+		t.renewed(res)
+	}
+	if t.c.cfg.Hooks.Renewed != nil {
+		t.c.cfg.Hooks.Renewed(res.latency, res.err) // after the result is recorded
+	}
+	if res.lost {
+		return 0, true
+	}
+	if res.err != nil {
+		return t.c.cfg.Timing.RetryPeriod, false
+	}
+	if t.offering() && res.snap.OfferedTo == "" {
+		return 0, false // Offer came while this renewal was in flight
+	}
+	return res.sent.Add(t.c.cfg.Timing.RetryPeriod).Sub(t.c.cfg.Clock.Now()), false
 }
 
 // renewed records a successful renewal. Invariant 6: the deadline moves to
@@ -278,8 +302,15 @@ func (t *Term) renew(ctx context.Context, base *lease.Snapshot) renewResult {
 	return renewResult{snap: snap, sent: sent, err: err, latency: clk.Since(start)}
 }
 
-// write renews on base and returns when the request was sent.
+// write renews on base (with the handoff offer, once Offer was called) and
+// returns when the request was sent.
 func (t *Term) write(ctx context.Context, base *lease.Snapshot) (*lease.Snapshot, time.Time, error) {
+	t.mu.Lock()
+	offerTo := t.offerTo
+	t.mu.Unlock()
+	if offerTo != "" {
+		base = lease.WithOffer(base, offerTo)
+	}
 	sent := t.c.cfg.Clock.Now()
 	rec := base.Record
 	rec.Holder = t.c.cfg.Identity
@@ -339,6 +370,41 @@ func (t *Term) Release(ctx context.Context) error {
 		t.c.obs.Offer(base)
 	}
 	return nil
+}
+
+func (t *Term) offering() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.offerTo != ""
+}
+
+// Offer hands the lease to the candidate with identity to, keeping it
+// meanwhile: the next renewal (at once) and every later one carry an offer
+// (lease.OfferAnnotation) that lets to take the lease by a conditional write.
+// Call it only after the work under the term has stopped: the offer says so.
+// Offer returns true when to (or anyone) has taken the lease, false when
+// nobody took it within the given time or ctx ended; the term is then
+// halted, with the lease still ours at our last write, which the candidate
+// may retake at once (invariant 5) and, doing so, withdraw the offer.
+func (t *Term) Offer(ctx context.Context, to string, within time.Duration) bool {
+	t.mu.Lock()
+	t.offerTo = to
+	t.mu.Unlock()
+	select {
+	case t.offerNow <- struct{}{}:
+	default:
+	}
+	timer := t.c.cfg.Clock.NewTimer(within)
+	defer timer.Stop()
+	select {
+	case <-t.finished:
+	case <-timer.C():
+	case <-ctx.Done():
+	}
+	t.halt()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lost
 }
 
 // Settle ends the term once the code that ran under it has returned or

@@ -60,7 +60,8 @@ func TestUsageErrors(t *testing.T) {
 }
 
 // TestDerivedTiming: only --lease-duration is needed; the renew deadline
-// and retry period scale from it unless set.
+// and retry period scale from it unless set. And valid values at the bounds
+// work.
 func TestDerivedTiming(t *testing.T) {
 	cp := testenv.Start(t)
 	for _, args := range [][]string{
@@ -68,6 +69,9 @@ func TestDerivedTiming(t *testing.T) {
 		{"run", "--lease", "derived", "--lease-duration", "1s", "--", "true"},
 		{"run", "--lease", "derived", "--lease-duration", "5s", "--renew-deadline", "4s", "--", "true"},
 		{"lock", "derived", "--ttl", "1s", "--", "true"},
+		// The most permits allowed are read and watched within the bound
+		// of --wait=false.
+		{"lock", "many", "--permits", "64", "--wait=false", "--", "true"},
 	} {
 		if r := cliWithin(t, cp, 30*time.Second, args...); r.code != 0 {
 			t.Errorf("leasehold %q: exit %d, stderr %q; want 0", args, r.code, r.stderr)

@@ -168,7 +168,7 @@ func (l *lockCmd) run(ctx context.Context, name string, argv []string) error {
 	if err != nil {
 		return asFailure(err)
 	}
-	cs, err := l.clientset()
+	cs, err := l.client()
 	if err != nil {
 		return asFailure(err)
 	}
@@ -189,6 +189,21 @@ func (l *lockCmd) run(ctx context.Context, name string, argv []string) error {
 		}
 	}()
 	return l.runHolding(ctx, sup, held, acq, cs.CoordinationV1(), ns, argv)
+}
+
+// client returns a clientset whose client-side rate limit lets a waiter
+// read and watch every permit at once (client-go's default, 5 requests a
+// second with bursts of 10, would take seconds for --permits 64).
+func (l *lockCmd) client() (*kubernetes.Clientset, error) {
+	cfg, err := l.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.RateLimiter == nil {
+		cfg.QPS = max(cfg.QPS, 5, float32(2*l.permits))
+		cfg.Burst = max(cfg.Burst, 10, 10+4*l.permits)
+	}
+	return kubernetes.NewForConfig(cfg)
 }
 
 // acquire checks that the lock can be had at all and takes it, within

@@ -21,6 +21,7 @@ const (
 	ExitError       = 1   // bad flags, API or RBAC errors
 	ExitNotAcquired = 75  // lock: not acquired (--timeout passed, or held with --wait=false)
 	ExitLost        = 76  // run --exit-on-loss / lock: leadership or lock lost, child stopped
+	ExitUnavailable = 69  // lock: the Kubernetes API could not be reached (EX_UNAVAILABLE)
 	ExitUsage       = 2   // command line could not be parsed
 	exitSignalBase  = 128 // a child killed by signal N exits 128+N
 )
@@ -29,6 +30,10 @@ const (
 type IO struct {
 	In       io.Reader
 	Out, Err io.Writer
+	// Notify, when set, relays signals to a channel (signal.Notify) until
+	// the function it returns is called; run and lock use it to pass
+	// signals on to COMMAND. nil (tests in-process): nothing is relayed.
+	Notify notifyFunc
 }
 
 // app is what every subcommand shares: the kubeconfig flags (exactly
@@ -137,6 +142,9 @@ func markRuntimeErrors(c *cobra.Command) {
 // restConfig returns the client configuration from the kubeconfig flags,
 // with a clear error when there is none.
 func (a *app) restConfig() (*rest.Config, error) {
+	if err := a.checkConfigFlags(); err != nil {
+		return nil, err
+	}
 	if a.noCluster() {
 		return nil, errors.New("no cluster configured: set --kubeconfig or KUBECONFIG, or create ~/.kube/config, or run in a pod")
 	}
@@ -159,6 +167,9 @@ func (a *app) clientset() (*kubernetes.Clientset, error) {
 // namespace returns -n, else the kubeconfig context's namespace, else
 // "default" (in a pod: the pod's namespace).
 func (a *app) namespace() (string, error) {
+	if err := a.checkConfigFlags(); err != nil {
+		return "", err
+	}
 	ns, _, err := a.flags.ToRawKubeConfigLoader().Namespace()
 	if err != nil {
 		return "", fmt.Errorf("namespace: %w", err)

@@ -44,6 +44,21 @@ type leaderSource interface {
 
 var _ leaderSource = (*election.Elector)(nil)
 
+// healthSource is an elector whose health check also fails while the
+// Kubernetes API cannot be reached.
+type healthSource struct {
+	*election.Elector
+	api *apiStatus
+}
+
+// Check fails while the API cannot be reached, then as the elector's does.
+func (h healthSource) Check(r *http.Request) error {
+	if err := h.api.Err(); err != nil {
+		return apiMessage(err)
+	}
+	return h.Elector.Check(r)
+}
+
 // leaderHandler serves /leader, /leader/watch, /healthz, /readyz and
 // /metrics for one elector.
 func leaderHandler(e leaderSource, identity, leaseRef string, gatherer prometheus.Gatherer) http.Handler {

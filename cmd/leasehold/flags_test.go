@@ -42,7 +42,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"--context", "nosuch", "run", "--lease", "x", "--", "true"}, `--context "nosuch": no such context`, []string{"namespace:"}},
 		{[]string{"--request-timeout", "abc", "get"}, `--request-timeout "abc": not a duration`, []string{"no usable cluster configuration"}},
 		// Lease names.
-		{[]string{"get", ""}, "NAME: the Lease name must not be empty", []string{"NewClient"}},
+		{[]string{"get", ""}, "a Lease name must not be empty", []string{"NewClient"}},
 		{[]string{"release", ""}, "NAME: the Lease name must not be empty", []string{"NewClient"}},
 		{[]string{"lock", "Not_A_Name", "--", "true"}, `NAME "Not_A_Name" is not a valid Lease name`, nil},
 	} {

@@ -265,11 +265,15 @@ class Elector:
         spec.preferredHolder and in the annotation
         leasehold.io/preferred-holder: "<transitions>/<to>", which every
         cluster keeps). The leader's work context ends (cause
-        HandoffRequested), it releases once the work returned, and ``to``
-        takes over at once; other candidates hold back for one lease
-        duration. While run is active, waits until ``to`` leads (raises
-        LeaseholdError if another took over, TimeoutError after timeout);
-        otherwise returns once the request is written."""
+        HandoffRequested) and ``to`` takes over at once: a Python leader
+        releases once the work returned, the lease reserved for ``to`` for
+        two retry periods (other candidates hold back that long); a Go
+        Leasehold leader keeps the lease and offers it to ``to``
+        (leasehold.io/handoff-offer), resuming if it is not taken within
+        its HandoffTimeout. While run is active, waits until ``to`` leads
+        (raises LeaseholdError if another took over or the leader resumed,
+        TimeoutError after timeout); otherwise returns once the request is
+        written."""
         snap = request_handoff(self._client, to)
         if snap is None:
             return
@@ -287,6 +291,10 @@ class Elector:
             if st.holder and st.holder != prev:
                 raise errors.LeaseholdError(
                     f"leasehold: handoff of lease {self.namespace}/{self.name} to {to!r}: {st.holder!r} took over instead")
+            if st.holder and st.lease.record.transitions != snap.record.transitions:
+                raise errors.LeaseholdError(
+                    f"leasehold: handoff of lease {self.namespace}/{self.name} to {to!r}: not taken in time; "
+                    f"{st.holder!r} resumed leading (is a candidate with identity {to!r} running?)")
             left = None if until is None else until - self.clock.now()
             if left is not None and left <= 0:
                 raise TimeoutError(f"leasehold: handoff of lease {self.namespace}/{self.name} to {to!r}: "

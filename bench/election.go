@@ -54,7 +54,7 @@ func (b *bench) handoff(ctx context.Context, impl string) (any, error) {
 			return nil, err
 		}
 		if i == 0 { // let the first leader's peers settle too
-			if err := g.sleep(ctx, b.o.timing.RetryPeriod); err != nil {
+			if err := g.settle(ctx, members, b.o.timing.RetryPeriod); err != nil {
 				return nil, err
 			}
 		}
@@ -109,7 +109,7 @@ func (b *bench) failover(ctx context.Context, impl string) (any, error) {
 			return nil, err
 		}
 		if i == 0 {
-			if err := g.sleep(ctx, b.o.timing.RetryPeriod+rand.N(b.o.timing.RetryPeriod)); err != nil {
+			if err := g.settle(ctx, members, b.o.timing.RetryPeriod+rand.N(b.o.timing.RetryPeriod)); err != nil {
 				return nil, err
 			}
 		}

@@ -232,6 +232,18 @@ func (g *group) replace(ctx context.Context, id string, settle time.Duration) er
 	return g.sleep(ctx, settle)
 }
 
+// settle waits until every one of ids is ready (a Python candidate takes
+// a second or more to import its client; measured from before that, its
+// first hand-over would time its start-up), then applies events for d.
+func (g *group) settle(ctx context.Context, ids []string, d time.Duration) error {
+	if err := g.waitUntil(ctx, "ready from every candidate", func() bool {
+		return !slices.ContainsFunc(ids, func(id string) bool { return !g.ready[id] })
+	}); err != nil {
+		return err
+	}
+	return g.sleep(ctx, d)
+}
+
 // snapshotRequests sends SIGUSR1 to every id and waits for each to report
 // its request counts; it returns those events.
 func (g *group) snapshotRequests(ctx context.Context, ids []string) (map[string]candidate.Event, error) {

@@ -43,7 +43,7 @@ func (b *bench) handoff(ctx context.Context, impl string) (any, error) {
 	defer g.close()
 	members := ids(impl, 3)
 	for _, id := range members {
-		if err := g.start(id, b.candidateArgs(impl, name)); err != nil {
+		if err := g.start(id, b.candidate(impl, name)); err != nil {
 			return nil, err
 		}
 	}
@@ -54,7 +54,7 @@ func (b *bench) handoff(ctx context.Context, impl string) (any, error) {
 			return nil, err
 		}
 		if i == 0 { // let the first leader's peers settle too
-			if err := g.sleep(ctx, b.o.timing.RetryPeriod); err != nil {
+			if err := g.settle(ctx, members, b.o.timing.RetryPeriod); err != nil {
 				return nil, err
 			}
 		}
@@ -98,7 +98,7 @@ func (b *bench) failover(ctx context.Context, impl string) (any, error) {
 	defer g.close()
 	members := ids(impl, 3)
 	for _, id := range members {
-		if err := g.start(id, b.candidateArgs(impl, name)); err != nil {
+		if err := g.start(id, b.candidate(impl, name)); err != nil {
 			return nil, err
 		}
 	}
@@ -109,7 +109,7 @@ func (b *bench) failover(ctx context.Context, impl string) (any, error) {
 			return nil, err
 		}
 		if i == 0 {
-			if err := g.sleep(ctx, b.o.timing.RetryPeriod+rand.N(b.o.timing.RetryPeriod)); err != nil {
+			if err := g.settle(ctx, members, b.o.timing.RetryPeriod+rand.N(b.o.timing.RetryPeriod)); err != nil {
 				return nil, err
 			}
 		}

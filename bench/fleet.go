@@ -18,12 +18,12 @@ type group struct {
 	fleet   *candidate.Fleet
 	timeout time.Duration // longest wait for any one condition
 
-	args       map[string][]string // how each id was started, for restarts
-	alive      map[string]bool     // started and not yet seen exiting
-	ready      map[string]bool     // said "ready" (its signal handlers are set up)
-	leading    map[string]bool     // between "start" and "stop" (or exit)
-	startMono  map[string]int64    // Mono of the latest "start"
-	starts     map[string]int      // "start" events so far
+	launches   map[string]launch // how each id was started, for restarts
+	alive      map[string]bool   // started and not yet seen exiting
+	ready      map[string]bool   // said "ready" (its signal handlers are set up)
+	leading    map[string]bool   // between "start" and "stop" (or exit)
+	startMono  map[string]int64  // Mono of the latest "start"
+	starts     map[string]int    // "start" events so far
 	reqs       map[string]candidate.Event
 	reqCount   map[string]int // "requests" events so far
 	expectExit map[string]bool
@@ -37,19 +37,32 @@ func (b *bench) newGroup() *group {
 		stderr = b.stderr
 	}
 	return &group{
-		fleet:   candidate.NewFleet([]string{b.self, candidate.Arg}, nil, stderr),
-		timeout: 4*b.o.timing.LeaseDuration + 10*time.Second,
-		args:    map[string][]string{}, alive: map[string]bool{}, ready: map[string]bool{},
+		fleet:    candidate.NewFleet([]string{b.self, candidate.Arg}, nil, stderr),
+		timeout:  4*b.o.timing.LeaseDuration + 10*time.Second,
+		launches: map[string]launch{}, alive: map[string]bool{}, ready: map[string]bool{},
 		leading: map[string]bool{}, startMono: map[string]int64{}, starts: map[string]int{},
 		reqs: map[string]candidate.Event{}, reqCount: map[string]int{}, expectExit: map[string]bool{},
 	}
 }
 
-// candidateArgs returns the flags of a candidate of impl on the Lease name.
-func (b *bench) candidateArgs(impl, name string) []string {
+// launch is how to start a candidate: its flags, and the command when it
+// is not this binary (a Python candidate).
+type launch struct {
+	cmd  *candidate.Command
+	args []string
+}
+
+// candidate returns how to start a candidate of impl on the Lease name:
+// this binary for leasehold and client-go, the Python library's candidate
+// process (an Elector) for leasehold-python. Both take the same flags.
+func (b *bench) candidate(impl, name string) launch {
 	t := b.o.timing
-	return []string{"--impl", impl, "--kubeconfig", b.cp.Kubeconfig, "--namespace", namespace, "--lease", name,
-		"--lease-duration", t.LeaseDuration.String(), "--renew-deadline", t.RenewDeadline.String(), "--retry-period", t.RetryPeriod.String()}
+	l := launch{args: []string{"--impl", impl, "--kubeconfig", b.cp.Kubeconfig, "--namespace", namespace, "--lease", name,
+		"--lease-duration", t.LeaseDuration.String(), "--renew-deadline", t.RenewDeadline.String(), "--retry-period", t.RetryPeriod.String()}}
+	if impl == candidate.PythonImpl {
+		l.cmd, l.args[1] = &b.python, "elector"
+	}
+	return l
 }
 
 // ids returns the identities of n candidates of impl.
@@ -65,11 +78,17 @@ func ids(impl string, n int) []string {
 // waits for them.
 func (g *group) close() { g.fleet.Close(5 * time.Second) }
 
-// start launches candidate id with args.
-func (g *group) start(id string, args []string) error {
-	g.args[id] = args
+// start launches candidate id as l says.
+func (g *group) start(id string, l launch) error {
+	g.launches[id] = l
 	g.alive[id], g.ready[id], g.leading[id], g.expectExit[id] = true, false, false, false
-	if err := g.fleet.Start(id, args...); err != nil {
+	var err error
+	if l.cmd != nil {
+		err = g.fleet.StartCommand(*l.cmd, id, l.args...)
+	} else {
+		err = g.fleet.Start(id, l.args...)
+	}
+	if err != nil {
 		g.alive[id] = false
 		return err
 	}
@@ -82,7 +101,7 @@ func (g *group) restart(id string) error {
 	if g.alive[id] {
 		return fmt.Errorf("candidate %s: restart while it is still running", id)
 	}
-	return g.start(id, g.args[id])
+	return g.start(id, g.launches[id])
 }
 
 // stop sends sig (SIGTERM or SIGKILL) to id and expects it to exit.
@@ -211,6 +230,18 @@ func (g *group) replace(ctx context.Context, id string, settle time.Duration) er
 		return err
 	}
 	return g.sleep(ctx, settle)
+}
+
+// settle waits until every one of ids is ready (a Python candidate takes
+// a second or more to import its client; measured from before that, its
+// first hand-over would time its start-up), then applies events for d.
+func (g *group) settle(ctx context.Context, ids []string, d time.Duration) error {
+	if err := g.waitUntil(ctx, "ready from every candidate", func() bool {
+		return !slices.ContainsFunc(ids, func(id string) bool { return !g.ready[id] })
+	}); err != nil {
+		return err
+	}
+	return g.sleep(ctx, d)
 }
 
 // snapshotRequests sends SIGUSR1 to every id and waits for each to report

@@ -42,7 +42,7 @@ func (b *bench) load(ctx context.Context) ([]any, error) {
 		members[impl] = ids(impl, 3)
 		all = append(all, members[impl]...)
 		for _, id := range members[impl] {
-			if err := g.start(id, b.candidateArgs(impl, name)); err != nil {
+			if err := g.start(id, b.candidate(impl, name)); err != nil {
 				return nil, err
 			}
 		}

@@ -1,6 +1,7 @@
-// Command bench measures Leasehold against client-go's leaderelection on a
-// local control plane (etcd + kube-apiserver, started here), in one run, with
-// the same timings for both:
+// Command bench measures Leasehold (the Go library, and the Python library
+// in python/, impl "leasehold-python") against client-go's leaderelection
+// on a local control plane (etcd + kube-apiserver, started here), in one
+// run, with the same timings for all:
 //
 //   - handoff: SIGTERM the leader of three candidate processes; time until
 //     another leads.
@@ -18,7 +19,11 @@
 //	go run ./bench [flags]      (or: make bench)
 //	go run ./bench -lease-duration 3s -renew-deadline 2s -retry-period 500ms -n 10 -failovers 2 -load-window 10s
 //
-// Candidate processes re-execute this binary with the argument "candidate".
+// Candidate processes re-execute this binary with the argument "candidate";
+// Python candidates run /usr/bin/python3 -m leasehold.candidate from the
+// python/ directory of the repository at or above the working directory
+// (leave them out with -impl leasehold,client-go where Debian's
+// python3-kubernetes is missing).
 package main
 
 import (
@@ -42,7 +47,7 @@ import (
 // Benchmark and implementation names, in the order they run.
 var (
 	allBenches = []string{"handoff", "failover", "load", "lock-uncontended", "lock-handover"}
-	allImpls   = []string{"leasehold", "client-go"}
+	allImpls   = []string{"leasehold", "client-go", candidate.PythonImpl}
 )
 
 // options are the parsed flags.

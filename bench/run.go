@@ -12,6 +12,7 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/leasehold/leasehold/internal/candidate"
 	"github.com/leasehold/leasehold/internal/testenv"
 )
 
@@ -23,7 +24,8 @@ type bench struct {
 	o      options
 	cp     *testenv.ControlPlane
 	cs     kubernetes.Interface
-	self   string // this binary, re-executed as candidate processes
+	self   string            // this binary, re-executed as candidate processes
+	python candidate.Command // starts Python candidates (leasehold-python)
 	stderr io.Writer
 	start  time.Time
 }
@@ -54,6 +56,11 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	}
 	if b.self, err = os.Executable(); err != nil {
 		return fmt.Errorf("find this binary to run candidates: %w", err)
+	}
+	if slices.Contains(o.impls, candidate.PythonImpl) {
+		if b.python, err = candidate.PythonCommand("."); err != nil {
+			return fmt.Errorf("%w (or leave it out: -impl leasehold,client-go)", err)
+		}
 	}
 	b.logf("control plane ready at %s; timings LeaseDuration %v, RenewDeadline %v, RetryPeriod %v",
 		cp.URL, o.timing.LeaseDuration, o.timing.RenewDeadline, o.timing.RetryPeriod)

@@ -38,11 +38,25 @@ func NewFleet(argv0, env []string, stderr io.Writer) *Fleet {
 	return &Fleet{Events: make(chan Event, 1<<16), argv0: argv0, env: env, stderr: stderr, procs: map[string]*exec.Cmd{}}
 }
 
-// Start launches candidate id with args (the flags of Main; --id is added).
+// Command is how to start a candidate process: Argv0 followed by the
+// candidate's flags, with Env added to the environment.
+type Command struct {
+	Argv0, Env []string
+}
+
+// Start launches candidate id with args (the flags of Main; --id is added)
+// with the fleet's command.
 func (f *Fleet) Start(id string, args ...string) error {
-	argv := append(append(append([]string{}, f.argv0...), args...), "--id", id)
+	return f.StartCommand(Command{Argv0: f.argv0, Env: f.env}, id, args...)
+}
+
+// StartCommand launches candidate id with c instead of the fleet's command,
+// for instance a Python candidate (PythonCommand) next to Go ones; it takes
+// the same flags and prints the same events.
+func (f *Fleet) StartCommand(c Command, id string, args ...string) error {
+	argv := append(append(append([]string{}, c.Argv0...), args...), "--id", id)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), f.env...)
+	cmd.Env = append(os.Environ(), c.Env...)
 	cmd.Stderr = f.stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()

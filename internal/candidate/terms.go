@@ -78,9 +78,27 @@ func Overlaps(terms []Term) []string {
 }
 
 // TokensBackwards returns every place where a Leasehold term's (elector or
-// lock) token is not above the token of the Leasehold term before it.
+// lock, Go or Python) token is not above the token of the Leasehold term
+// before it.
 func TokensBackwards(terms []Term) []string {
 	var out []string
+	for _, b := range TokenRegressions(terms) {
+		out = append(out, b.Msg)
+	}
+	return out
+}
+
+// TokenRegression is a Leasehold term whose token is not a number or not
+// above the token of the Leasehold term before it; Msg says which.
+type TokenRegression struct {
+	Term Term
+	Msg  string
+}
+
+// TokenRegressions is TokensBackwards with the terms at fault, in order of
+// their start; client-go terms, which have no token, are skipped.
+func TokenRegressions(terms []Term) []TokenRegression {
+	var out []TokenRegression
 	var prev uint64
 	var prevID string
 	for _, t := range terms {
@@ -89,11 +107,11 @@ func TokensBackwards(terms []Term) []string {
 		}
 		n, err := strconv.ParseUint(t.Token, 10, 64)
 		if err != nil {
-			out = append(out, fmt.Sprintf("%s: bad token %q", t.ID, t.Token))
+			out = append(out, TokenRegression{t, fmt.Sprintf("%s: bad token %q", t.ID, t.Token)})
 			continue
 		}
 		if n <= prev {
-			out = append(out, fmt.Sprintf("%s's token %d is not above %s's %d", t.ID, n, prevID, prev))
+			out = append(out, TokenRegression{t, fmt.Sprintf("%s's token %d is not above %s's %d", t.ID, n, prevID, prev)})
 		}
 		prev, prevID = n, t.ID
 	}

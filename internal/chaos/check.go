@@ -22,15 +22,18 @@ type Report struct {
 	// this as a non-guarantee; the fencing token is the protection, and the
 	// Store's log shows whether the frozen holder's late writes were rejected.
 	PausedOverlaps []string
-	// TokensBackwards is candidate.TokensBackwards (Leasehold terms only).
+	// TokensBackwards is candidate.TokensBackwards (Leasehold terms, Go and
+	// Python, only).
 	TokensBackwards []string
 	// Fence is what the fenced resource saw (CheckWrites).
 	Fence FenceResult
 	// Blame counts the violations by the implementation of the process at
 	// fault: for an overlap, the earlier holder (it outlived its term); for
 	// a stale write, the writer, or the newer holder when that one sent no
-	// token (FenceResult.StaleBy); for a token going backwards, Leasehold.
-	// In a mixed fleet this tells whose safety broke.
+	// token (FenceResult.StaleBy); for a token going backwards, the term
+	// whose token did not grow. Keys are the implementations the
+	// candidates report (Event.Impl): leasehold, lock, client-go,
+	// leasehold-python. In a mixed fleet this tells whose safety broke.
 	Blame map[string]int
 	// MaxNoLeader is the longest time, after the last fault healed, with no
 	// term open.
@@ -87,13 +90,13 @@ func CheckRun(terms []candidate.Term, writes []Write, pauses map[string][]Window
 			}
 		}
 	}
-	r.TokensBackwards = candidate.TokensBackwards(sorted)
+	for _, b := range candidate.TokenRegressions(sorted) {
+		r.TokensBackwards = append(r.TokensBackwards, b.Msg)
+		r.Blame[b.Term.Impl]++
+	}
 	r.Fence = CheckWrites(sorted, writes)
 	for impl, n := range r.Fence.StaleBy {
 		r.Blame[impl] += n
-	}
-	if n := len(r.TokensBackwards); n > 0 {
-		r.Blame["leasehold"] += n
 	}
 	r.MaxNoLeader = maxGap(sorted, live)
 	r.MaxNoLeaderAll = maxGap(sorted, whole)

@@ -46,7 +46,7 @@ func wr(id, fence string, at int64, accepted bool) Write {
 // fail term logs and write logs that break the rules, and pass clean ones.
 // (TestIntegrationChaosControl does the same with real processes.)
 func TestCheckerFindsViolations(t *testing.T) {
-	const lh, cg = "leasehold", "client-go"
+	const lh, cg, py = "leasehold", "client-go", candidate.PythonImpl
 	tests := []struct {
 		name                    string
 		terms                   []candidate.Term
@@ -99,6 +99,36 @@ func TestCheckerFindsViolations(t *testing.T) {
 		{
 			name: "frozen Leasehold holder after a client-go takeover: unfenceable, blamed on client-go",
 			terms: terms(ev("start", "a", lh, "10", 100), ev("start", "b", cg, "2", 500),
+				ev("stop", "a", "", "", 900), ev("stop", "b", "", "", 1000)),
+			writes: []Write{wr("a", "10", 110, true), wr("b", "", 510, true), wr("a", "10", 895, true)},
+			pauses: map[string][]Window{"a": {{From: 200, To: 890}}},
+			paused: 1, stale: 1, blame: map[string]int{cg: 1},
+		},
+		{
+			name: "a Python holder outlives its term: the overlap and its stale write are blamed on Python",
+			terms: terms(ev("start", "a", py, "10", 100), ev("start", "b", lh, "11", 150),
+				ev("stop", "a", "", "", 200), ev("stop", "b", "", "", 300)),
+			writes:   []Write{wr("b", "11", 160, true), wr("a", "10", 170, true)},
+			overlaps: 1, stale: 1, blame: map[string]int{py: 2},
+		},
+		{
+			name: "a Python term with an older token than a Go one: blamed on Python",
+			terms: terms(ev("start", "a", lh, "10", 100), ev("stop", "a", "", "", 200),
+				ev("start", "b", py, "9", 300), ev("stop", "b", "", "", 400)),
+			writes:    []Write{wr("a", "10", 110, true), wr("b", "9", 310, false)},
+			backwards: 1, fenced: 1, blame: map[string]int{py: 1},
+		},
+		{
+			name: "frozen Python holder after a Go takeover: excused, fenced by the Go token",
+			terms: terms(ev("start", "a", py, "10", 100), ev("start", "b", lh, "11", 500),
+				ev("stop", "a", "", "", 900), ev("stop", "b", "", "", 1000)),
+			writes: []Write{wr("a", "10", 110, true), wr("b", "11", 510, true), wr("a", "10", 895, false)},
+			pauses: map[string][]Window{"a": {{From: 200, To: 890}}},
+			paused: 1, fenced: 1, blame: map[string]int{},
+		},
+		{
+			name: "frozen Python holder after a client-go takeover: unfenceable, blamed on client-go",
+			terms: terms(ev("start", "a", py, "10", 100), ev("start", "b", cg, "2", 500),
 				ev("stop", "a", "", "", 900), ev("stop", "b", "", "", 1000)),
 			writes: []Write{wr("a", "10", 110, true), wr("b", "", 510, true), wr("a", "10", 895, true)},
 			pauses: map[string][]Window{"a": {{From: 200, To: 890}}},

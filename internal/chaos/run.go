@@ -8,7 +8,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -27,6 +29,9 @@ type Env struct {
 	// candidate.Arg), with Environ added to its environment.
 	Argv0   []string
 	Environ []string
+	// Python starts a Python candidate (candidate.PythonCommand); needed by
+	// the fleets with Python members.
+	Python candidate.Command
 	// Stderr receives the candidates' standard error (nil discards it).
 	Stderr io.Writer
 	// Dir holds the per-candidate kubeconfigs.
@@ -34,16 +39,24 @@ type Env struct {
 	// Logf, if set, receives progress.
 	Logf func(format string, args ...any)
 	// Control runs, to show that the checker fails when a protection is
-	// missing: NoDeadline makes Leasehold electors keep working after
-	// their term's context ends until they read another holder from the
-	// Lease; NoFencing makes the resource accept every write.
+	// missing: NoDeadline makes Leasehold electors (Go and Python) keep
+	// working after their term's context ends until they read another
+	// holder from the Lease; NoFencing makes the resource accept every
+	// write.
 	NoDeadline, NoFencing bool
 }
 
 // Impls are the fleets a schedule can run against: Leasehold electors,
-// client-go electors, the two alternating, or Leasehold Mutex holders that
-// take the lock, hold it a second and release it, over and over.
-var Impls = []string{"leasehold", "client-go", "mixed", "lock"}
+// client-go electors, the two alternating, Leasehold Mutex holders that
+// take the lock, hold it a second and release it, over and over, electors
+// of the Python library (python/leasehold), and Python, Go Leasehold and
+// client-go electors taking turns by slot (mixed-python).
+var Impls = []string{"leasehold", "client-go", "mixed", "lock", "python", "mixed-python"}
+
+// Python members are Leasehold members: they send their fencing token, run
+// on an injectable clock (--clock-rate) and keep the same invariants, so
+// the clock-rate bound and the blame treat them like Go Leasehold members.
+// Only client-go members have neither token nor clock.
 
 // Result is the outcome of one schedule.
 type Result struct {
@@ -115,10 +128,11 @@ func Run(ctx context.Context, env Env, impl string, sched Schedule) (*Result, er
 	if env.Logf == nil {
 		env.Logf = func(string, ...any) {}
 	}
-	switch impl {
-	case "leasehold", "client-go", "mixed", "lock":
-	default:
-		return nil, fmt.Errorf("chaos: unknown impl %q", impl)
+	if !slices.Contains(Impls, impl) {
+		return nil, fmt.Errorf("chaos: unknown impl %q (want one of %s)", impl, strings.Join(Impls, ", "))
+	}
+	if hasPython(impl, sched.Candidates) && len(env.Python.Argv0) == 0 {
+		return nil, fmt.Errorf("chaos: fleet %s has Python members but Env.Python is not set (candidate.PythonCommand)", impl)
 	}
 	res := newResult(impl, sched)
 	r, err := newRun(env, impl, sched)
@@ -315,7 +329,8 @@ func (r *run) writeKubeconfig(i int, addr string) (string, error) {
 	return path, clientcmd.WriteToFile(*cfg, path)
 }
 
-// implOf returns the implementation of slot i in a fleet of impl.
+// implOf returns the implementation of slot i in a fleet of impl:
+// leasehold, client-go, lock or python.
 func implOf(impl string, i int) string {
 	switch impl {
 	case "mixed":
@@ -323,9 +338,21 @@ func implOf(impl string, i int) string {
 			return "client-go"
 		}
 		return "leasehold"
+	case "mixed-python":
+		return [...]string{"python", "leasehold", "client-go"}[i%3]
 	default:
 		return impl
 	}
+}
+
+// hasPython reports whether a fleet of impl with n slots has Python members.
+func hasPython(impl string, n int) bool {
+	for i := range n {
+		if implOf(impl, i) == "python" {
+			return true
+		}
+	}
+	return false
 }
 
 // start starts a new process (a new identity) in slot i, behind its proxy.
@@ -337,12 +364,16 @@ func (r *run) start(i int) error {
 	r.slotOf[id] = i
 	r.mu.Unlock()
 	impl := implOf(r.impl, i)
-	args := append([]string{"--impl", impl, "--kubeconfig", r.kubecfg[i], "--write-url", r.store.URL()}, r.args...)
+	flagImpl := impl
+	if impl == "python" {
+		flagImpl = "elector"
+	}
+	args := append([]string{"--impl", flagImpl, "--kubeconfig", r.kubecfg[i], "--write-url", r.store.URL()}, r.args...)
 	if impl != "client-go" {
 		if rate := r.sched.Rate(i); rate != 1 {
 			args = append(args, "--clock-rate", fmt.Sprint(rate))
 		}
-		if r.env.NoDeadline && impl == "leasehold" {
+		if r.env.NoDeadline && (impl == "leasehold" || impl == "python") {
 			args = append(args, "--unsafe-no-deadline")
 		}
 	}
@@ -351,7 +382,13 @@ func (r *run) start(i int) error {
 		// election/interop_test.go).
 		args = append(args, "--release-on-cancel=false")
 	}
-	if err := r.fleet.Start(id, args...); err != nil {
+	var err error
+	if impl == "python" {
+		err = r.fleet.StartCommand(r.env.Python, id, args...)
+	} else {
+		err = r.fleet.Start(id, args...)
+	}
+	if err != nil {
 		return err
 	}
 	r.mu.Lock()

@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +113,63 @@ func TestExitsJudged(t *testing.T) {
 	wantLeft := []string{"leftover did not stop cleanly within 15s of SIGTERM", "never: its exit was never seen"}
 	if !reflect.DeepEqual(leftover, wantLeft) {
 		t.Errorf("left over %q, want %q", leftover, wantLeft)
+	}
+}
+
+// TestPythonMembersAreLeaseholdMembers: the slots of a fleet, and which of
+// them get a skewed clock and count towards the clock-rate bound. Python
+// members run on an injectable clock like Go Leasehold members; client-go
+// members do not.
+func TestPythonMembersAreLeaseholdMembers(t *testing.T) {
+	tests := []struct {
+		impl  string
+		slots []string
+	}{
+		{"leasehold", []string{"leasehold", "leasehold", "leasehold"}},
+		{"mixed", []string{"leasehold", "client-go", "leasehold"}},
+		{"python", []string{"python", "python", "python"}},
+		{"mixed-python", []string{"python", "leasehold", "client-go"}},
+	}
+	tm := Timing{LeaseDuration: 3 * time.Second, RenewDeadline: 1500 * time.Millisecond, RetryPeriod: 300 * time.Millisecond}
+	for _, tt := range tests {
+		t.Run(tt.impl, func(t *testing.T) {
+			var got []string
+			for i := range 3 {
+				got = append(got, implOf(tt.impl, i))
+			}
+			if !reflect.DeepEqual(got, tt.slots) {
+				t.Fatalf("slots %v, want %v", got, tt.slots)
+			}
+			if want := slices.Contains(got, "python"); hasPython(tt.impl, 3) != want {
+				t.Errorf("hasPython = %v, want %v", !want, want)
+			}
+			// Slot 0 runs 40% slow, the others exact: RD 1.5s on the slow
+			// clock is 2.5s of real time, within LD 3s but not within
+			// LD-1s, which a client-go observer counts in a mixed fleet.
+			sched := Schedule{Seed: 1, Candidates: 3, Timing: tm, Rates: []float64{0.6, 1, 1}}
+			res := newResult(tt.impl, sched)
+			skewed := 0
+			if got[0] != "client-go" {
+				skewed = 1
+			}
+			if res.Injected[ClockRate] != skewed {
+				t.Errorf("skewed clocks counted %d, want %d", res.Injected[ClockRate], skewed)
+			}
+			wantOK := !slices.Contains(got, "client-go")
+			if res.Tolerated != wantOK {
+				t.Errorf("tolerated = %v (ratio %.2f), want %v", res.Tolerated, res.RateRatio, wantOK)
+			}
+		})
+	}
+}
+
+// TestPythonFleetNeedsItsCommand: a fleet with Python members does not run
+// without the command that starts them.
+func TestPythonFleetNeedsItsCommand(t *testing.T) {
+	for _, impl := range []string{"python", "mixed-python"} {
+		_, err := Run(t.Context(), Env{}, impl, Schedule{Seed: 1, Candidates: 3})
+		if err == nil || !strings.Contains(err.Error(), "Env.Python") {
+			t.Errorf("%s without Env.Python: error %v, want one naming Env.Python", impl, err)
+		}
 	}
 }

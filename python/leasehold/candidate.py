@@ -11,14 +11,19 @@ stamped with CLOCK_MONOTONIC (shared by all processes on a machine):
 
 events "ready", "start", "stop" (with "cause"), "requests" (counts by kind,
 on SIGUSR1 and at exit) and "exit" (with "err" on failure), and while it
-leads POSTs writes to a fenced resource (--write-url URL?id=&fence=&sent=).
-SIGTERM or SIGINT: stop, release, exit 0. Exit 1 on an error, 2 on bad flags.
+leads POSTs writes to a fenced resource (--write-url URL?id=&fence=&sent=)
+with its token, like Go Leasehold candidates. --clock-rate runs its
+monotonic clock fast or slow (fault harnesses); --ignore-cancel and
+--unsafe-no-deadline make a work function that keeps acting after its
+context ended (fencing tests and control runs). SIGTERM or SIGINT: stop,
+release, exit 0. Exit 1 on an error, 2 on bad flags.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import re
 import signal
@@ -30,6 +35,7 @@ import urllib.request
 from typing import Optional
 
 from . import errors
+from .client import LeaseClient
 from .clock import RateClock
 from .context import Context
 from .elector import Elector
@@ -90,8 +96,8 @@ class Worker:
     """What a candidate does while it leads: log the term and write to the
     fenced resource, checking its context before each write."""
 
-    def __init__(self, opts, out: Emitter):
-        self.o, self.out = opts, out
+    def __init__(self, opts, out: Emitter, stop: Context, client: Optional[LeaseClient] = None):
+        self.o, self.out, self.stop, self.client = opts, out, stop, client
 
     def write(self, token: int) -> None:
         if not self.o.write_url:
@@ -118,7 +124,38 @@ class Worker:
                 self.write(ctx.token)
                 time.sleep(self.o.write_every)
             cause += "; ignored it for %gs" % self.o.ignore_cancel
+        if self.o.unsafe_no_deadline and not self.stop.done():
+            self.until_superseded(ctx.token)
+            cause += "; kept working until another holder was seen"
         self.out.emit("stop", cause=cause)
+
+    def until_superseded(self, token: int) -> None:
+        """The control for the hard deadline: a leader that, once its term's
+        context ended, goes on working until it reads the Lease and finds
+        another holder (or the process is stopped). Reads that fail (a
+        partition) leave it working."""
+        other, done = threading.Event(), threading.Event()
+
+        def read() -> None:
+            while not done.is_set() and not self.stop.done():
+                try:
+                    if self.client.get(timeout=self.o.retry_period).record.holder != self.o.id:
+                        other.set()
+                        return
+                except errors.APIError:
+                    pass
+                done.wait(self.o.retry_period)
+
+        reader = threading.Thread(target=read, name="candidate-superseded", daemon=True)
+        reader.start()
+        try:
+            while not other.is_set() and not self.stop.done():
+                self.write(token)
+                if self.stop.wait(self.o.write_every):
+                    break
+        finally:
+            done.set()
+            reader.join()
 
 
 def _flags() -> argparse.ArgumentParser:
@@ -139,6 +176,9 @@ def _flags() -> argparse.ArgumentParser:
     p.add_argument("--hold", type=parse_duration, default=1.0, help="--impl lock: how long each acquisition holds")
     p.add_argument("--ignore-cancel", type=parse_duration, default=0.0,
                    help="the work keeps writing this long after its context ended (fencing tests)")
+    p.add_argument("--unsafe-no-deadline", action="store_true",
+                   help="control runs only, --impl elector: keep working after the term's context ends, "
+                        "until a GET shows another holder (a leader without a hard deadline)")
     return p
 
 
@@ -151,7 +191,7 @@ def _api(kubeconfig: str):
 def run(o, out: Emitter, stop: Context, counts_box: list) -> None:
     clock = RateClock(o.clock_rate) if o.clock_rate != 1 else None
     api = _api(o.kubeconfig)
-    worker = Worker(o, out)
+    worker = Worker(o, out, stop, LeaseClient(api, o.namespace, o.lease))
     timing = dict(lease_duration=o.lease_duration, renew_deadline=o.renew_deadline, retry_period=o.retry_period)
     if o.impl in ("elector", "leasehold"):
         e = Elector(api, o.namespace, o.lease, o.id, release_on_stop=o.release_on_cancel, clock=clock, **timing)
@@ -198,6 +238,9 @@ def main(argv: Optional[list] = None) -> int:
     if o.clock_rate <= 0:
         print(f"candidate: --clock-rate must be positive, got {o.clock_rate}", file=sys.stderr)
         return 2
+    if o.unsafe_no_deadline and o.impl == "lock":
+        print("candidate: --unsafe-no-deadline applies only to --impl elector", file=sys.stderr)
+        return 2
     out = Emitter(sys.stdout, o.id)
     stop = stop_on_signals(second_signal_default=False)
     counts_box: list = []
@@ -231,4 +274,10 @@ def main(argv: Optional[list] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Everything is released, joined and reported: skip the interpreter's
+    # teardown of the kubernetes client's modules (~0.1 s of CPU), which on
+    # a small machine would compete with the candidate taking over.
+    os._exit(code)

@@ -301,7 +301,7 @@ class Elector:
             if st.holder and st.lease is not None and st.lease.record.transitions != snap.record.transitions:
                 raise errors.LeaseholdError(
                     f"leasehold: handoff of lease {self.namespace}/{self.name} to {to!r}: not taken in time; "
-                    f"{st.holder!r} resumed leading")
+                    f"{st.holder!r} resumed leading (is a candidate with identity {to!r} running?)")
             left = None if until is None else until - self.clock.now()
             if left is not None and left <= 0:
                 raise TimeoutError(f"leasehold: handoff of lease {self.namespace}/{self.name} to {to!r}: "

@@ -25,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import Optional
+from typing import Callable, List, Optional
 
 from . import errors
 from .clock import Clock
@@ -45,6 +45,37 @@ class Held(Exception):
         self.holder, self.expires_in, self.preferred_for = holder, expires_in, preferred_for
 
 
+class _Spare:
+    """A thread started before it is needed, that runs one function once
+    given it (run) or ends without running anything (discard). A term's
+    watchdog and renewer run on spares started while the candidate waited
+    for the lease, so that no thread is created between the acquiring
+    write and the work: Thread.start waits until the new thread runs, which
+    on a busy machine can take the scheduler tens of milliseconds."""
+
+    def __init__(self, name: str):
+        self._go = threading.Event()
+        self._fn: Optional[Callable[[], None]] = None
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self._go.wait()
+        if self._fn is not None:
+            self._fn()
+
+    def run(self, fn: Callable[[], None]) -> threading.Thread:
+        """Runs fn on the thread and returns the thread (join it)."""
+        self._fn = fn
+        self._go.set()
+        return self.thread
+
+    def discard(self) -> None:
+        """Ends the thread without running anything and joins it."""
+        self._go.set()
+        self.thread.join()
+
+
 class Candidate:
     """Acquires one Lease for one identity, driven by an Observer: waits on the
     watch for the lease to be released or to expire in its own view, then
@@ -56,11 +87,28 @@ class Candidate:
         self.preemptible = preemptible
         self._mu = threading.Lock()
         self._own_rv = ""  # the version we last wrote as holder: we may take it back at once
+        self._spares: List[_Spare] = []  # the next term's threads, started while acquire waits
         self.conflicts = 0
 
     def set_own(self, rv: str) -> None:
         with self._mu:
             self._own_rv = rv
+
+    def _take_spares(self) -> List[_Spare]:
+        """The threads of a new term: the spares started by acquire, or new
+        ones (try_acquire)."""
+        with self._mu:
+            spares, self._spares = self._spares, []
+        if not spares:
+            name = self.obs.client.name
+            spares = [_Spare(f"leasehold-deadline-{name}"), _Spare(f"leasehold-renew-{name}")]
+        return spares
+
+    def _discard_spares(self) -> None:
+        with self._mu:
+            spares, self._spares = self._spares, []
+        for sp in spares:
+            sp.discard()
 
     def wait_for(self, st: State, now: float) -> float:
         """Seconds to wait before the lease may be taken in this process's
@@ -71,14 +119,13 @@ class Candidate:
         if not rec.held:
             if rec.preferred_holder and rec.preferred_holder != self.identity:
                 # Planned handoff: leave the preferred candidate a head start
-                # of two retry periods (the lease is free, so a short
-                # reservation is safe) before competing.
-                reserve = min(2 * self.timing.retry_period, self.timing.lease_duration)
-                return max(0.0, st.observed_at + reserve - now)
+                # (the lease is free, so a short one is safe) before competing.
+                return max(0.0, st.observed_at + self.reservation() - now)
             return 0.0
         if rec.holder != self.identity and st.lease.offered_to == self.identity:
-            # The holder offers us the lease: its work has stopped, and it
-            # resumes only after replacing this version.
+            # The holder (Go or Python) offers us the lease (planned handoff): its work
+            # has stopped, and it resumes only after a write of its own
+            # replaces this version, so a conditional write on it is safe.
             return 0.0
         if rec.holder == self.identity:
             with self._mu:
@@ -87,11 +134,27 @@ class Candidate:
         d = rec.lease_duration if rec.lease_duration > 0 else self.timing.lease_duration
         return max(0.0, st.observed_at + d - now)  # invariant 1
 
+    def reservation(self) -> float:
+        """How long a released lease stays reserved for its preferred holder
+        in this candidate's view: two retry periods, at most the lease
+        duration (as Go Leasehold). A preferred candidate that is not there
+        (a typo, a crash) holds the others back no longer than that."""
+        return min(2 * self.timing.retry_period, self.timing.lease_duration)
+
     def acquire(self, stop: Context, deadline: Optional[float] = None) -> Optional["Term"]:
         """Blocks until this candidate holds the lease and returns the Term;
         None when stop ends or the clock passes deadline (monotonic). Raises
         a permanent APIError (forbidden, unauthorized, invalid); transient
         errors are retried every retry_period."""
+        spares = self._take_spares()
+        with self._mu:
+            self._spares = spares
+        try:
+            return self._acquire(stop, deadline)
+        finally:
+            self._discard_spares()  # none left when a term took them
+
+    def _acquire(self, stop: Context, deadline: Optional[float]) -> Optional["Term"]:
         raced, raced_rv = False, ""
         while True:
             st, gen = self.obs.current()
@@ -171,7 +234,7 @@ class Candidate:
         snap = client.update(base, rec, token, timeout=t.renew_deadline)
         self.set_own(snap.resource_version)
         self.obs.offer(snap)
-        return Term(self, snap, token, sent)
+        return Term(self, snap, token, sent, self._take_spares())
 
 
 @dataclasses.dataclass
@@ -187,9 +250,11 @@ class Term:
     loss or deadline. Renews in the background (one thread) and enforces the
     hard deadline from another (the watchdog), until release() or abandon().
     ``ctx`` ends strictly before another process could see the lease expire.
-    Safe for concurrent use."""
+    The two threads are ``spares`` started beforehand when given (see
+    _Spare). Safe for concurrent use."""
 
-    def __init__(self, cand: Candidate, snap: Snapshot, token: int, sent: float):
+    def __init__(self, cand: Candidate, snap: Snapshot, token: int, sent: float,
+                 spares: Optional[List[_Spare]] = None):
         self.cand, self.token, self.transitions = cand, token, snap.record.transitions
         self.ctx = Context(token=token)
         self._mu = threading.Lock()
@@ -201,13 +266,10 @@ class Term:
         self._offer_to = ""  # set by offer(): every later renewal offers the lease
         self._stop = threading.Event()
         self._wake = threading.Event()  # renew now (an offer, or halt)
-        name = cand.obs.client.name
-        self._threads = [
-            threading.Thread(target=self._watchdog, name=f"leasehold-deadline-{name}", daemon=True),
-            threading.Thread(target=self._renewer, name=f"leasehold-renew-{name}", daemon=True),
-        ]
-        for th in self._threads:
-            th.start()
+        if not spares:
+            name = cand.obs.client.name
+            spares = [_Spare(f"leasehold-deadline-{name}"), _Spare(f"leasehold-renew-{name}")]
+        self._threads = [spares[0].run(self._watchdog), spares[1].run(self._renewer)]
 
     @property
     def deadline(self) -> float:
@@ -379,12 +441,18 @@ class Term:
         with self._mu:
             return self._lost
 
-    def _halt(self) -> None:
+    def _halt(self, join: bool = True) -> None:
+        """Ends renewing: no renewal starts after it. With join, waits for
+        the term's threads to end."""
         with self._mu:
             self._finish("halted", None)
         self._stop.set()
         self._wake.set()
         self.cand.obs.changed.notify()
+        if join:
+            self._join()
+
+    def _join(self) -> None:
         for th in self._threads:
             if th is not threading.current_thread():
                 th.join()
@@ -400,9 +468,18 @@ class Term:
         transitions kept) so that a waiting candidate takes over at once.
         Call it only after the guarded work has stopped (invariant 5). Writes
         nothing if the lease is no longer ours. Idempotent. Raises APIError
-        if the release could not be written (the lease then expires)."""
-        self._halt()
+        if the release could not be written (the lease then expires).
+        The term's threads are joined after the release is written, not
+        before: a renewal still in flight then only makes one of the two
+        writes conflict, and a conflicting release re-reads (invariant 2)."""
+        self._halt(join=False)
         self.ctx.cancel(errors.LeaseReleased())
+        try:
+            self._write_release(timeout)
+        finally:
+            self._join()
+
+    def _write_release(self, timeout: Optional[float]) -> None:
         with self._mu:
             lost, base = self._lost, self._snap
         if lost or not self._ours(base):

@@ -76,7 +76,8 @@ class Lock:
     unique per Lock. Timing as for Elector (lease_duration is how long a
     crashed holder blocks others). A holder is never preempted by a planned
     handoff; a release reserved for another identity (a Go waiter's claim)
-    is honoured: this Lock waits one lease duration before competing.
+    is honoured: this Lock waits two retry periods (at most one lease
+    duration) before competing.
 
     The guarantees and clock assumptions are those of Elector; a work that
     ignores ``held.ctx``, or a paused process, is stopped only by resources

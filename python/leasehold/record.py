@@ -17,7 +17,12 @@ at so that they die with the term:
   that count (a foreign edit of holderIdentity is never credited with it);
 * ``leasehold.io/preferred-holder: "<transitions>/<identity>"``, a planned
   handoff (the apiserver drops ``spec.preferredHolder`` unless the
-  CoordinatedLeaderElection feature gate is on); the field is read first.
+  CoordinatedLeaderElection feature gate is on); the field is read first;
+* ``leasehold.io/handoff-offer: "<transitions>/<identity>"``, written by a Go
+  Leasehold holder on its own renewals once its work has stopped for a
+  planned handoff: identity may take the lease at once by a conditional
+  write on that version (the holder resumes only after a write of its own
+  replaces it). Every write that starts a new term drops it.
 """
 
 from __future__ import annotations
@@ -220,6 +225,8 @@ class Snapshot:
     record: Record
     token: int
     obj: Dict[str, Any] = dataclasses.field(repr=False, compare=False)
+    # The identity the holder offers the lease to (OFFER_ANNOTATION at the
+    # record's transition count), "" when none or not held.
     offered_to: str = ""
 
     @staticmethod
@@ -234,7 +241,6 @@ class Snapshot:
                 rec = dataclasses.replace(rec, preferred_holder=p)
         offered_to = parse_preferred_annotation(ann.get(OFFER_ANNOTATION), rec.transitions) if rec.held else ""
         return Snapshot(
-            offered_to=offered_to,
             namespace=meta.get("namespace", ""),
             name=meta.get("name", ""),
             uid=meta.get("uid", ""),
@@ -242,19 +248,24 @@ class Snapshot:
             record=rec,
             token=token,
             obj=obj,
+            offered_to=offered_to,
         )
 
     def object_with(self, rec: Record, token: int = 0) -> Dict[str, Any]:
         """The object to PUT to replace this version's record with rec:
         metadata (labels, other annotations, resourceVersion) kept, spec
-        replaced, the preferred-holder annotation set or removed, and a
-        non-zero token recorded."""
+        replaced, the preferred-holder annotation set or removed, a
+        non-zero token recorded, and a handoff offer dropped when rec
+        starts a new term or releases (another holder or transition count)."""
         obj = copy.deepcopy(self.obj)
         obj["spec"] = rec.to_spec()
         meta = obj.setdefault("metadata", {})
-        if rec.holder != self.record.holder or rec.transitions != self.record.transitions:
-            (meta.get("annotations") or {}).pop(OFFER_ANNOTATION, None)  # a new term ends any offer
         set_annotations(meta, rec, token)
+        if rec.holder != self.record.holder or rec.transitions != self.record.transitions:
+            ann = meta.get("annotations") or {}
+            ann.pop(OFFER_ANNOTATION, None)
+            if not ann:
+                meta.pop("annotations", None)
         return obj
 
     def with_offer(self, identity: str) -> "Snapshot":

@@ -69,11 +69,13 @@ def test_expiry_is_observed_time_plus_records_own_duration():
     assert cand.wait_for(State(True, snap, observed_at=now - 1), now) == pytest.approx(2.0)
     assert cand.wait_for(State(True, snap, observed_at=now - 4), now) == 0
     released = Snapshot("n", "l", "u", "6", Record(lease_duration=1, preferred_holder="b"), 0, {})
-    # reserved for b for two retry periods: the lease is free, the head start short
+    # Reserved for b for two retry periods (at most the lease duration).
     assert cand.wait_for(State(True, released, observed_at=now), now) == pytest.approx(2.0)
+    assert Candidate(None, "me", Timing(2, 1, 1.5), Clock()).wait_for(State(True, released, observed_at=now), now) == 2
     b = Candidate(None, "b", Timing(10, 5, 1), Clock())
     assert b.wait_for(State(True, released, observed_at=now), now) == 0
-    # A holder that offers the lease to b: b may take it at once, nobody else.
+    # A holder's planned handoff offers the held lease to b: b may take
+    # it at once, anyone else waits for it to expire.
     offered = Snapshot("n", "l", "u", "7", rec, 0, {}, offered_to="b")
     assert b.wait_for(State(True, offered, observed_at=now), now) == 0
     assert cand.wait_for(State(True, offered, observed_at=now), now) == pytest.approx(3.0)
@@ -116,6 +118,29 @@ def test_renewal_conflict_is_resolved_by_reading(store):
         assert client.get().record.holder == "me"
     finally:
         term.release()
+        th.stop()
+
+
+def test_release_while_a_renewal_is_in_flight(store):
+    """release writes at once, without waiting for a renewal in flight;
+    the conflict between the two is resolved by re-reading. The term's
+    threads have ended when release returns."""
+    client, cand, th = start(store)
+    term = cand.acquire(Context())
+    try:
+        store.update_delay = 0.3
+        sent, applied = len(store.update_sent), len(store.applied)
+        eventually(lambda: len(store.update_sent) > sent, "a renewal in flight")
+        term.release()
+        assert not any(t.is_alive() for t in term._threads)
+        s = client.get()
+        assert s.record.holder == "" and s.record.transitions == term.transitions
+        # Usually the renewal lands, the release conflicts with it and is
+        # written again on the renewed version; if the release lands first,
+        # the renewal conflicts. Either way both were sent, nothing waited.
+        assert (len(store.update_sent), len(store.applied)) in ((sent + 3, applied + 2), (sent + 2, applied + 1))
+    finally:
+        store.update_delay = 0
         th.stop()
 
 
@@ -183,6 +208,50 @@ def test_follower_makes_no_requests_while_lease_is_held(store):
         t.join(WAIT)
         assert got and got[0] is not None and got[0].token > term.token
         got[0].release()
+    finally:
+        stop.cancel()
+        t.join(WAIT)
+        lth.stop()
+        fth.stop()
+
+
+def test_terms_threads_are_started_while_waiting_not_after_the_write(store):
+    """A term's watchdog and renewer run on threads the candidate started
+    while it waited for the lease; none is started between the acquiring
+    write's answer and the term. Spares left by an acquire that ends
+    without a term are joined."""
+    leader_client, leader, lth = start(store, "leader")
+    term = leader.acquire(Context())
+    _, follower, fth = start(store, "follower")
+    names = {f"leasehold-deadline-{leader_client.name}", f"leasehold-renew-{leader_client.name}"}
+
+    def spares():
+        return {t for t in threading.enumerate() if t.name in names and t not in term._threads}
+
+    got, stop = [], Context()
+    t = threading.Thread(target=lambda: got.append(follower.acquire(stop)))
+    t.start()
+    try:
+        eventually(lambda: len(spares()) == 2, "the follower's spare threads")
+        waiting = spares()
+        term.release()
+        t.join(WAIT)
+        assert got and got[0] is not None
+        assert set(got[0]._threads) == waiting  # the term runs on them
+        assert all(th.is_alive() for th in waiting)
+        got[0].release()
+        assert not any(th.is_alive() for th in waiting)
+        # An acquire that ends without a term leaves no thread behind.
+        stop2 = Context()
+        t2 = threading.Thread(target=lambda: follower.acquire(stop2, deadline=time.monotonic() + WAIT))
+        term2 = leader.acquire(Context())
+        t2.start()
+        eventually(lambda: len([th for th in spares() if th not in term2._threads]) == 2, "spares of a waiting acquire")
+        left = [th for th in spares() if th not in term2._threads]
+        stop2.cancel()
+        t2.join(WAIT)
+        assert not any(th.is_alive() for th in left)
+        term2.release()
     finally:
         stop.cancel()
         t.join(WAIT)

@@ -75,6 +75,27 @@ def test_snapshot_reads_annotations_and_keeps_metadata():
     assert obj["metadata"]["annotations"]["leasehold.io/token"] == "8/2/a"  # not modified
 
 
+def test_handoff_offer_is_read_at_its_term_and_dropped_by_the_next():
+    """A Go holder's offer (leasehold.io/handoff-offer) names the target
+    only at the transition count it was written at and while held; a
+    renewal keeps it, a write that starts a new term or releases drops it."""
+    now = dt.datetime(2025, 1, 2, tzinfo=UTC)
+    held = Record(holder="a", lease_duration=15, acquire_time=now, renew_time=now, transitions=2)
+
+    def snap(rec, offer):
+        return Snapshot.from_object({"metadata": {"name": "l", "namespace": "n", "resourceVersion": "9",
+                                                  "annotations": {"leasehold.io/handoff-offer": offer}},
+                                     "spec": rec.to_spec()})
+    assert snap(held, "2/ns/b").offered_to == "ns/b"
+    assert snap(held, "1/b").offered_to == ""  # an earlier term's
+    assert snap(held.released(now), "2/b").offered_to == ""  # not held: nothing to offer
+    s = snap(held, "2/b")
+    assert s.object_with(held, token=8)["metadata"]["annotations"]["leasehold.io/handoff-offer"] == "2/b"
+    taken = s.object_with(Record(holder="b", lease_duration=15, acquire_time=now, renew_time=now, transitions=3), token=9)
+    assert "leasehold.io/handoff-offer" not in taken["metadata"]["annotations"]
+    assert "annotations" not in s.object_with(held.released(now))["metadata"]
+
+
 def test_config_errors_name_every_problem():
     with pytest.raises(leasehold.ConfigError) as ei:
         leasehold.Elector(None, "Bad_NS", "no/slash", "", lease_duration=1.5, renew_deadline=2, retry_period=0)

@@ -1,6 +1,8 @@
 // Command chaos runs seeded fault schedules against fleets of Leasehold
-// electors, client-go electors, a mix of both, and Leasehold lock holders on
-// real etcd and kube-apiserver processes, and prints tables: the faults
+// electors, client-go electors, a mix of both, Leasehold lock holders,
+// electors of the Python library, and a mix of Python, Go Leasehold and
+// client-go electors, on real etcd and kube-apiserver processes, and prints
+// tables: the faults
 // injected by kind (and those that failed to apply), and per fleet what the
 // checker found (overlapping terms, stale writes accepted by the fenced
 // resource, tokens going backwards, the longest time without a leader) with
@@ -24,11 +26,17 @@
 // the leasehold and mixed fleets; -no-fencing: every Leasehold member).
 //
 // Violations are blamed on the process at fault (see chaos.Report.Blame), so
-// a mixed fleet shows whose safety broke.
+// a mixed fleet shows whose safety broke. Python members are Leasehold
+// members: they send their token and run on an injectable clock, so the
+// clock-rate bound and the verdict treat them like Go Leasehold members
+// (by-python counts what is blamed on them). They run as /usr/bin/python3
+// -m leasehold.candidate from the python/ directory of the repository at or
+// above the working directory.
 //
 // Exit status: 0 when every schedule ran, applied all its faults and passed;
 // 2 on bad flags; 1 otherwise, with the reasons printed last: a Leasehold
-// elector or lock holder broke safety within the tolerated clock rates
+// elector or lock holder (Go or Python) broke safety within the tolerated
+// clock rates
 // (outside control runs); a run failed (for instance no first leader); a
 // run had harness errors (a candidate exited with an error or crashed), a
 // process left over (not stopped cleanly after SIGTERM), writes outside
@@ -45,6 +53,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -71,7 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("schedules", 5, "schedules per implementation")
-	impls := fs.String("impl", "leasehold,client-go,mixed,lock", "comma-separated fleets: leasehold, client-go, mixed (electors), lock (Leasehold Mutex holders taking turns)")
+	impls := fs.String("impl", "leasehold,client-go,mixed,lock", "comma-separated fleets: leasehold, client-go, mixed (electors), lock (Leasehold Mutex holders taking turns), python (Python library electors), mixed-python (Python, Leasehold and client-go electors)")
 	seed := fs.Uint64("seed", 1, "seed of the first schedule; schedule i uses seed+i (the same seeds for every implementation)")
 	k := fs.Int("candidates", 3, "candidate processes")
 	d := fs.Duration("duration", 20*time.Second, "length of each schedule's faults")
@@ -81,7 +90,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	kinds := fs.String("kinds", "", "comma-separated fault kinds (default all: "+kindList()+")")
 	drift := fs.Float64("drift", 0, "clock rates of Leasehold candidates drawn from [1-drift, 1+drift]; the documented bound for the timing is (LD-RD)/(LD+RD)")
 	parallel := fs.Int("parallel", 1, "control planes running schedules side by side")
-	noDeadline := fs.Bool("no-deadline", false, "control run: Leasehold candidates keep working past their term until they read another holder")
+	noDeadline := fs.Bool("no-deadline", false, "control run: Leasehold electors (Go and Python) keep working past their term until they read another holder")
 	noFencing := fs.Bool("no-fencing", false, "control run: the resource accepts every write")
 	verbose := fs.Bool("v", false, "print each schedule, each fault and each violation")
 	printOnly := fs.Bool("print", false, "print the schedules and exit, without running them")
@@ -114,10 +123,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var order []string
 	for _, impl := range strings.Split(*impls, ",") {
 		impl = strings.TrimSpace(impl)
-		switch impl {
-		case "leasehold", "client-go", "mixed", "lock":
-		default:
-			fmt.Fprintf(stderr, "chaos: unknown implementation %q (want leasehold, client-go, mixed or lock)\n", impl)
+		if !slices.Contains(chaos.Impls, impl) {
+			fmt.Fprintf(stderr, "chaos: unknown implementation %q (want some of %s)\n", impl, strings.Join(chaos.Impls, ", "))
 			return 2
 		}
 		order = append(order, impl)
@@ -128,7 +135,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			applies = applies || controlApplies(impl, *noDeadline, *noFencing)
 		}
 		if !applies {
-			fmt.Fprintln(stderr, "chaos: a control run needs a fleet the switched-off protection applies to (-no-deadline: leasehold or mixed; -no-fencing: leasehold, mixed or lock)")
+			fmt.Fprintln(stderr, "chaos: a control run needs a fleet the switched-off protection applies to (-no-deadline: leasehold, mixed, python or mixed-python; -no-fencing: those or lock)")
 			return 2
 		}
 	}
@@ -147,6 +154,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
+	}
+	var python candidate.Command
+	if slices.Contains(order, "python") || slices.Contains(order, "mixed-python") {
+		if python, err = candidate.PythonCommand("."); err != nil {
+			fmt.Fprintf(stderr, "chaos: %v\n", err)
+			return 1
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -170,7 +184,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 		defer func() { _ = cp.Stop() }()
-		env := chaos.Env{CP: cp, Argv0: []string{self, candidate.Arg}, Dir: filepath.Join(dir, fmt.Sprint(l)),
+		env := chaos.Env{CP: cp, Argv0: []string{self, candidate.Arg}, Python: python, Dir: filepath.Join(dir, fmt.Sprint(l)),
 			NoDeadline: *noDeadline, NoFencing: *noFencing}
 		if *verbose {
 			env.Logf = logf
@@ -239,9 +253,9 @@ func progress(w io.Writer, o outcome, sched chaos.Schedule, elapsed time.Duratio
 	res := o.res
 	v := res.Violations()
 	if o.err != nil {
-		fmt.Fprintf(w, "[%v] seed %d %-9s: FAILED: %v\n", elapsed.Round(time.Second), res.Seed, res.Impl, o.err)
+		fmt.Fprintf(w, "[%v] seed %d %-12s: FAILED: %v\n", elapsed.Round(time.Second), res.Seed, res.Impl, o.err)
 	} else {
-		fmt.Fprintf(w, "[%v] seed %d %-9s: %d terms, %d violations, %d paused overlaps, %d fenced writes of %d, clocks x%.2f%s, max without leader after heal %v (whole run %v)\n",
+		fmt.Fprintf(w, "[%v] seed %d %-12s: %d terms, %d violations, %d paused overlaps, %d fenced writes of %d, clocks x%.2f%s, max without leader after heal %v (whole run %v)\n",
 			elapsed.Round(time.Second), res.Seed, res.Impl, res.Terms, len(v), len(res.PausedOverlaps), len(res.Fence.Fenced), res.Fence.Writes,
 			res.RateRatio, map[bool]string{true: "", false: " (beyond tolerance)"}[res.Tolerated],
 			res.MaxNoLeader.Round(time.Millisecond), res.MaxNoLeaderAll.Round(time.Millisecond))

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/leasehold/leasehold/internal/candidate"
 	"github.com/leasehold/leasehold/internal/chaos"
 )
 
@@ -28,10 +29,11 @@ type summary struct {
 	unfenceable                 int
 	backwards, errs             int
 	byLeasehold, byClientGo     int
+	byPython                    int
 	maxNoLeader, maxNoLeaderAll time.Duration
-	// Seeds of the schedules in which Leasehold members (electors or lock
-	// holders) or client-go members broke safety.
-	leaseholdSeeds, clientGoSeeds []uint64
+	// Seeds of the schedules in which Go Leasehold members (electors or lock
+	// holders), client-go members or Python Leasehold members broke safety.
+	leaseholdSeeds, clientGoSeeds, pythonSeeds []uint64
 	// Runs that ended with an error; processes left over (chaos.Result.Leftover);
 	// writes outside every term of their writer; runs with no term or no
 	// accepted write. Each fails the command, as do errs.
@@ -104,14 +106,18 @@ func (s *summary) add(o outcome) {
 		return
 	}
 	s.terms += res.Terms
-	lh, cg := res.Blame["leasehold"]+res.Blame["lock"], res.Blame["client-go"]
+	lh, cg, py := res.Blame["leasehold"]+res.Blame["lock"], res.Blame["client-go"], res.Blame[candidate.PythonImpl]
 	s.byLeasehold += lh
 	s.byClientGo += cg
+	s.byPython += py
 	if lh > 0 {
 		s.leaseholdSeeds = append(s.leaseholdSeeds, res.Seed)
 	}
 	if cg > 0 {
 		s.clientGoSeeds = append(s.clientGoSeeds, res.Seed)
+	}
+	if py > 0 {
+		s.pythonSeeds = append(s.pythonSeeds, res.Seed)
 	}
 	s.overlaps += len(res.Overlaps)
 	s.paused += len(res.PausedOverlaps)
@@ -151,12 +157,13 @@ type problem struct {
 }
 
 // controlApplies reports whether a control run that switches off the hard
-// deadline or fencing must show violations by the Leasehold members of a
-// fleet of impl: --unsafe-no-deadline applies to Leasehold electors only,
-// fencing to every Leasehold member, and client-go has neither.
+// deadline or fencing must show violations by the Leasehold members (Go or
+// Python) of a fleet of impl: --unsafe-no-deadline applies to Leasehold
+// electors only, fencing to every Leasehold member, and client-go has
+// neither.
 func controlApplies(impl string, noDeadline, noFencing bool) bool {
 	switch impl {
-	case "leasehold", "mixed":
+	case "leasehold", "mixed", "python", "mixed-python":
 		return noDeadline || noFencing
 	case "lock":
 		return noFencing
@@ -165,7 +172,8 @@ func controlApplies(impl string, noDeadline, noFencing bool) bool {
 }
 
 // verdict returns the exit status, 0 or 1, and why it is 1: a Leasehold
-// member broke safety within the clock-rate bound (outside control runs);
+// member (Go or Python) broke safety within the clock-rate bound (outside
+// control runs);
 // a run failed, had harness errors, left a process over, logged a write
 // outside every term or had no term or no accepted write; a fault could
 // not be applied; a schedule did not run; or a control run showed no
@@ -176,6 +184,9 @@ func (t *tally) verdict() (int, []string) {
 		f := t.fleets[impl]
 		if !t.control() && len(f.within.leaseholdSeeds) > 0 {
 			why = append(why, fmt.Sprintf("%s: Leasehold members broke safety within the clock-rate bound (seeds %s)", impl, seeds(f.within.leaseholdSeeds)))
+		}
+		if !t.control() && len(f.within.pythonSeeds) > 0 {
+			why = append(why, fmt.Sprintf("%s: Python Leasehold members broke safety within the clock-rate bound (seeds %s)", impl, seeds(f.within.pythonSeeds)))
 		}
 		for _, s := range []*summary{&f.within, &f.beyond} {
 			for _, p := range s.atFault() {
@@ -192,7 +203,7 @@ func (t *tally) verdict() (int, []string) {
 		if ran := f.within.schedules + f.beyond.schedules; ran < t.perFleet {
 			why = append(why, fmt.Sprintf("%s: %d of %d schedules did not run", impl, t.perFleet-ran, t.perFleet))
 		}
-		if t.control() && controlApplies(impl, t.noDeadline, t.noFencing) && f.within.byLeasehold+f.beyond.byLeasehold == 0 {
+		if t.control() && controlApplies(impl, t.noDeadline, t.noFencing) && f.byLeaseholdMembers() == 0 {
 			why = append(why, fmt.Sprintf("%s: control run found no violation by Leasehold members", impl))
 		}
 	}
@@ -210,7 +221,8 @@ func allKinds() []chaos.Kind {
 // resultColumns are the columns of a results table; new ones go at the end.
 var resultColumns = []string{"fleet", "schedules", "terms", "overlaps", "paused-overlaps", "writes", "fenced-writes", "stale-writes",
 	"of-them-unfenceable", "tokens-back", "by-leasehold", "by-client-go", "errors", "max-no-leader-after-heal", "max-no-leader-run",
-	"seeds-leasehold-broke", "seeds-client-go-broke", "failed-runs", "orphans", "orphan-writes", "empty-runs"}
+	"seeds-leasehold-broke", "seeds-client-go-broke", "failed-runs", "orphans", "orphan-writes", "empty-runs",
+	"by-python", "seeds-python-broke"}
 
 // row is the results-table row of s for fleet impl.
 func (s *summary) row(impl string) []string {
@@ -218,7 +230,14 @@ func (s *summary) row(impl string) []string {
 		fmt.Sprint(s.overlaps), fmt.Sprint(s.paused), fmt.Sprint(s.writes), fmt.Sprint(s.fenced), fmt.Sprint(s.stale),
 		fmt.Sprint(s.unfenceable), fmt.Sprint(s.backwards), fmt.Sprint(s.byLeasehold), fmt.Sprint(s.byClientGo), fmt.Sprint(s.errs),
 		s.maxNoLeader.Round(time.Millisecond).String(), s.maxNoLeaderAll.Round(time.Millisecond).String(),
-		seeds(s.leaseholdSeeds), seeds(s.clientGoSeeds), fmt.Sprint(s.failedRuns), fmt.Sprint(s.orphans), fmt.Sprint(s.orphanWrites), fmt.Sprint(s.emptyRuns)}
+		seeds(s.leaseholdSeeds), seeds(s.clientGoSeeds), fmt.Sprint(s.failedRuns), fmt.Sprint(s.orphans), fmt.Sprint(s.orphanWrites), fmt.Sprint(s.emptyRuns),
+		fmt.Sprint(s.byPython), seeds(s.pythonSeeds)}
+}
+
+// byLeaseholdMembers counts the violations blamed on the fleet's Leasehold
+// members, Go and Python, within and beyond the clock-rate bound.
+func (f *fleetTally) byLeaseholdMembers() int {
+	return f.within.byLeasehold + f.beyond.byLeasehold + f.within.byPython + f.beyond.byPython
 }
 
 // faultColumns are the columns of the faults table.
@@ -246,7 +265,7 @@ var controlColumns = []string{"control", "schedules", "violations-by-leasehold",
 func (t *tally) controlRow(impl string) []string {
 	f := t.fleets[impl]
 	row := []string{impl, fmt.Sprint(f.within.schedules + f.beyond.schedules)}
-	switch n := f.within.byLeasehold + f.beyond.byLeasehold; {
+	switch n := f.byLeaseholdMembers(); {
 	case !controlApplies(impl, t.noDeadline, t.noFencing):
 		return append(row, fmt.Sprint(n), "not applicable")
 	case n == 0:

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/leasehold/leasehold/internal/candidate"
 	"github.com/leasehold/leasehold/internal/chaos"
 )
 
@@ -143,6 +144,31 @@ func TestVerdict(t *testing.T) {
 			cells: []want{{"within", "seeds-leasehold-broke", "9"}},
 		},
 		{
+			name: "Python members breaking safety within the bound fail",
+			outcomes: []outcome{{with(14, "leasehold", func(r *chaos.Result) {
+				r.Fence.Stale, r.Blame = []string{"c0.1's write accepted after c1.0 had written"}, map[string]int{candidate.PythonImpl: 1}
+			}), nil}},
+			perFleet: 1, code: 1,
+			why:   "leasehold: Python Leasehold members broke safety within the clock-rate bound (seeds 14)",
+			cells: []want{{"within", "by-python", "1"}, {"within", "seeds-python-broke", "14"}, {"within", "by-leasehold", "0"}},
+		},
+		{
+			name: "client-go breaking safety next to Python members passes",
+			outcomes: []outcome{{with(15, "leasehold", func(r *chaos.Result) {
+				r.Overlaps, r.Blame = []string{"overlap"}, map[string]int{"client-go": 1}
+			}), nil}},
+			perFleet: 1,
+			cells:    []want{{"within", "by-client-go", "1"}, {"within", "by-python", "0"}, {"within", "seeds-python-broke", "-"}},
+		},
+		{
+			name: "a control run with violations by Python members passes",
+			outcomes: []outcome{{with(16, "leasehold", func(r *chaos.Result) {
+				r.Overlaps, r.Blame = []string{"overlap"}, map[string]int{candidate.PythonImpl: 1}
+			}), nil}},
+			perFleet: 1, noDeadline: true,
+			cells: []want{{"control", "verdict", "shown"}, {"control", "violations-by-leasehold", "1"}},
+		},
+		{
 			name: "Leasehold overlapping beyond the clock-rate bound passes",
 			outcomes: []outcome{{with(10, "leasehold", func(r *chaos.Result) {
 				r.Tolerated, r.Overlaps, r.Blame = false, []string{"overlap"}, map[string]int{"leasehold": 1}
@@ -253,8 +279,8 @@ func TestTablesKeepTheirColumns(t *testing.T) {
 }
 
 // TestControlApplies: -no-deadline switches off the deadline of Leasehold
-// electors only; -no-fencing protects every Leasehold member; client-go
-// has neither.
+// electors (Go and Python) only; -no-fencing protects every Leasehold
+// member; client-go has neither.
 func TestControlApplies(t *testing.T) {
 	for _, tt := range []struct {
 		impl                  string
@@ -264,6 +290,8 @@ func TestControlApplies(t *testing.T) {
 		{"leasehold", true, false, true}, {"mixed", true, false, true}, {"lock", true, false, false}, {"client-go", true, false, false},
 		{"leasehold", false, true, true}, {"mixed", false, true, true}, {"lock", false, true, true}, {"client-go", false, true, false},
 		{"leasehold", false, false, false},
+		{"python", true, false, true}, {"mixed-python", true, false, true}, {"python", false, true, true}, {"mixed-python", false, true, true},
+		{"python", false, false, false},
 	} {
 		if got := controlApplies(tt.impl, tt.noDeadline, tt.noFencing); got != tt.want {
 			t.Errorf("controlApplies(%s, no deadline %v, no fencing %v) = %v, want %v", tt.impl, tt.noDeadline, tt.noFencing, got, tt.want)

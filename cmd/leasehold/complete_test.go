@@ -37,6 +37,7 @@ func TestCompletion(t *testing.T) {
 		{"holder", []string{"holder", "--namespace=golden-b", "st"}, []string{"stale-token"}, ":4"},
 		{"release (another file's command)", []string{"release", "-n", "golden-b", "f"}, []string{"foreign"}, ":4"},
 		{"run --lease", []string{"run", "-n", "golden-b", "--lease", "h"}, []string{"handoff"}, ":4"},
+		{"run --restart", []string{"run", "--restart", "on"}, []string{"on-failure"}, ":4"},
 		{"namespaces", []string{"get", "-n", "golden"}, []string{"golden-a", "golden-b"}, ":4"},
 		{"-o values", []string{"get", "-o", "js"}, []string{"json", "jsonpath=", "jsonpath-as-json=", "jsonpath-file="}, ":4"},
 		{"-o values that take an argument", []string{"get", "-o", "custom"}, []string{"custom-columns=", "custom-columns-file="}, ":6"},

@@ -25,12 +25,14 @@ type runCmd struct {
 	grace                                     time.Duration
 	exitOnLoss                                bool
 	http                                      string
+	restart                                   restartPolicy
+	restartBackoff, restartBackoffMax         time.Duration
 
 	timing holder.Timing // completed by validate
 }
 
 func newRunCmd(a *app) *cobra.Command {
-	r := &runCmd{app: a.logging()} // stderr lines timestamped (log.go)
+	r := &runCmd{app: a.logging(), restart: restartNever} // stderr lines timestamped (log.go)
 	cmd := &cobra.Command{
 		Use:   "run --lease NAME [flags] -- COMMAND [ARGS...]",
 		Short: "Run a command only while this process is the leader",
@@ -47,7 +49,13 @@ passed through and these variables added to its environment:
 When leadership is lost (renew deadline passed, lease taken, planned handoff)
 COMMAND's process group gets SIGTERM, then SIGKILL after --grace, and run
 campaigns again; with --exit-on-loss it exits instead. If COMMAND exits on its
-own while leading, run releases the Lease and exits with COMMAND's status. On
+own while leading, run releases the Lease and exits with COMMAND's status,
+unless --restart says to start it again: then run releases the Lease, waits
+the back-off and campaigns again, so a crash-looping COMMAND does not keep
+the leadership from replicas whose COMMAND works. The back-off starts at
+--restart-backoff, doubles with each exit and stops growing at
+--restart-backoff-max; a run that lasted --restart-backoff-max starts it over.
+On
 SIGTERM, SIGINT or SIGHUP run stops COMMAND the same way, releases the Lease
 and exits with COMMAND's status. If leasehold itself is killed, COMMAND gets
 SIGKILL (Linux) and the Lease expires after --lease-duration.
@@ -74,9 +82,10 @@ The address it listens on is printed to stderr.
 ` + signalHelp + `
 
 Exit status:
-  COMMAND's status  COMMAND exited, or was stopped on SIGTERM, SIGINT or SIGHUP
-                    (128+N if killed by signal N); 0 if stopped before COMMAND
-                    started
+  COMMAND's status  COMMAND exited (and --restart did not start it again), or
+                    was stopped on SIGTERM, SIGINT or SIGHUP (128+N if killed
+                    by signal N; its last status if stopped while waiting to
+                    start it again); 0 if stopped before COMMAND started
   1                 API or RBAC error, or the namespace does not exist (the
                     message names the missing verb or the namespace)
   2                 usage: bad flags or durations, no "--" before COMMAND
@@ -84,6 +93,10 @@ Exit status:
   126, 127          COMMAND cannot be executed, or was not found`,
 		Example: `  # Run a controller in three replicas; one of them leads at a time.
   leasehold run --lease my-controller -- ./controller --token-from-env
+
+  # Start a crashing worker again (1s, 2s, 4s ... 1m apart), letting
+  # another replica lead while it backs off.
+  leasehold run --lease worker --restart on-failure -- ./worker
 
   # Fast failover, a readiness endpoint for the leader, and exit on loss.
   leasehold run --lease reports -n jobs --lease-duration 5s --http :8080 \
@@ -107,6 +120,18 @@ Exit status:
 	f.DurationVar(&r.retryPeriod, "retry-period", 0, "interval between renewals and retries; less than --renew-deadline (default 1/5 of it: 2s)")
 	f.DurationVar(&r.grace, "grace", 10*time.Second, "time COMMAND has to exit after SIGTERM before it gets SIGKILL")
 	f.BoolVar(&r.exitOnLoss, "exit-on-loss", false, "exit with status 76 when leadership is lost, instead of campaigning again")
+	f.Var(&r.restart, "restart", "start COMMAND again when it exits while leading: never, on-failure (non-zero status) or always")
+	_ = cmd.RegisterFlagCompletionFunc("restart", func(_ *cobra.Command, _ []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		var out []cobra.Completion
+		for _, p := range restartPolicies {
+			if strings.HasPrefix(p, toComplete) {
+				out = append(out, p)
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	})
+	f.DurationVar(&r.restartBackoff, "restart-backoff", time.Second, "delay before the first restart; doubles with each exit that follows")
+	f.DurationVar(&r.restartBackoffMax, "restart-backoff-max", time.Minute, "longest delay between restarts; a run this long resets the back-off")
 	f.StringVar(&r.http, "http", "", "serve /leader, /leader/watch, /healthz, /readyz and /metrics on this address (host:port, :0 for any port)")
 	return cmd
 }
@@ -147,6 +172,12 @@ func (r *runCmd) validate(fs *pflag.FlagSet) error {
 	errs = append(errs, terrs...)
 	r.timing = t
 	errs = append(errs, nonNegative("grace", r.grace))
+	switch {
+	case r.restartBackoff <= 0:
+		errs = append(errs, fmt.Errorf("--restart-backoff %s: must be positive", shortDuration(r.restartBackoff)))
+	case r.restartBackoffMax < r.restartBackoff:
+		errs = append(errs, fmt.Errorf("--restart-backoff-max %s: must be at least --restart-backoff (%s)", shortDuration(r.restartBackoffMax), shortDuration(r.restartBackoff)))
+	}
 	if r.http != "" {
 		errs = append(errs, checkListenAddr("http", r.http))
 	}
@@ -163,7 +194,8 @@ type runState struct {
 	stopped bool // COMMAND was stopped because leasehold is shutting down
 	lost    bool // --exit-on-loss and leadership was lost
 	code    int
-	err     error // COMMAND could not be started
+	ran     time.Duration // how long COMMAND ran, when it exited on its own
+	err     error         // COMMAND could not be started
 }
 
 func (r *runCmd) run(ctx context.Context, argv []string) error {
@@ -220,17 +252,46 @@ func (r *runCmd) run(ctx context.Context, argv []string) error {
 }
 
 // campaign runs the election until shutdown, --exit-on-loss, COMMAND's own
-// exit or a permanent API error, and returns the outcome.
+// exit (unless --restart starts it again) or a permanent API error, and
+// returns the outcome.
 func (r *runCmd) campaign(ctx context.Context, e *election.Elector, sup *supervisor, status *apiStatus, ref string, argv []string) error {
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
+	apiCtx, stopAPI := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { followAPI(runCtx, e, status) })
-	var st runState
-	err := e.Run(runCtx, func(lctx context.Context) error {
-		return r.lead(ctx, lctx, stopRun, e, sup, ref, argv, &st)
-	})
+	defer stopAPI()
+	wg.Go(func() { followAPI(apiCtx, e, status) })
+	delays := backoff{initial: r.restartBackoff, max: r.restartBackoffMax}
+	last := -1 // COMMAND's status when --restart started it again, -1 none
+	for restarts := 0; ; restarts++ {
+		runCtx, stopRun := context.WithCancel(ctx)
+		var st runState
+		err := e.Run(runCtx, func(lctx context.Context) error {
+			return r.lead(ctx, lctx, stopRun, e, sup, ref, argv, &st)
+		})
+		stopRun()
+		if last >= 0 && ctx.Err() != nil && !st.exited && !st.stopped && st.err == nil {
+			return exitStatus(last) // shut down while campaigning to start it again
+		}
+		if !st.exited || !r.restart.restarts(st.code) || ctx.Err() != nil || (err != nil && !errors.Is(err, context.Canceled)) {
+			return r.outcome(ctx, st, err, ref)
+		}
+		last = st.code
+		// The lease was released when COMMAND exited: while this replica
+		// backs off, another one may lead.
+		d := delays.after(st.ran)
+		fmt.Fprintf(r.io.Err, "leasehold: --restart %s: campaigning again in %v to start %s (restart %d)\n", r.restart, d, argv[0], restarts+1)
+		wait := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return exitStatus(st.code)
+		case <-wait.C:
+		}
+	}
+}
+
+// outcome turns how the election ended into run's exit status.
+func (r *runCmd) outcome(ctx context.Context, st runState, err error, ref string) error {
 	switch {
 	case st.err != nil:
 		return st.err
@@ -292,12 +353,13 @@ func (r *runCmd) lead(ctx, lctx context.Context, stopRun context.CancelFunc, e *
 	// COMMAND may run only while the term holds: its context has not
 	// ended and its renew deadline has not passed (a stopped process sees
 	// the deadline pass before its timer fires).
+	started := time.Now()
 	sup.attach(c, argv[0], func() bool { return lctx.Err() == nil && e.Check(nil) == nil })
 	defer sup.detach()
 	select {
 	case <-c.Done():
 		if !sup.killedOnResume() {
-			st.exited, st.code = true, c.Code()
+			st.exited, st.code, st.ran = true, c.Code(), time.Since(started)
 			fmt.Fprintf(r.io.Err, "leasehold: %s exited with status %d; releasing lease %s\n", argv[0], st.code, ref)
 			stopRun() // Run releases and returns, even if the term ended meanwhile
 			return nil

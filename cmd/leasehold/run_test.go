@@ -195,6 +195,54 @@ func TestRunExitCodes(t *testing.T) {
 			t.Errorf("holder still %q", h)
 		}
 	})
+	t.Run("restart on failure", func(t *testing.T) {
+		t.Parallel()
+		// Fails twice, then succeeds: each start is a term of its own (the
+		// lease was released in between), and the status 0 ends run.
+		count := filepath.Join(t.TempDir(), "count")
+		r := cli(t, cp, append(append([]string{"run", "--lease", "restart", "--restart", "on-failure",
+			"--restart-backoff", "200ms", "--restart-backoff-max", "1s"}, fastTimings...), "--", "sh", "-c",
+			fmt.Sprintf(`echo "run $LEASEHOLD_TOKEN" >> '%[1]s'; test $(wc -l < '%[1]s') -ge 3 || exit 3`, count))...)
+		if r.code != 0 {
+			t.Errorf("exit %d, want 0 from the third run\n%s", r.code, r.stderr)
+		}
+		out, _ := os.ReadFile(count)
+		var tokens [3]uint64
+		if _, err := fmt.Sscanf(string(out), "run %d\nrun %d\nrun %d\n", &tokens[0], &tokens[1], &tokens[2]); err != nil ||
+			tokens[1] <= tokens[0] || tokens[2] <= tokens[1] || strings.Count(string(out), "run") != 3 {
+			t.Errorf("runs %q: want three runs in three terms, tokens growing (%v)", out, err)
+		}
+		for _, want := range []string{"campaigning again in 200ms", "campaigning again in 400ms"} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("stderr lacks %q (back-off doubling):\n%s", want, r.stderr)
+			}
+		}
+		if h := leaseHolder(t, cs, "restart"); h != "" {
+			t.Errorf("holderIdentity %q after run exited, want \"\" (released)", h)
+		}
+	})
+	t.Run("restart lets another replica lead", func(t *testing.T) {
+		t.Parallel()
+		// a's command crash-loops; while a backs off, b takes the lease and
+		// keeps it. a, stopped while it waits to start its command again,
+		// exits with the command's last status.
+		starts := filepath.Join(t.TempDir(), "starts")
+		a := startCLI(t, cp, append(append([]string{"run", "--lease", "crashloop", "--identity", "a", "--restart", "always",
+			"--restart-backoff", "500ms"}, fastTimings...), "--", "sh", "-c", fmt.Sprintf(`echo a >> '%s'; exit 1`, starts))...)
+		a.Stderr.WaitFor(t, "campaigning again", 20*time.Second)
+		b := startCLI(t, cp, append(append([]string{"run", "--lease", "crashloop", "--identity", "b"}, fastTimings...),
+			"--", "sh", "-c", `echo "b leads"; while :; do sleep 0.1; done`)...)
+		b.Stdout.WaitFor(t, "b leads", 20*time.Second)
+		if h := leaseHolder(t, cs, "crashloop"); h != "b" {
+			t.Errorf("holder %q, want b", h)
+		}
+		a.Signal(syscall.SIGTERM)
+		if code := a.Wait(t); code != 1 {
+			t.Errorf("a: exit %d, want its command's last status 1\n%s", code, a.Stderr)
+		}
+		b.Signal(syscall.SIGTERM)
+		b.Wait(t)
+	})
 	t.Run("forbidden", func(t *testing.T) {
 		t.Parallel()
 		token, err := cp.ServiceAccountToken(t.Context(), "default", "readonly", readOnlyRules())

@@ -41,6 +41,10 @@ type Snapshot struct {
 	// Kind is what a Leasehold lock recorded the Lease as (KindAnnotation),
 	// "" when none.
 	Kind string
+	// Instance is the container instance that took the current term
+	// (InstanceAnnotation), nil when the lease is not held, the holder did
+	// not publish one, or the record is not credited to it (Token is zero).
+	Instance *Instance
 
 	obj *coordinationv1.Lease
 }
@@ -67,6 +71,11 @@ func NewSnapshot(l *coordinationv1.Lease) *Snapshot {
 		}
 	}
 	s.Kind = l.Annotations[KindAnnotation]
+	if !s.Token.IsZero() {
+		if i, ok := parseInstance(l.Annotations[InstanceAnnotation], rec.Transitions); ok {
+			s.Instance = &i
+		}
+	}
 	if rec.Held() {
 		s.OfferedTo = parsePreferredAnnotation(l.Annotations[OfferAnnotation], rec.Transitions)
 	}

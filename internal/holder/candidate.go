@@ -43,6 +43,23 @@ type CandidateConfig struct {
 	// (lease.KindAnnotation); a Lease recorded as another kind is refused
 	// with a *KindError and never written.
 	Kind string
+	// Instance, if set, is the container instance this process runs in,
+	// recorded on the Lease at every acquisition (lease.InstanceAnnotation)
+	// so that followers with a Witness can take over as soon as the kubelet
+	// reports it stopped.
+	Instance *lease.Instance
+	// Witness, if set, lets the candidate take a lease before it expires
+	// when the holder's published instance is confirmed stopped
+	// (invariant 13). Whoever feeds it must call the Observer's Poke after
+	// new evidence, so that a waiting Acquire looks again.
+	Witness Witness
+}
+
+// Witness reports positive evidence that a container instance has stopped
+// for good: it may answer true only when no process of that instance can
+// run any more, and must never answer true from the absence of news.
+type Witness interface {
+	Stopped(inst lease.Instance) bool
 }
 
 // KindError is returned when a Lease is recorded as another kind of lock.
@@ -271,6 +288,12 @@ func (c *Candidate) waitFor(st State, now time.Time) time.Duration {
 		// stopped, and it resumes only after replacing this version.
 		return 0
 	}
+	if inst := st.Lease.Instance; inst != nil && c.cfg.Witness != nil && c.cfg.Witness.Stopped(*inst) {
+		// Invariant 13: the instance that took this term has stopped, as
+		// the kubelet confirmed; nothing of it can renew or act any more,
+		// and its writes in flight are conditional (4) and fenced (8).
+		return 0
+	}
 	if rec.Holder == c.cfg.Identity && c.isOwn(st.Lease.ResourceVersion) {
 		// Invariant 5: our own last write; our previous term has ended
 		// here. A record naming us at a version we did not write (an
@@ -327,6 +350,9 @@ func (c *Candidate) attempt(ctx context.Context, st State) (*Term, string, error
 	tok, err := lease.TokenOf(base.ResourceVersion)
 	if c.cfg.Kind != "" && err == nil {
 		base = lease.WithAnnotation(base, lease.KindAnnotation, c.cfg.Kind)
+	}
+	if c.cfg.Instance != nil && err == nil {
+		base = lease.WithAnnotation(base, lease.InstanceAnnotation, lease.InstanceValue(*c.cfg.Instance, base.Record.Transitions+1))
 	}
 	if err != nil {
 		return nil, base.ResourceVersion, err

@@ -47,6 +47,13 @@
 //     target takes it by a conditional write on an offering version; the
 //     holder resumes only after a conditional write of its own replaces
 //     that version (a new acquisition, which ends the offer).
+//  13. A lease is taken before it expires only on positive evidence that
+//     the exact container instance that took the term (published with the
+//     acquiring write, tied to its transition count and credited only
+//     while the token annotation names the record's holder) has stopped:
+//     the kubelet reported that container ID terminated. Silence (a node
+//     or kubelet gone quiet, a partition, a force-deleted Pod) is never
+//     evidence; the lease duration applies then.
 //
 // # Clock assumptions
 //

@@ -148,6 +148,15 @@ func (o *Observer) Offer(s *lease.Snapshot) {
 	o.apply(s, s.ResourceVersion)
 }
 
+// Poke wakes every waiter on State's channel without a change of the Lease:
+// for evidence from outside it (a Witness) that changes what a waiter would
+// decide.
+func (o *Observer) Poke() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.notify()
+}
+
 // apply must be called with o.mu held.
 func (o *Observer) apply(s *lease.Snapshot, rv string) {
 	if o.state.Synced && o.lastRV != "" && rv != "" {

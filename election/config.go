@@ -8,6 +8,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
@@ -62,6 +63,18 @@ type Config struct {
 	// candidate that is not running), the leader withdraws the offer and
 	// resumes. Default: 2 × RetryPeriod.
 	HandoffTimeout time.Duration
+
+	// Pods, if set (usually clientset.CoreV1()), turns on pod-aware
+	// takeover: this candidate publishes the container instance it runs in
+	// (from the downward API variables POD_NAME, POD_NAMESPACE, POD_UID,
+	// the literal LEASEHOLD_CONTAINER, and its own cgroup) when it acquires,
+	// and as a follower watches the leader's Pod and takes over as soon as
+	// the kubelet reports that exact instance terminated, instead of after
+	// LeaseDuration. It needs get and watch on pods; without them, or
+	// outside a Pod, the election behaves exactly as without Pods (said
+	// once in the log and in leasehold_election_pod_aware). See package
+	// podwitness's documentation for what counts as evidence.
+	Pods corev1client.PodsGetter
 
 	// Clock is the time source. Default: the real clock.
 	Clock clock.Clock

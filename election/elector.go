@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/leasehold/leasehold/internal/holder"
+	"github.com/leasehold/leasehold/internal/podwitness"
 	"github.com/leasehold/leasehold/lease"
 )
 
@@ -44,8 +46,10 @@ type Elector struct {
 	// before it resumes.
 	handoffTimeout time.Duration
 	changed        holder.Signal
+	witness        *podwitness.Witness // nil unless Config.Pods is set
 
-	running atomic.Bool
+	running  atomic.Bool
+	detected bool // pod-aware: own instance looked for (by Run only)
 
 	mu        sync.Mutex
 	term      *holder.Term            // set while fn runs
@@ -72,9 +76,12 @@ func New(cfg Config) (*Elector, error) {
 		log: core.Logger.WithValues("lease", core.Namespace+"/"+core.Name, "identity", core.Identity),
 	}
 	e.obs = holder.NewObserver(client, core.Clock, core.Timing.RetryPeriod)
-	e.cand, err = holder.NewCandidate(e.obs, holder.CandidateConfig{
-		Identity: core.Identity, Timing: core.Timing, Clock: core.Clock, Hooks: e.hooks(),
-	})
+	cc := holder.CandidateConfig{Identity: core.Identity, Timing: core.Timing, Clock: core.Clock, Hooks: e.hooks()}
+	if cfg.Pods != nil {
+		e.witness = podwitness.New(cfg.Pods, e.obs, core.Clock, core.Timing.RetryPeriod)
+		cc.Witness = e.witness
+	}
+	e.cand, err = holder.NewCandidate(e.obs, cc)
 	if err != nil {
 		return nil, fmt.Errorf("election: %w", err)
 	}
@@ -153,6 +160,16 @@ func (e *Elector) Run(ctx context.Context, fn func(ctx context.Context) error) e
 		stopBG()
 		wg.Wait()
 	}()
+	if e.witness != nil {
+		e.detectInstance(ctx)
+		e.m.podAwarePart("witness", true)
+		wg.Go(func() {
+			if err := e.witness.Run(bg); err != nil {
+				e.m.podAwarePart("witness", false)
+				e.log.Info("pod-aware takeover off: followers wait the lease duration after a leader's container stops", "err", err)
+			}
+		})
+	}
 
 	for {
 		start := e.core.Clock.Now()
@@ -168,6 +185,27 @@ func (e *Elector) Run(ctx context.Context, fn func(ctx context.Context) error) e
 			return err
 		}
 	}
+}
+
+// detectInstance looks once for the container instance this process runs
+// in, so that its terms publish it; it waits at most a lease duration for
+// the kubelet to report it.
+func (e *Elector) detectInstance(ctx context.Context) {
+	if e.detected {
+		return
+	}
+	e.detected = true
+	dctx, cancel := context.WithTimeout(ctx, e.core.Timing.LeaseDuration)
+	defer cancel()
+	inst, err := podwitness.Detect(dctx, e.cfg.Pods, os.Getenv, nil)
+	if err != nil {
+		e.log.Info("pod-aware takeover: this process's terms publish no container instance; followers wait the lease duration after it stops", "err", err)
+		return
+	}
+	e.cand.SetInstance(&inst)
+	e.witness.SetSelf(&inst)
+	e.m.podAwarePart("publish", true)
+	e.log.Info("pod-aware takeover: terms publish this container instance", "instance", inst.String())
 }
 
 // lead runs fn for one term and settles the lease afterwards. It reports

@@ -20,6 +20,7 @@ type metrics struct {
 	acquire      prometheus.Histogram
 	conflicts    prometheus.Counter
 	attemptFails *prometheus.CounterVec
+	podAware     *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer, namespace, name string) (*metrics, error) {
@@ -58,8 +59,14 @@ func newMetrics(reg prometheus.Registerer, namespace, name string) (*metrics, er
 			Name: "leasehold_election_acquire_errors_total", ConstLabels: labels,
 			Help: "Acquisition attempts that failed with an API error, by reason.",
 		}, []string{"reason"}),
+		podAware: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "leasehold_election_pod_aware", ConstLabels: labels,
+			Help: "Pod-aware takeover: part=publish is 1 while this process's terms publish its container instance, part=witness 1 while it can watch the leader's Pod for the kubelet's evidence; 0 otherwise (not in a Pod, no RBAC, Config.Pods unset).",
+		}, []string{"part"}),
 	}
-	for _, c := range []prometheus.Collector{m.isLeader, m.transitions, m.renew, m.renewErrors, m.acquire, m.conflicts, m.attemptFails} {
+	m.podAware.WithLabelValues("publish").Set(0)
+	m.podAware.WithLabelValues("witness").Set(0)
+	for _, c := range []prometheus.Collector{m.isLeader, m.transitions, m.renew, m.renewErrors, m.acquire, m.conflicts, m.attemptFails, m.podAware} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("election: registering metrics for lease %s/%s: %w", namespace, name, err)
 		}
@@ -122,6 +129,19 @@ func (m *metrics) acquired(d time.Duration) {
 		return
 	}
 	m.acquire.Observe(d.Seconds())
+}
+
+// podAwarePart records whether a part of pod-aware takeover (publish,
+// witness) is on.
+func (m *metrics) podAwarePart(part string, on bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if on {
+		v = 1
+	}
+	m.podAware.WithLabelValues(part).Set(v)
 }
 
 func (m *metrics) conflict() {

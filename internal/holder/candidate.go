@@ -100,8 +100,9 @@ type Candidate struct {
 	obs *Observer
 	cfg CandidateConfig
 
-	mu    sync.Mutex
-	ownRV string // version we last wrote as holder: we may take it back at once (invariant 5)
+	mu       sync.Mutex
+	ownRV    string          // version we last wrote as holder: we may take it back at once (invariant 5)
+	instance *lease.Instance // published with each acquisition; starts as cfg.Instance
 }
 
 // NewCandidate returns a Candidate on the Lease watched by obs. The caller
@@ -121,7 +122,15 @@ func NewCandidate(obs *Observer, cfg CandidateConfig) (*Candidate, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
 	}
-	return &Candidate{obs: obs, cfg: cfg}, nil
+	return &Candidate{obs: obs, cfg: cfg, instance: cfg.Instance}, nil
+}
+
+// SetInstance sets the container instance published with the next
+// acquisitions (nil: none).
+func (c *Candidate) SetInstance(inst *lease.Instance) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.instance = inst
 }
 
 // Identity returns the candidate's identity.
@@ -351,8 +360,11 @@ func (c *Candidate) attempt(ctx context.Context, st State) (*Term, string, error
 	if c.cfg.Kind != "" && err == nil {
 		base = lease.WithAnnotation(base, lease.KindAnnotation, c.cfg.Kind)
 	}
-	if c.cfg.Instance != nil && err == nil {
-		base = lease.WithAnnotation(base, lease.InstanceAnnotation, lease.InstanceValue(*c.cfg.Instance, base.Record.Transitions+1))
+	c.mu.Lock()
+	inst := c.instance
+	c.mu.Unlock()
+	if inst != nil && err == nil {
+		base = lease.WithAnnotation(base, lease.InstanceAnnotation, lease.InstanceValue(*inst, base.Record.Transitions+1))
 	}
 	if err != nil {
 		return nil, base.ResourceVersion, err

@@ -12,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/leasehold/leasehold/election"
 	"github.com/leasehold/leasehold/internal/holder"
@@ -25,6 +27,7 @@ type runCmd struct {
 	grace                                     time.Duration
 	exitOnLoss                                bool
 	http                                      string
+	podAware                                  bool
 	restart                                   restartPolicy
 	restartBackoff, restartBackoffMax         time.Duration
 
@@ -59,6 +62,15 @@ On
 SIGTERM, SIGINT or SIGHUP run stops COMMAND the same way, releases the Lease
 and exits with COMMAND's status. If leasehold itself is killed, COMMAND gets
 SIGKILL (Linux) and the Lease expires after --lease-duration.
+
+In a Pod whose manifest passes POD_NAME, POD_NAMESPACE and POD_UID (downward
+API) and LEASEHOLD_CONTAINER (the container's name), as deploy/base does, run
+records on the Lease the exact container instance that leads. Followers that
+may get and watch pods then take over as soon as the kubelet reports that
+container terminated, about a second after a crash, instead of after
+--lease-duration. Nothing short of that evidence counts: a node that stops
+reporting, a partition or a force-deleted Pod waits out --lease-duration.
+--pod-aware=false turns it off.
 
 Only --lease-duration is needed to change the timing: unless set, the renew
 deadline is 2/3 of it and the retry period a fifth of the renew deadline
@@ -132,8 +144,17 @@ Exit status:
 	})
 	f.DurationVar(&r.restartBackoff, "restart-backoff", time.Second, "delay before the first restart; doubles with each exit that follows")
 	f.DurationVar(&r.restartBackoffMax, "restart-backoff-max", time.Minute, "longest delay between restarts; a run this long resets the back-off")
+	f.BoolVar(&r.podAware, "pod-aware", true, "in a Pod, publish this container instance and, as a follower, take over as soon as the kubelet reports the leader's container terminated (needs get and watch on pods; see deploy/base)")
 	f.StringVar(&r.http, "http", "", "serve /leader, /leader/watch, /healthz, /readyz and /metrics on this address (host:port, :0 for any port)")
 	return cmd
+}
+
+// pods is the Pods API for pod-aware takeover, nil when --pod-aware=false.
+func (r *runCmd) pods(cs kubernetes.Interface) corev1client.PodsGetter {
+	if !r.podAware {
+		return nil
+	}
+	return cs.CoreV1()
 }
 
 // commandAfterDash splits the arguments at "--": want positional arguments
@@ -223,6 +244,7 @@ func (r *runCmd) run(ctx context.Context, argv []string) error {
 		LeaseDuration: t.LeaseDuration, RenewDeadline: t.RenewDeadline, RetryPeriod: t.RetryPeriod,
 		Registerer: reg,
 		Logger:     r.logger(), Recorder: events,
+		Pods:       r.pods(cs),
 	})
 	if err != nil {
 		return withCode(ExitUsage, err)

@@ -13,17 +13,21 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
 	"github.com/leasehold/leasehold/election"
+	holderpkg "github.com/leasehold/leasehold/internal/holder"
+	"github.com/leasehold/leasehold/internal/podwitness"
 	"github.com/leasehold/leasehold/internal/testenv"
 	"github.com/leasehold/leasehold/lease"
 )
@@ -279,39 +283,131 @@ func TestRoleIsExactlyEnough(t *testing.T) {
 		}
 	})
 
-	var verbs []string
-	for _, r := range role.Rules {
-		verbs = append(verbs, r.Verbs...)
-	}
-	if len(verbs) == 0 {
+	if len(role.Rules) == 0 {
 		t.Fatal("the Role grants no verbs")
 	}
-	for _, verb := range verbs {
-		t.Run("without "+verb, func(t *testing.T) {
-			t.Parallel()
-			name := "rbac-no-" + verb
-			if verb != "create" {
-				// A released lease, as leasehold leaves it, so that taking it
-				// needs update rather than create.
+	t.Run("pods: the kubelet's evidence is read", func(t *testing.T) {
+		cs := clientsetFor(t, cp, ns, "witness", role.Rules)
+		if err := witnessStop(t, admin, cs, ns, "evidence"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for _, rule := range role.Rules {
+		for _, verb := range rule.Verbs {
+			resource := strings.Join(rule.Resources, ",")
+			t.Run(resource+" without "+verb, func(t *testing.T) {
+				t.Parallel()
+				rules := without(role.Rules, resource, verb)
+				if resource == "pods" {
+					// Optional: without it a follower waits the lease
+					// duration, and the witness says why.
+					cs := clientsetFor(t, cp, ns, "pods-no-"+verb, rules)
+					err := witnessStop(t, admin, cs, ns, "pods-no-"+verb)
+					if !errors.Is(err, podwitness.ErrForbidden) || !strings.Contains(err.Error(), fmt.Sprintf("cannot %s resource \"pods\"", verb)) {
+						t.Fatalf("witness = %v\nwant a forbidden error naming verb %q on pods", err, verb)
+					}
+					return
+				}
+				name := "rbac-no-" + verb
+				if verb != "create" {
+					// A released lease, as leasehold leaves it, so that taking it
+					// needs update rather than create.
+					ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+					defer cancel()
+					if err := elector(t, admin, ns, name, "admin").Run(ctx, func(context.Context) error { return nil }); err != nil {
+						t.Fatalf("prepare lease %s: %v", name, err)
+					}
+				}
+				cs := clientsetFor(t, cp, ns, "no-"+verb, rules)
 				ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 				defer cancel()
-				if err := elector(t, admin, ns, name, "admin").Run(ctx, func(context.Context) error { return nil }); err != nil {
-					t.Fatalf("prepare lease %s: %v", name, err)
+				err := elector(t, cs, ns, name, "worker").Run(ctx, func(ctx context.Context) error {
+					<-ctx.Done()
+					return nil
+				})
+				if !errors.Is(err, lease.ErrForbidden) || !strings.Contains(err.Error(), fmt.Sprintf("verb %q", verb)) {
+					t.Fatalf("Run = %v\nwant a forbidden error naming verb %q", err, verb)
 				}
-			}
-			cs := clientsetFor(t, cp, ns, "no-"+verb, without(role.Rules, verb))
-			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-			defer cancel()
-			err := elector(t, cs, ns, name, "worker").Run(ctx, func(ctx context.Context) error {
-				<-ctx.Done()
-				return nil
+				t.Logf("without %q: %v", verb, err)
 			})
-			if !errors.Is(err, lease.ErrForbidden) || !strings.Contains(err.Error(), fmt.Sprintf("verb %q", verb)) {
-				t.Fatalf("Run = %v\nwant a forbidden error naming verb %q", err, verb)
-			}
-			t.Logf("without %q: %v", verb, err)
-		})
+		}
 	}
+}
+
+// witnessStop plays a leader that published its container instance and
+// crashed, and the kubelet that reports the container terminated; a
+// witness using cs must see that evidence. It returns the witness's error.
+func witnessStop(t *testing.T, admin, cs kubernetes.Interface, ns, name string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	pod, err := admin.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       corev1.PodSpec{NodeName: "node-1", Containers: []corev1.Container{{Name: "worker", Image: "worker"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "containerd://" + strings.Repeat("ab", 32)
+	inst := lease.Instance{Namespace: ns, Pod: name, PodUID: pod.UID, Container: "worker", ContainerID: id}
+	adminClient, err := lease.NewClient(admin.CoordinationV1(), ns, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs := holderpkg.NewObserver(adminClient, nil, retryPeriod)
+	cand, err := holderpkg.NewCandidate(obs, holderpkg.CandidateConfig{Identity: name, Instance: &inst,
+		Timing: holderpkg.Timing{LeaseDuration: leaseDuration, RenewDeadline: renewDeadline, RetryPeriod: retryPeriod}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() { _ = obs.Run(ctx) })
+	term, err := cand.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	term.Abandon()
+	// The container runs; the kubelet reports it terminated only once the
+	// witness has had time to read the Pod and start watching it.
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "worker", ContainerID: id,
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}
+	if pod, err = admin.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := lease.NewClient(cs.CoordinationV1(), ns, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fobs := holderpkg.NewObserver(c, nil, retryPeriod)
+	w := podwitness.New(cs.CoreV1(), fobs, nil, retryPeriod)
+	wctx, stop := context.WithCancel(ctx)
+	wg.Go(func() { _ = fobs.Run(wctx) })
+	runErr := make(chan error, 1)
+	wg.Go(func() { runErr <- w.Run(wctx) })
+	defer stop()
+	select {
+	case err := <-runErr:
+		return err
+	case <-time.After(time.Second):
+	}
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "worker", ContainerID: id,
+		State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, ContainerID: id}}}}
+	if _, err := admin.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for !w.Stopped(inst) {
+		select {
+		case err := <-runErr:
+			return err
+		case <-ctx.Done():
+			return fmt.Errorf("no evidence seen: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // leadFor runs e until it has led for d (the leader renews every
@@ -343,11 +439,13 @@ func leadFor(t *testing.T, e *election.Elector, d time.Duration) error {
 }
 
 // without returns a copy of rules with verb removed.
-func without(rules []rbacv1.PolicyRule, verb string) []rbacv1.PolicyRule {
+func without(rules []rbacv1.PolicyRule, resource, verb string) []rbacv1.PolicyRule {
 	out := make([]rbacv1.PolicyRule, 0, len(rules))
 	for _, r := range rules {
 		r = *r.DeepCopy()
-		r.Verbs = slices.DeleteFunc(r.Verbs, func(v string) bool { return v == verb })
+		if strings.Join(r.Resources, ",") == resource {
+			r.Verbs = slices.DeleteFunc(r.Verbs, func(v string) bool { return v == verb })
+		}
 		if len(r.Verbs) > 0 {
 			out = append(out, r)
 		}

@@ -28,6 +28,9 @@ type runCmd struct {
 	exitOnLoss                                bool
 	http                                      string
 	podAware                                  bool
+	followContainer, followURL                string
+
+	ready *readiness // set in run when --follow-* is given
 	restart                                   restartPolicy
 	restartBackoff, restartBackoffMax         time.Duration
 
@@ -71,6 +74,13 @@ container terminated, about a second after a crash, instead of after
 --lease-duration. Nothing short of that evidence counts: a node that stops
 reporting, a partition or a force-deleted Pod waits out --lease-duration.
 --pod-aware=false turns it off.
+
+A sidecar next to its app gives --follow-container APP (the app container's
+Ready condition in this Pod's status; needs POD_NAME, POD_NAMESPACE and get
+and watch on pods) or --follow-url URL (a 2xx answer means ready): run then
+campaigns only while the app is ready, and resigns as soon as it is not, so
+a crash-looping app never keeps the leadership. The app learns of the end of
+a term at once from /leader/watch.
 
 Only --lease-duration is needed to change the timing: unless set, the renew
 deadline is 2/3 of it and the retry period a fifth of the renew deadline
@@ -145,6 +155,8 @@ Exit status:
 	f.DurationVar(&r.restartBackoff, "restart-backoff", time.Second, "delay before the first restart; doubles with each exit that follows")
 	f.DurationVar(&r.restartBackoffMax, "restart-backoff-max", time.Minute, "longest delay between restarts; a run this long resets the back-off")
 	f.BoolVar(&r.podAware, "pod-aware", true, "in a Pod, publish this container instance and, as a follower, take over as soon as the kubelet reports the leader's container terminated (needs get and watch on pods; see deploy/base)")
+	f.StringVar(&r.followContainer, "follow-container", "", "campaign only while container NAME of this Pod is Ready, and resign when it is not (a sidecar following its app; reads the Pod's status, needs get and watch on pods)")
+	f.StringVar(&r.followURL, "follow-url", "", "campaign only while GET URL answers 2xx (checked every --retry-period), and resign when it does not")
 	f.StringVar(&r.http, "http", "", "serve /leader, /leader/watch, /healthz, /readyz and /metrics on this address (host:port, :0 for any port)")
 	return cmd
 }
@@ -201,6 +213,12 @@ func (r *runCmd) validate(fs *pflag.FlagSet) error {
 	}
 	if r.http != "" {
 		errs = append(errs, checkListenAddr("http", r.http))
+	}
+	switch {
+	case r.followContainer != "" && r.followURL != "":
+		errs = append(errs, errors.New("--follow-container and --follow-url: give one"))
+	case r.followURL != "":
+		errs = append(errs, checkFollowURL(r.followURL))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return withCode(ExitUsage, fmt.Errorf("run: %w", err))
@@ -270,6 +288,25 @@ func (r *runCmd) run(ctx context.Context, argv []string) error {
 		}
 		return withCode(ExitError, apiMessage(err))
 	}
+	followCtx, stopFollow := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stopFollow()
+	switch {
+	case r.followURL != "":
+		r.ready = newReadiness(r.io.Err, "GET "+r.followURL)
+		wg.Go(func() { r.ready.pollURL(followCtx, r.followURL, t.RetryPeriod) })
+	case r.followContainer != "":
+		pns, pod, err := ownPod()
+		if err != nil {
+			return withCode(ExitUsage, err)
+		}
+		if err := checkContainer(ctx, cs.CoreV1(), pns, pod, r.followContainer); err != nil {
+			return withCode(ExitError, err)
+		}
+		r.ready = newReadiness(r.io.Err, "container "+r.followContainer)
+		wg.Go(func() { r.ready.watchContainer(followCtx, cs.CoreV1(), pns, pod, r.followContainer, t.RetryPeriod) })
+	}
 	return r.campaign(ctx, e, sup, status, ref, argv)
 }
 
@@ -284,24 +321,40 @@ func (r *runCmd) campaign(ctx context.Context, e *election.Elector, sup *supervi
 	wg.Go(func() { followAPI(apiCtx, e, status) })
 	delays := backoff{initial: r.restartBackoff, max: r.restartBackoffMax}
 	last := -1 // COMMAND's status when --restart started it again, -1 none
-	for restarts := 0; ; restarts++ {
-		runCtx, stopRun := context.WithCancel(ctx)
+	for restarts := 0; ; {
+		if r.ready != nil && !r.ready.awaitReady(ctx) {
+			if last >= 0 {
+				return exitStatus(last)
+			}
+			return nil // shut down while the app was not ready
+		}
+		runCtx, stopRun := context.WithCancelCause(ctx)
+		var gate sync.WaitGroup
+		if r.ready != nil {
+			gate.Go(func() { r.ready.resignWhenNotReady(runCtx, stopRun) })
+		}
 		var st runState
 		err := e.Run(runCtx, func(lctx context.Context) error {
-			return r.lead(ctx, lctx, stopRun, e, sup, ref, argv, &st)
+			return r.lead(ctx, lctx, func() { stopRun(nil) }, e, sup, ref, argv, &st)
 		})
-		stopRun()
+		notReady := errors.Is(context.Cause(runCtx), errAppNotReady)
+		stopRun(nil)
+		gate.Wait()
 		if last >= 0 && ctx.Err() != nil && !st.exited && !st.stopped && st.err == nil {
 			return exitStatus(last) // shut down while campaigning to start it again
+		}
+		if notReady && ctx.Err() == nil && st.err == nil && !st.exited {
+			continue // resigned; campaign again once the app is ready
 		}
 		if !st.exited || !r.restart.restarts(st.code) || ctx.Err() != nil || (err != nil && !errors.Is(err, context.Canceled)) {
 			return r.outcome(ctx, st, err, ref)
 		}
 		last = st.code
+		restarts++
 		// The lease was released when COMMAND exited: while this replica
 		// backs off, another one may lead.
 		d := delays.after(st.ran)
-		fmt.Fprintf(r.io.Err, "leasehold: --restart %s: campaigning again in %v to start %s (restart %d)\n", r.restart, d, argv[0], restarts+1)
+		fmt.Fprintf(r.io.Err, "leasehold: --restart %s: campaigning again in %v to start %s (restart %d)\n", r.restart, d, argv[0], restarts)
 		wait := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
@@ -403,7 +456,7 @@ func (r *runCmd) lead(ctx, lctx context.Context, stopRun context.CancelFunc, e *
 		ref, endReason(context.Cause(lctx), holderNow, identity), argv[0], r.grace)
 	code := c.Stop(r.grace)
 	fmt.Fprintf(r.io.Err, "leasehold: %s stopped with status %d\n", argv[0], code)
-	if r.exitOnLoss {
+	if r.exitOnLoss && !errors.Is(context.Cause(lctx), errAppNotReady) {
 		st.lost = true
 		stopRun()
 	}

@@ -12,11 +12,14 @@ Two ways to run it, both with Leasehold doing the election:
    token is in LEASEHOLD_TOKEN.
 
 2. Next to a leasehold sidecar (deploy/sidecar): it runs all the time and
-   asks the sidecar whether this pod leads, GET $LEASEHOLD_URL (default
-   http://localhost:8080/leader), every POLL_SECONDS (default 1). It works
-   only while the answer says "me": true. A loss is noticed up to one poll
-   later, so pass the token to whatever you write to and let it reject
-   older tokens.
+   follows the sidecar's stream GET $LEASEHOLD_URL/watch (default
+   http://localhost:8080/leader/watch), one JSON line per change. It works
+   only while the latest line says "me": true; the sidecar pushes
+   "me": false the moment its term ends, so the app stops within
+   milliseconds, not a poll interval later. If the stream breaks, the app
+   stops working at once and reconnects every RETRY_SECONDS (default 1).
+   Pass the token to whatever you write to and let it reject older tokens:
+   that also covers a unit of work already under way when the term ends.
 
 Each unit of work prints one line "work <identity> <token> <unix ns>" to
 stdout, and to the file WORK_LOG if set; "start" and "stop" lines mark a
@@ -27,6 +30,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -34,7 +38,7 @@ import urllib.request
 IDENTITY = os.environ.get("LEASEHOLD_IDENTITY") or os.environ.get("POD_NAME") or os.uname().nodename
 WORK_LOG = os.environ.get("WORK_LOG")
 WORK_SECONDS = float(os.environ.get("WORK_SECONDS", "0.1"))
-POLL_SECONDS = float(os.environ.get("POLL_SECONDS", "1"))
+RETRY_SECONDS = float(os.environ.get("RETRY_SECONDS", "1"))
 LEADER_URL = os.environ.get("LEASEHOLD_URL", "http://localhost:8080/leader")
 
 stopping = False
@@ -67,41 +71,62 @@ def run_as_child(token):
     record("stop", IDENTITY, token)
 
 
-def ask_sidecar():
-    """Returns (leading, token, holder); (False, None, None) if unknown."""
-    try:
-        with urllib.request.urlopen(LEADER_URL, timeout=2) as resp:
-            v = json.load(resp)
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        print(f"asking {LEADER_URL}: {e}", file=sys.stderr, flush=True)
-        return False, None, None
-    return bool(v.get("me")), v.get("token"), v.get("holder")
+class Leadership:
+    """The sidecar's latest word on whether this pod leads, kept current by
+    a thread that follows GET LEADER_URL/watch."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.leading = False
+        self.token = None
+        self.holder = None
+
+    def set(self, leading, token, holder):
+        with self.cond:
+            self.leading, self.token, self.holder = leading, token, holder
+            self.cond.notify_all()
+
+    def follow(self):
+        """Runs on a daemon thread for the life of the process."""
+        url = LEADER_URL.rstrip("/") + "/watch"
+        while not stopping:
+            try:
+                with urllib.request.urlopen(url, timeout=None) as resp:
+                    for raw in resp:
+                        v = json.loads(raw)
+                        self.set(bool(v.get("me")), v.get("token"), v.get("holder"))
+            except (urllib.error.URLError, OSError, ValueError) as e:
+                print(f"following {url}: {e}", file=sys.stderr, flush=True)
+            # The stream ended: nothing is known, so this pod does not lead.
+            self.set(False, None, None)
+            time.sleep(RETRY_SECONDS)
 
 
 def run_with_sidecar():
-    """Poll the sidecar; work only while it says this pod leads."""
+    """Work only while the sidecar's stream says this pod leads."""
+    state = Leadership()
+    threading.Thread(target=state.follow, daemon=True).start()
     leading_token = None
-    next_poll = 0.0
-    leading = False
     while not stopping:
-        now = time.monotonic()
-        if now >= next_poll:
-            leading, token, holder = ask_sidecar()
-            next_poll = now + POLL_SECONDS
-            if leading and token != leading_token:
-                if leading_token is not None:
-                    record("stop", IDENTITY, leading_token)
-                leading_token = token
-                record("start", IDENTITY, token)
-            elif not leading and leading_token is not None:
+        with state.cond:
+            leading, token, holder = state.leading, state.token, state.holder
+        if leading and token != leading_token:
+            if leading_token is not None:
                 record("stop", IDENTITY, leading_token)
-                leading_token = None
-                print(f"following {holder or '(nobody)'}", flush=True)
+            leading_token = token
+            record("start", IDENTITY, token)
+        elif not leading and leading_token is not None:
+            record("stop", IDENTITY, leading_token)
+            leading_token = None
+            print(f"following {holder or '(nobody)'}", flush=True)
         if leading:
             work_once(IDENTITY, leading_token)
-            time.sleep(min(WORK_SECONDS, max(0.0, next_poll - time.monotonic())))
+            with state.cond:
+                # Wake at once when the sidecar says the term ended.
+                state.cond.wait_for(lambda: not state.leading or stopping, timeout=WORK_SECONDS)
         else:
-            time.sleep(max(0.0, next_poll - time.monotonic()))
+            with state.cond:
+                state.cond.wait_for(lambda: state.leading or stopping, timeout=RETRY_SECONDS)
     if leading_token is not None:
         record("stop", IDENTITY, leading_token)
 

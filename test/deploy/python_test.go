@@ -78,8 +78,9 @@ func TestPythonExampleUnderRun(t *testing.T) {
 // TestPythonExampleWithSidecar runs app.py next to `leasehold run --http`
 // sidecars (whose child is `leasehold watch`, as in deploy/sidecar), in two
 // replicas: the app of the leading replica works, the other waits; when the
-// leader's sidecar is stopped, the other app takes over. The apps poll, so
-// this checks who works, not that terms never overlap by a poll interval.
+// leader's sidecar is stopped, the other app takes over. The apps follow
+// the sidecars' /leader/watch streams (a push at the end of a term); this
+// checks who works and the tokens, not the latency.
 func TestPythonExampleWithSidecar(t *testing.T) {
 	python := needPython(t)
 	cp := testenv.Start(t)
@@ -94,7 +95,7 @@ func TestPythonExampleWithSidecar(t *testing.T) {
 			"--", bin, "--kubeconfig", cp.Kubeconfig, "watch", "py-sidecar")
 		sidecars[id] = start(t, nil, bin, args...)
 		addr := sidecars[id].HTTPAddr(t)
-		apps[id] = start(t, []string{"WORK_LOG=" + log, "WORK_SECONDS=0.05", "POLL_SECONDS=0.2", "POD_NAME=" + id,
+		apps[id] = start(t, []string{"WORK_LOG=" + log, "WORK_SECONDS=0.05", "RETRY_SECONDS=0.2", "POD_NAME=" + id,
 			"LEASEHOLD_URL=http://" + addr + "/leader"}, python, app)
 	}
 

@@ -30,9 +30,9 @@ type runCmd struct {
 	podAware                                  bool
 	followContainer, followURL                string
 
-	ready *readiness // set in run when --follow-* is given
-	restart                                   restartPolicy
-	restartBackoff, restartBackoffMax         time.Duration
+	ready                             *readiness // set in run when --follow-* is given
+	restart                           restartPolicy
+	restartBackoff, restartBackoffMax time.Duration
 
 	timing holder.Timing // completed by validate
 }
@@ -262,7 +262,7 @@ func (r *runCmd) run(ctx context.Context, argv []string) error {
 		LeaseDuration: t.LeaseDuration, RenewDeadline: t.RenewDeadline, RetryPeriod: t.RetryPeriod,
 		Registerer: reg,
 		Logger:     r.logger(), Recorder: events,
-		Pods:       r.pods(cs),
+		Pods: r.pods(cs),
 	})
 	if err != nil {
 		return withCode(ExitUsage, err)

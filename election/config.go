@@ -1,6 +1,7 @@
 package election
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -75,6 +76,15 @@ type Config struct {
 	// once in the log and in leasehold_election_pod_aware). See package
 	// podwitness's documentation for what counts as evidence.
 	Pods corev1client.PodsGetter
+
+	// Successor, if set, is asked whom to hand the lease to when Run's
+	// context ends while this candidate leads (a shutdown: SIGTERM at a pod
+	// deletion or rollout). It is called after the work has returned, with a
+	// context bounded by RetryPeriod; the lease is then released reserved for
+	// the identity it returns, which takes it at once while the others wait
+	// two retry periods. "" releases to anyone. leasehold run chooses a
+	// replica that survives the rollout.
+	Successor func(ctx context.Context) string
 
 	// Clock is the time source. Default: the real clock.
 	Clock clock.Clock

@@ -284,6 +284,15 @@ func (e *Elector) handOver(ctx context.Context, term *holder.Term, fnErr error) 
 func (e *Elector) settle(ctx context.Context, term *holder.Term) (bool, error) {
 	resigning := e.clearLeading()
 	release := ctx.Err() == nil || !e.cfg.KeepLeaseOnCancel
+	if release && ctx.Err() != nil && e.cfg.Successor != nil {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.core.Timing.RetryPeriod)
+		to := e.cfg.Successor(sctx)
+		cancel()
+		if to != "" && to != e.core.Identity {
+			term.SetSuccessor(to)
+			e.log.Info("releasing the lease to a successor", "successor", to)
+		}
+	}
 	err := term.Settle(ctx, release, e.core.Timing.RenewDeadline)
 	if resigning != nil {
 		close(resigning)

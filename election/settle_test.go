@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -216,4 +217,62 @@ func mustClient(t *testing.T, srv *fakelease.Server) *lease.Client {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// TestShutdownReleasesToSuccessor: a leader shut down while leading asks
+// Successor and releases the lease reserved for it: the successor leads at
+// once, another follower does not compete; a successor who is not there
+// holds the others back only two retry periods.
+func TestShutdownReleasesToSuccessor(t *testing.T) {
+	for _, tc := range []struct {
+		name, successor, want string
+		after                 time.Duration // from a's release to the new term
+	}{
+		{"present", "c", "c", 0},
+		{"absent", "ghost", "", 2 * election.DefaultRetryPeriod}, // b or c
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := fakelease.New()
+				var ts terms
+				var asked atomic.Int32
+				a := newElector(t, srv, "a", func(c *election.Config) {
+					c.Successor = func(ctx context.Context) string {
+						asked.Add(1)
+						if _, ok := ctx.Deadline(); !ok {
+							t.Error("Successor's context has no deadline")
+						}
+						return tc.successor
+					}
+				})
+				var r runner
+				stopA := r.start(t.Context(), "a", a, ts.work("a", untilDone))
+				synctest.Wait()
+				if !a.IsLeader() {
+					t.Fatal("a does not lead")
+				}
+				// b first: without the reservation it would win.
+				r.start(t.Context(), "b", newElector(t, srv, "b"), ts.work("b", untilDone))
+				synctest.Wait()
+				r.start(t.Context(), "c", newElector(t, srv, "c"), ts.work("c", untilDone))
+				synctest.Wait()
+				stopA()
+				synctest.Wait()
+				released := time.Now()
+				if asked.Load() != 1 {
+					t.Fatalf("Successor asked %d times, want once", asked.Load())
+				}
+				time.Sleep(tc.after)
+				synctest.Wait()
+				log := ts.check(t)
+				if len(log) != 2 {
+					t.Fatalf("terms %+v, want a's and one more", log)
+				}
+				next := log[1]
+				if (tc.want != "" && next.id != tc.want) || next.id == "a" || !next.start.Equal(released.Add(tc.after)) {
+					t.Errorf("next term %+v, want %q's starting %v after the release", next, tc.want, tc.after)
+				}
+			})
+		})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/leasehold/leasehold/election"
 	"github.com/leasehold/leasehold/internal/holder"
+	"github.com/leasehold/leasehold/internal/podwitness"
 )
 
 // runCmd is `leasehold run`: run a command only while this process leads.
@@ -73,7 +75,12 @@ may get and watch pods then take over as soon as the kubelet reports that
 container terminated, about a second after a crash, instead of after
 --lease-duration. Nothing short of that evidence counts: a node that stops
 reporting, a partition or a force-deleted Pod waits out --lease-duration.
---pod-aware=false turns it off.
+On SIGTERM (a Pod deleted, a rollout) the leader, once COMMAND has stopped,
+releases the Lease reserved for the replica that will survive: a Ready Pod of
+the newest revision among the Pods that share its labels, else the youngest
+one not terminating (needs list on pods; replicas use their Pod name as
+identity). It takes over at once, and a rolling update moves the leadership
+once. --pod-aware=false turns both off.
 
 A sidecar next to its app gives --follow-container APP (the app container's
 Ready condition in this Pod's status; needs POD_NAME, POD_NAMESPACE and get
@@ -169,6 +176,28 @@ func (r *runCmd) pods(cs kubernetes.Interface) corev1client.PodsGetter {
 	return cs.CoreV1()
 }
 
+// successor chooses, on shutdown in a Pod, the replica to hand the lease
+// to (podwitness.Successor), when --pod-aware and this replica's identity
+// is its Pod name, as its peers' are; nil otherwise.
+func (r *runCmd) successor(cs kubernetes.Interface) func(context.Context) string {
+	ns, pod := os.Getenv("POD_NAMESPACE"), os.Getenv("POD_NAME")
+	if !r.podAware || ns == "" || pod == "" || (r.identity != "" && r.identity != pod) {
+		return nil
+	}
+	return func(ctx context.Context) string {
+		name, why, err := podwitness.Successor(ctx, cs.CoreV1(), ns, pod)
+		switch {
+		case err != nil:
+			fmt.Fprintf(r.io.Err, "leasehold: no successor chosen, releasing the lease to anyone: %v\n", err)
+		case name == "":
+			fmt.Fprintln(r.io.Err, "leasehold: no other replica to hand the lease to; releasing it")
+		default:
+			fmt.Fprintf(r.io.Err, "leasehold: handing the lease to %s (%s)\n", name, why)
+		}
+		return name
+	}
+}
+
 // commandAfterDash splits the arguments at "--": want positional arguments
 // before it, the command after it.
 func commandAfterDash(cmd *cobra.Command, args []string, want int) ([]string, error) {
@@ -262,7 +291,8 @@ func (r *runCmd) run(ctx context.Context, argv []string) error {
 		LeaseDuration: t.LeaseDuration, RenewDeadline: t.RenewDeadline, RetryPeriod: t.RetryPeriod,
 		Registerer: reg,
 		Logger:     r.logger(), Recorder: events,
-		Pods: r.pods(cs),
+		Pods:       r.pods(cs),
+		Successor:  r.successor(cs),
 	})
 	if err != nil {
 		return withCode(ExitUsage, err)

@@ -55,6 +55,7 @@ type Term struct {
 	over      bool            // the deadline passed: renewals no longer extend the term
 	lost      bool            // the lease is no longer ours: nothing to release
 	offerTo   string          // set by Offer: every later renewal offers the lease to it
+	successor string          // set by SetSuccessor: Release reserves the lease for it
 }
 
 func (c *Candidate) startTerm(ctx context.Context, snap *lease.Snapshot, tok lease.Token, sent time.Time) *Term {
@@ -334,6 +335,16 @@ func (t *Term) Abandon() {
 	t.cancel(ErrReleased)
 }
 
+// SetSuccessor names the candidate a later Release reserves the released
+// lease for (spec.preferredHolder and its annotation): it takes the lease at
+// once, the others wait two retry periods. "" (the default) releases it to
+// anyone.
+func (t *Term) SetSuccessor(id string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.successor = id
+}
+
 // Release ends the term and gives the lease up with the release convention
 // (holder "", duration 1s), so that a waiting candidate takes over at once.
 // Call it only after the guarded work has stopped. Invariant 11: if the
@@ -344,11 +355,15 @@ func (t *Term) Release(ctx context.Context) error {
 	t.halt()
 	t.cancel(ErrReleased)
 	t.mu.Lock()
-	lost, base := t.lost, t.snap
+	lost, base, successor := t.lost, t.snap, t.successor
 	t.mu.Unlock()
 	client := t.c.obs.Client()
 	for !lost && t.ours(base) {
-		snap, err := client.Update(ctx, base, base.Record.Released(t.c.cfg.Clock.Now()), 0) // invariant 4
+		rec := base.Record.Released(t.c.cfg.Clock.Now())
+		if successor != "" {
+			rec.PreferredHolder = successor
+		}
+		snap, err := client.Update(ctx, base, rec, 0) // invariant 4
 		if err == nil {
 			t.mu.Lock()
 			t.snap, t.lost = snap, true

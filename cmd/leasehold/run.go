@@ -291,8 +291,8 @@ func (r *runCmd) run(ctx context.Context, argv []string) error {
 		LeaseDuration: t.LeaseDuration, RenewDeadline: t.RenewDeadline, RetryPeriod: t.RetryPeriod,
 		Registerer: reg,
 		Logger:     r.logger(), Recorder: events,
-		Pods:       r.pods(cs),
-		Successor:  r.successor(cs),
+		Pods:      r.pods(cs),
+		Successor: r.successor(cs),
 	})
 	if err != nil {
 		return withCode(ExitUsage, err)

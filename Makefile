@@ -8,10 +8,19 @@ GO ?= go
 
 all: build
 
+# The version and commit `leasehold version` prints (GOFLAGS=-buildvcs=false
+# would otherwise leave the commit out); empty outside a git checkout.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS = -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
+
+# bin/: leasehold, the kubectl plugin kubectl-lease (the same binary) and
+# kubectl_complete-lease, which kubectl runs to complete `kubectl lease <TAB>`.
 build:
 	$(GO) build ./...
-	$(GO) build -o bin/leasehold ./cmd/leasehold
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/leasehold ./cmd/leasehold
 	cp bin/leasehold bin/kubectl-lease
+	cp cmd/leasehold/kubectl_complete-lease bin/kubectl_complete-lease
 
 # etcd, kube-apiserver and kubectl, built once into .cache/controlplane.
 controlplane:

@@ -29,6 +29,10 @@ type Leader struct {
 	IsMe bool
 	// Synced is false until the lease has been read.
 	Synced bool
+	// Err is the last error reading or watching the lease (the apiserver
+	// unreachable, for example), nil while the watch is healthy. It is
+	// cleared when a read or watch succeeds again.
+	Err error
 }
 
 // Observe returns the latest view of the leader and a channel closed at the
@@ -37,7 +41,7 @@ type Leader struct {
 func (e *Elector) Observe() (Leader, <-chan struct{}) {
 	changed := e.changed.C() // invariant 1: the channel before the state
 	st, _ := e.obs.State()
-	l := Leader{Synced: st.Synced, ObservedAt: st.ObservedAt, ExpiresAt: st.ExpiresAt()}
+	l := Leader{Synced: st.Synced, ObservedAt: st.ObservedAt, ExpiresAt: st.ExpiresAt(), Err: st.Err}
 	if st.Lease != nil {
 		r := st.Lease.Record
 		l.Holder, l.Token, l.Transitions, l.AcquiredAt = r.Holder, st.Lease.Token, r.Transitions, r.AcquireTime

@@ -109,6 +109,25 @@ func (c *child) Code() int {
 	return c.code
 }
 
+// exited reports whether the command has exited and been reaped.
+func (c *child) exited() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// forward sends sig to the command's own process (not its group), unless
+// it has exited: signals a supervisor passes on, which the command's
+// children may not expect.
+func (c *child) forward(sig syscall.Signal) {
+	if !c.exited() {
+		_ = c.cmd.Process.Signal(sig)
+	}
+}
+
 // signal sends sig to the command's process group, unless it has exited
 // (its group id could then belong to someone else).
 func (c *child) signal(sig syscall.Signal) {

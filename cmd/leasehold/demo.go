@@ -37,10 +37,10 @@ func newDemoCmd(a *app) *cobra.Command {
 	d := &demoCmd{app: a}
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Tour: three `leasehold run` replicas, a crash, a handoff, with timings",
-		Long: `demo starts three "leasehold run" replicas of a small workload on one Lease, shows
-who leads, kills the leader (SIGKILL), shows the failover, performs a planned
-handoff and a graceful shutdown, and prints the measured times.
+		Short: "Tour: three `leasehold run` replicas, a crash, a handoff, timings",
+		Long: `demo starts three "leasehold run" replicas of a small workload on one Lease,
+shows who leads, kills the leader (SIGKILL), shows the failover, performs a
+planned handoff and a graceful shutdown, and prints the measured times.
 
 It runs against the cluster your kubeconfig names, found as kubectl finds it
 (--kubeconfig, KUBECONFIG, ~/.kube/config, --context, or the pod's service

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -21,7 +22,7 @@ import (
 	"github.com/leasehold/leasehold/lease"
 )
 
-// describeCmd is `leasehold describe NAME`: one Lease in words, with its
+// describeCmd is `leasehold describe NAME...`: Leases in words, with their
 // Events.
 type describeCmd struct {
 	*app
@@ -31,27 +32,42 @@ type describeCmd struct {
 func newDescribeCmd(a *app) *cobra.Command {
 	d := &describeCmd{app: a, now: time.Now}
 	cmd := &cobra.Command{
-		Use:   "describe NAME",
-		Short: "Describe a Lease: holder, state, times, token, preferred holder, Events",
-		Long: `describe shows one Lease in full: its holder and state, when the holder acquired
-and last renewed it, the lease duration, the number of transitions, the
-holder's fencing token (recorded by Leasehold holders), the preferred holder of
-a requested handoff, and the Lease's Events (for example the LeaderElection
-Events that electors record when they start and stop leading).
+		Use:   "describe NAME...",
+		Short: "Describe Leases: holder, state, times, token, handoff, Events",
+		Long: `describe shows Leases (NAME or lease/NAME) in full: the holder and state, when
+the holder acquired and last renewed the lease, the lease duration, the number
+of transitions, the holder's fencing token (recorded by Leasehold holders), the
+preferred holder of a requested handoff, and the Lease's Events.
+
+Events are there when the electors record them: leasehold run records
+LeaderElection Events (became leader, stopped leading) when RBAC lets it
+create events in the namespace; client-go electors and Go programs do when
+given an event recorder.
+
+A lease whose holderIdentity was edited without acquiring it (with kubectl
+apply, for example) names a holder that has no token, and whose acquire and
+renew times are the previous holder's: describe says so.
 
 ` + clockNote,
 		Example: fmt.Sprintf(`  %[1]s describe my-app
-  %[1]s describe my-app -n kube-system`, cliName()),
-		Args: cobra.ExactArgs(1),
+  %[1]s describe lease/my-app lease/my-cron -n kube-system`, cliName()),
+		Args:              cobra.MinimumNArgs(1),
+		ValidArgsFunction: completeLeaseNames(a, -1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return asFailure(d.run(cmd.Context(), args[0]))
+			names, err := leaseArgs(args)
+			if err != nil {
+				return withCode(ExitUsage, err)
+			}
+			return asFailure(d.run(cmd.Context(), names))
 		},
 	}
 	addNowFlag(cmd.Flags(), &d.now)
 	return cmd
 }
 
-func (d *describeCmd) run(ctx context.Context, name string) error {
+// run describes each Lease, a blank line between two, and reports those it
+// could not read after the others.
+func (d *describeCmd) run(ctx context.Context, names []string) error {
 	cs, err := d.clientset()
 	if err != nil {
 		return err
@@ -60,6 +76,22 @@ func (d *describeCmd) run(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	var errs []error
+	described := 0
+	for _, name := range names {
+		if described > 0 {
+			fmt.Fprintln(d.io.Out)
+		}
+		if err := d.describe(ctx, cs, ns, name); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		described++
+	}
+	return errors.Join(errs...)
+}
+
+func (d *describeCmd) describe(ctx context.Context, cs kubernetes.Interface, ns, name string) error {
 	c, err := lease.NewClient(cs.CoordinationV1(), ns, name)
 	if err != nil {
 		return err
@@ -85,17 +117,34 @@ func describeLease(w io.Writer, l *coordinationv1.Lease, now time.Time) {
 	v := viewOf(l, now)
 	rec := v.Record
 	line := func(label, value string) { fmt.Fprintf(w, "%-18s%s\n", label+":", value) }
+	recordTime := func(t time.Time) string {
+		if v.ForeignEdit && !t.IsZero() {
+			return formatRecordTime(t, now) + ", by the previous holder"
+		}
+		return formatRecordTime(t, now)
+	}
 	line("Name", l.Name)
 	line("Namespace", l.Namespace)
 	line("Labels", describeLabels(l.Labels))
 	line("Holder", orNone(rec.Holder))
 	line("State", describeState(v))
-	line("Acquired", formatRecordTime(rec.AcquireTime, now))
-	line("Renewed", formatRecordTime(rec.RenewTime, now))
+	line("Acquired", recordTime(rec.AcquireTime))
+	line("Renewed", recordTime(rec.RenewTime))
 	line("Lease Duration", v.leaseDuration())
 	line("Transitions", fmt.Sprint(rec.Transitions))
 	line("Fencing Token", v.token())
 	line("Preferred Holder", v.preferred())
+	if v.ForeignEdit {
+		line("Warning", foreignEditNote(rec.Holder))
+	}
+}
+
+// foreignEditNote explains a holder named by a foreign edit.
+func foreignEditNote(holder string) string {
+	indent := "\n" + strings.Repeat(" ", 18)
+	return "the record was edited without acquiring (holderIdentity changed to " + holder + "," +
+		indent + "with kubectl apply for example): " + holder + " never acquired the lease and" +
+		indent + "has no token; the acquire and renew times belong to the previous holder"
 }
 
 func describeLabels(m map[string]string) string {

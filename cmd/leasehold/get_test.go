@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/printers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
@@ -49,6 +51,9 @@ var fixtureLeases = []fixtureLease{
 	{ns: "golden-b", name: "handoff", holder: "pod-c", duration: 30, acquired: 90 * time.Second, renewed: time.Second, transitions: 1, token: "5000/1/pod-c", preferredTo: "1/pod-d"},
 	// A token recorded in an earlier term (a client-go holder took over): not shown.
 	{ns: "golden-b", name: "stale-token", holder: "pod-e", duration: 15, acquired: 30 * time.Second, renewed: 0, transitions: 5, token: "4000/4/pod-e"},
+	// pod-f took it with token 6000; then holderIdentity was edited to
+	// intruder (kubectl apply): no token, and the times are pod-f's.
+	{ns: "golden-b", name: "foreign", holder: "intruder", duration: 15, acquired: 10 * time.Minute, renewed: 3 * time.Second, transitions: 2, token: "6000/2/pod-f"},
 }
 
 // createFixture creates the fixture Leases and, on golden-b/handoff, one
@@ -113,6 +118,44 @@ func createLeaseEvent(t *testing.T, cs kubernetes.Interface, l *coordinationv1.L
 	if _, err := cs.CoreV1().Events(l.Namespace).Create(t.Context(), ev, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create event: %v", err)
 	}
+}
+
+// maskAge replaces the AGE column of a table with <age>, realigned: the
+// fixture's age depends on when it was created, not on --now alone.
+func maskAge(table string) string {
+	lines := strings.Split(strings.TrimSuffix(table, "\n"), "\n")
+	if len(lines) == 0 || !strings.Contains(lines[0], "   AGE") {
+		return table
+	}
+	// Columns start where the header has a word after three spaces.
+	var starts []int
+	for i := range lines[0] {
+		if i == 0 || i >= 3 && lines[0][i] != ' ' && lines[0][i-3:i] == "   " {
+			starts = append(starts, i)
+		}
+	}
+	var b strings.Builder
+	tw := printers.GetNewTabWriter(&b)
+	for _, l := range lines {
+		cells := make([]string, len(starts))
+		for i, start := range starts {
+			end := len(l)
+			if i+1 < len(starts) && starts[i+1] < end {
+				end = starts[i+1]
+			}
+			if start < len(l) {
+				cells[i] = strings.TrimSpace(l[start:end])
+			}
+			if lines[0][start:min(start+4, len(lines[0]))] == "AGE " || strings.TrimSpace(lines[0][start:]) == "AGE" {
+				if l != lines[0] {
+					cells[i] = "<age>"
+				}
+			}
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	_ = tw.Flush()
+	return b.String()
 }
 
 // checkGolden compares got with testdata/name.golden (rewritten with -update).
@@ -197,10 +240,12 @@ func TestGet(t *testing.T) {
 			{"get-wide", []string{"get", "-A", "-l", "leasehold-test=golden", "-o", "wide"}},
 			{"describe", []string{"describe", "handoff", "-n", "golden-b"}},
 			{"describe-released", []string{"describe", "released", "-n", "golden-a"}},
+			{"describe-foreign", []string{"describe", "foreign", "-n", "golden-b"}},
+			{"get-labels", []string{"get", "-n", "golden-a", "--show-labels", "-L", "leasehold-test"}},
 		} {
 			t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 				r := cli(t, cp, append(tc.args, fixtureNowFlag)...).ok(t)
-				checkGolden(t, tc.golden, r.stdout)
+				checkGolden(t, tc.golden, maskAge(r.stdout))
 			})
 		}
 	})
@@ -219,6 +264,67 @@ func TestGet(t *testing.T) {
 				t.Errorf("item %s/%s: kind %q, managedFields %d", l.Namespace, l.Name, l.Kind, len(l.ManagedFields))
 			}
 		}
+	})
+
+	t.Run("an empty list has items [], not null", func(t *testing.T) {
+		r := cli(t, cp, "get", "-n", "golden-a", "-l", "nothing=here", "-o", "json").ok(t)
+		if !strings.Contains(r.stdout, `"items": []`) {
+			t.Errorf("-o json:\n%s", r.stdout)
+		}
+		r = cli(t, cp, "get", "-n", "golden-a", "-l", "nothing=here", "-o", "yaml").ok(t)
+		if !strings.Contains(r.stdout, "items: []\n") {
+			t.Errorf("-o yaml:\n%s", r.stdout)
+		}
+	})
+
+	t.Run("several names and lease/NAME", func(t *testing.T) {
+		r := cli(t, cp, "get", "held", "lease/expired", "leases.coordination.k8s.io/released", "-n", "golden-a", "-o", "name").ok(t)
+		want := "lease.coordination.k8s.io/held\nlease.coordination.k8s.io/expired\nlease.coordination.k8s.io/released\n"
+		if r.stdout != want {
+			t.Errorf("got:\n%swant:\n%s", r.stdout, want)
+		}
+		r = cli(t, cp, "get", "held", "lease/expired", "-n", "golden-a", "-o", "json").ok(t)
+		var list coordinationv1.LeaseList
+		if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list.Items) != 2 {
+			t.Errorf("two names, -o json: %v\n%s", err, r.stdout)
+		}
+		// Those found are printed, those not found reported, exit 1.
+		r = cli(t, cp, "get", "held", "nope", "-n", "golden-a", "-o", "name")
+		r.fails(t, ExitError, `lease "nope" not found in namespace "golden-a"`)
+		if r.stdout != "lease.coordination.k8s.io/held\n" {
+			t.Errorf("stdout %q", r.stdout)
+		}
+		r = cli(t, cp, "describe", "lease/held", "released", "-n", "golden-a", fixtureNowFlag).ok(t)
+		if !strings.Contains(r.stdout, "Name:             held\n") || !strings.Contains(r.stdout, "\n\nName:             released\n") {
+			t.Errorf("describe of two Leases:\n%s", r.stdout)
+		}
+		cli(t, cp, "get", "pod/held", "-n", "golden-a").fails(t, ExitUsage, "only Leases")
+		cli(t, cp, "get", "", "-n", "golden-a").fails(t, ExitUsage, "must not be empty")
+		cli(t, cp, "get", "lease/", "-n", "golden-a").fails(t, ExitUsage, "must not be empty")
+	})
+
+	t.Run("jsonpath, go-template, custom-columns", func(t *testing.T) {
+		for _, tc := range []struct {
+			args []string
+			want string
+		}{
+			{[]string{"get", "-n", "golden-a", "-l", "leasehold-test=golden", "-o", `jsonpath={range .items[*]}{.metadata.name}={.spec.holderIdentity}{"\n"}{end}`},
+				"expired=pod-b\nheld=pod-a\nreleased=\n"},
+			{[]string{"get", "held", "-n", "golden-a", "-o", "jsonpath={.spec.leaseTransitions}"}, "3"},
+			{[]string{"get", "held", "-n", "golden-a", "-o", "go-template={{.spec.holderIdentity}}"}, "pod-a"},
+			{[]string{"get", "held", "-n", "golden-a", "--template", "{{.metadata.name}}"}, "held"},
+			{[]string{"get", "-n", "golden-a", "-l", "leasehold-test=golden", "-o", "custom-columns=NAME:.metadata.name,HOLDER:.spec.holderIdentity,TOKEN:.metadata.annotations.leasehold\\.io/token"},
+				"NAME       HOLDER   TOKEN\nexpired    pod-b    <none>\nheld       pod-a    4242/3/pod-a\nreleased            <none>\n"}, // "" is a value; <none> is for no value, as kubectl
+			{[]string{"get", "held", "-n", "golden-a", "--no-headers", "-o", "custom-columns=N:metadata.name,T:{.spec.leaseTransitions}"}, "held   3\n"},
+		} {
+			r := cli(t, cp, tc.args...).ok(t)
+			if r.stdout != tc.want {
+				t.Errorf("%q:\ngot:\n%s\nwant:\n%s", tc.args, r.stdout, tc.want)
+			}
+		}
+		cli(t, cp, "get", "-o", "custom-columns=").fails(t, ExitUsage, "no columns given")
+		cli(t, cp, "get", "-o", "custom-columns=NAME").fails(t, ExitUsage, "HEADER:JSONPATH")
+		cli(t, cp, "get", "-o", "jsonpath={.bad").fails(t, ExitUsage)
 	})
 
 	t.Run("yaml parses back", func(t *testing.T) {
@@ -270,7 +376,7 @@ func TestGet(t *testing.T) {
 		cli(t, cp, "get", "-o", "bogus").fails(t, ExitUsage, `unknown output format "bogus"`)
 		cli(t, cp, "get", "held", "-A").fails(t, ExitUsage, "across all namespaces")
 		cli(t, cp, "list", "held").fails(t, ExitUsage)
-		cli(t, cp, "get", "x", "y").fails(t, ExitUsage)
+		cli(t, cp, "get", "x", "y", "-w").fails(t, ExitUsage, "-w watches one Lease")
 		cli(t, cp, "get", "--now", "yesterday").fails(t, ExitUsage, "RFC 3339")
 	})
 

@@ -53,8 +53,12 @@ if the holder keeps the Lease into a new term, or when --wait passes.
 }
 
 func (h *handoffCmd) run(ctx context.Context, name string) error {
+	errs := []error{checkLeaseName("NAME", name), nonNegative("wait", h.wait)}
 	if h.to == "" {
-		return withCode(ExitUsage, errors.New("--to must name a candidate identity"))
+		errs = append(errs, errors.New("--to must name a candidate identity"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return withCode(ExitUsage, fmt.Errorf("handoff: %w", err))
 	}
 	cs, err := h.clientset()
 	if err != nil {
@@ -71,7 +75,7 @@ func (h *handoffCmd) run(ctx context.Context, name string) error {
 	began := time.Now()
 	from, err := election.RequestHandoff(ctx, c, h.to)
 	if err != nil {
-		return leaseError(ns, name, err)
+		return apiMessage(leaseError(ns, name, err))
 	}
 	if from.Record.Holder == h.to {
 		fmt.Fprintf(h.io.Out, "%s already holds lease %s/%s\n", h.to, ns, name)

@@ -14,7 +14,8 @@ import (
 )
 
 // binary is the leasehold binary built once for the tests that run it as a
-// user would; binDir also holds kubectl-lease (a copy) for plugin tests.
+// user would; binDir also holds kubectl-lease (a copy) and the completion
+// helper kubectl_complete-lease for plugin tests.
 var binary, binDir string
 
 func TestMain(m *testing.M) {
@@ -39,6 +40,12 @@ func testMain(m *testing.M) int {
 	data, err := os.ReadFile(binary)
 	if err == nil {
 		err = os.WriteFile(filepath.Join(dir, "kubectl-lease"), data, 0o755)
+	}
+	if err == nil { // installed next to kubectl-lease, as make build does
+		data, err = os.ReadFile("kubectl_complete-lease")
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "kubectl_complete-lease"), data, 0o755)
+		}
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

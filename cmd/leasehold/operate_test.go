@@ -133,7 +133,7 @@ func TestWatch(t *testing.T) {
 	createHeldLease(t, cs, "x", "a", 1)
 
 	p := startLines(t, cp, "watch", "x", "--renewals")
-	first := p.expect(t, "lease default/x: held by a (transitions 1, lease duration 15s)", 30*time.Second)
+	first := p.expect(t, "lease default/x: held by a (token unknown, transitions 1, lease duration 15s)", 30*time.Second)
 	if !stampRE.MatchString(first) {
 		t.Errorf("line %q does not start with a timestamp", first)
 	}
@@ -143,14 +143,14 @@ func TestWatch(t *testing.T) {
 		now := time.Now()
 		r.Holder, r.AcquireTime, r.RenewTime, r.Transitions = "b", now, now, r.Transitions+1
 	})
-	p.expect(t, "b took over from a (transitions 2)", 10*time.Second)
+	p.expect(t, "b took over from a (token unknown, transitions 2)", 10*time.Second)
 	changeLease(t, cs, "x", func(r *lease.Record) { *r = r.Released(time.Now()) })
 	p.expect(t, "released by b", 10*time.Second)
 	changeLease(t, cs, "x", func(r *lease.Record) {
 		now := time.Now()
 		r.Holder, r.AcquireTime, r.RenewTime, r.Transitions, r.LeaseDuration = "c", now, now, r.Transitions+1, time.Second
 	})
-	p.expect(t, "acquired by c (transitions 3)", 10*time.Second)
+	p.expect(t, "acquired by c (token unknown, transitions 3)", 10*time.Second)
 	// c never renews: after its one-second duration the watcher says so.
 	p.expect(t, "expired in this watcher's view: c has not renewed for 1s", 10*time.Second)
 

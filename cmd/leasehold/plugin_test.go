@@ -41,10 +41,10 @@ func TestKubectlPlugin(t *testing.T) {
 
 	t.Run("help names the plugin", func(t *testing.T) {
 		r := kubectl("lease", "get", "--help")
-		if !strings.Contains(r.stdout, "Examples:\n  # ") || !strings.Contains(r.stdout, "\n  kubectl lease get my-app -o wide\n") {
+		if !strings.Contains(r.stdout, "Examples:\n  # ") || !strings.Contains(r.stdout, "\n  kubectl lease get my-app lease/my-cron -o wide\n") {
 			t.Errorf("kubectl lease get --help: examples do not say kubectl lease:\n%s", r.stdout)
 		}
-		if !strings.Contains(r.stdout, "Usage:\n  kubectl lease get [NAME] [flags]") {
+		if !strings.Contains(r.stdout, "Usage:\n  kubectl lease get [NAME...] [flags]") {
 			t.Errorf("the usage line does not say \"kubectl lease get\":\n%s", r.stdout)
 		}
 	})

@@ -60,6 +60,9 @@ A Lease that is not held is left as it is.`,
 }
 
 func (r *releaseCmd) run(ctx context.Context, name string) error {
+	if err := checkLeaseName("NAME", name); err != nil {
+		return withCode(ExitUsage, fmt.Errorf("release: %w", err))
+	}
 	id := r.identity
 	if id == "" && !r.force {
 		var err error
@@ -82,7 +85,7 @@ func (r *releaseCmd) run(ctx context.Context, name string) error {
 	for attempt := 1; ; attempt++ {
 		s, err := c.Get(ctx)
 		if err != nil {
-			return leaseError(ns, name, err)
+			return apiMessage(leaseError(ns, name, err))
 		}
 		rec := s.Record
 		if !rec.Held() {
@@ -98,7 +101,7 @@ func (r *releaseCmd) run(ctx context.Context, name string) error {
 			continue // someone wrote in between (a renewal): judge again
 		}
 		if err != nil {
-			return err
+			return apiMessage(err)
 		}
 		acquired := ""
 		if !rec.AcquireTime.IsZero() {

@@ -14,9 +14,6 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// Version is set at build time with -ldflags "-X main.Version=...".
-var Version = "dev"
-
 // Exit codes shared by the commands. A child's own status is passed through
 // by `run` and `lock`; these are for what leasehold itself decides.
 const (
@@ -24,6 +21,7 @@ const (
 	ExitError       = 1   // bad flags, API or RBAC errors
 	ExitNotAcquired = 75  // lock: not acquired (--timeout passed, or held with --wait=false)
 	ExitLost        = 76  // run --exit-on-loss / lock: leadership or lock lost, child stopped
+	ExitUnavailable = 69  // lock: the Kubernetes API could not be reached (EX_UNAVAILABLE)
 	ExitUsage       = 2   // command line could not be parsed
 	exitSignalBase  = 128 // a child killed by signal N exits 128+N
 )
@@ -32,6 +30,10 @@ const (
 type IO struct {
 	In       io.Reader
 	Out, Err io.Writer
+	// Notify, when set, relays signals to a channel (signal.Notify) until
+	// the function it returns is called; run and lock use it to pass
+	// signals on to COMMAND. nil (tests in-process): nothing is relayed.
+	Notify notifyFunc
 }
 
 // app is what every subcommand shares: the kubeconfig flags (exactly
@@ -83,10 +85,11 @@ func newRoot(streams IO) *cobra.Command {
 		// As a kubectl plugin, help and usage say "kubectl lease".
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: cliName()},
 		Short:       "Leader election and locks on Kubernetes Leases",
-		Long: `leasehold runs any command only while it is the leader, runs a command under a
-lock, and shows, watches, releases and hands off Leases (coordination.k8s.io/v1).
-It is compatible with client-go's leader election: both can share a Lease.`,
-		Version:       Version,
+		Long: `leasehold runs any command only while it is the leader, runs a command under
+a lock, and shows, watches, releases and hands off Leases
+(coordination.k8s.io/v1). It is compatible with client-go's leader election:
+both can share a Lease. Each command's --help lists its exit statuses.`,
+		Version:       readBuildVersion(Version, Commit, buildInfo()).String(), // --version (see version.go)
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -94,6 +97,7 @@ It is compatible with client-go's leader election: both can share a Lease.`,
 	root.SetOut(streams.Out)
 	root.SetErr(streams.Err)
 	a.flags.AddFlags(root.PersistentFlags())
+	addVerbosityFlag(root.PersistentFlags())
 	for _, newCmd := range []func(*app) *cobra.Command{
 		newRunCmd,
 		newLockCmd,
@@ -104,9 +108,14 @@ It is compatible with client-go's leader election: both can share a Lease.`,
 		newHandoffCmd,
 		newReleaseCmd,
 		newDemoCmd,
+		newHolderCmd,
+		newVersionCmd,
+		newCompletionCmd,
 	} {
 		root.AddCommand(newCmd(a))
 	}
+	registerCompletions(root, a)
+	finishHelp(root)
 	markRuntimeErrors(root)
 	return root
 }
@@ -133,6 +142,9 @@ func markRuntimeErrors(c *cobra.Command) {
 // restConfig returns the client configuration from the kubeconfig flags,
 // with a clear error when there is none.
 func (a *app) restConfig() (*rest.Config, error) {
+	if err := a.checkConfigFlags(); err != nil {
+		return nil, err
+	}
 	if a.noCluster() {
 		return nil, errors.New("no cluster configured: set --kubeconfig or KUBECONFIG, or create ~/.kube/config, or run in a pod")
 	}
@@ -155,6 +167,9 @@ func (a *app) clientset() (*kubernetes.Clientset, error) {
 // namespace returns -n, else the kubeconfig context's namespace, else
 // "default" (in a pod: the pod's namespace).
 func (a *app) namespace() (string, error) {
+	if err := a.checkConfigFlags(); err != nil {
+		return "", err
+	}
 	ns, _, err := a.flags.ToRawKubeConfigLoader().Namespace()
 	if err != nil {
 		return "", fmt.Errorf("namespace: %w", err)

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/leasehold/leasehold/election"
 	"github.com/leasehold/leasehold/internal/holder"
@@ -23,10 +25,12 @@ type runCmd struct {
 	grace                                     time.Duration
 	exitOnLoss                                bool
 	http                                      string
+
+	timing holder.Timing // completed by validate
 }
 
 func newRunCmd(a *app) *cobra.Command {
-	r := &runCmd{app: a}
+	r := &runCmd{app: a.logging()} // stderr lines timestamped (log.go)
 	cmd := &cobra.Command{
 		Use:   "run --lease NAME [flags] -- COMMAND [ARGS...]",
 		Short: "Run a command only while this process is the leader",
@@ -34,8 +38,8 @@ func newRunCmd(a *app) *cobra.Command {
 Followers watch the Lease and take over the moment it is released, or once it
 expires in their view (--lease-duration after they last saw it renewed).
 
-COMMAND runs in a process group of its own, with its stdout and stderr passed
-through and these variables added to its environment:
+COMMAND runs in a process group of its own, with stdin, stdout and stderr
+passed through and these variables added to its environment:
   LEASEHOLD_TOKEN     the term's fencing token (decimal; grows with every term)
   LEASEHOLD_LEASE     namespace/name of the Lease
   LEASEHOLD_IDENTITY  this candidate's identity
@@ -44,22 +48,37 @@ When leadership is lost (renew deadline passed, lease taken, planned handoff)
 COMMAND's process group gets SIGTERM, then SIGKILL after --grace, and run
 campaigns again; with --exit-on-loss it exits instead. If COMMAND exits on its
 own while leading, run releases the Lease and exits with COMMAND's status. On
-SIGTERM or SIGINT run stops COMMAND the same way, releases the Lease and exits
-with COMMAND's status. If leasehold itself is killed, COMMAND gets SIGKILL
-(Linux) and the Lease expires after --lease-duration.
+SIGTERM, SIGINT or SIGHUP run stops COMMAND the same way, releases the Lease
+and exits with COMMAND's status. If leasehold itself is killed, COMMAND gets
+SIGKILL (Linux) and the Lease expires after --lease-duration.
+
+Only --lease-duration is needed to change the timing: unless set, the renew
+deadline is 2/3 of it and the retry period a fifth of the renew deadline
+(15s, 10s, 2s by default).
+
+At start run checks that the Kubernetes API answers, that the namespace
+exists and that RBAC allows every verb it will need on the Lease (get, watch,
+update, and create while the Lease does not exist), and exits with 1 naming
+what is missing. While the API cannot be reached, run retries: it prints the
+first error at once and then each different one, and /healthz fails.
 
 --http ADDR serves, for probes and Services that route to the leader:
   GET /leader        JSON: holder, token, since, transitions, me, identity, lease
   GET /leader/watch  the same object as a line of JSON on every change
-  GET /healthz       500 if this process still leads past its renew deadline
+  GET /healthz       500 while the Kubernetes API cannot be reached, or if this
+                     process still leads past its renew deadline
   GET /readyz        200 only while this process leads, else 503
   GET /metrics       Prometheus metrics (leasehold_election_*)
 The address it listens on is printed to stderr.
 
+` + signalHelp + `
+
 Exit status:
-  COMMAND's status  COMMAND exited, or was stopped on SIGTERM/SIGINT (128+N if
-                    killed by signal N); 0 if stopped before COMMAND started
-  1                 API or RBAC error (the message names the missing verb)
+  COMMAND's status  COMMAND exited, or was stopped on SIGTERM, SIGINT or SIGHUP
+                    (128+N if killed by signal N); 0 if stopped before COMMAND
+                    started
+  1                 API or RBAC error, or the namespace does not exist (the
+                    message names the missing verb or the namespace)
   2                 usage: bad flags or durations, no "--" before COMMAND
   76                --exit-on-loss: leadership was lost, COMMAND stopped
   126, 127          COMMAND cannot be executed, or was not found`,
@@ -67,11 +86,14 @@ Exit status:
   leasehold run --lease my-controller -- ./controller --token-from-env
 
   # Fast failover, a readiness endpoint for the leader, and exit on loss.
-  leasehold run --lease reports -n jobs --lease-duration 5s --renew-deadline 3s \
-      --retry-period 1s --http :8080 --exit-on-loss -- python report.py`,
+  leasehold run --lease reports -n jobs --lease-duration 5s --http :8080 \
+      --exit-on-loss -- python report.py`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			argv, err := commandAfterDash(cmd, args, 0)
 			if err != nil {
+				return err
+			}
+			if err := r.validate(cmd.Flags()); err != nil {
 				return err
 			}
 			return r.run(cmd.Context(), argv)
@@ -81,8 +103,8 @@ Exit status:
 	f.StringVar(&r.lease, "lease", "", "name of the Lease to campaign for (required)")
 	f.StringVar(&r.identity, "identity", "", "identity of this candidate (default: $POD_NAME, else the hostname)")
 	f.DurationVar(&r.leaseDuration, "lease-duration", election.DefaultLeaseDuration, "how long followers wait after the last renewal they saw before taking over (whole seconds)")
-	f.DurationVar(&r.renewDeadline, "renew-deadline", election.DefaultRenewDeadline, "leadership ends when renewals have failed this long (less than --lease-duration)")
-	f.DurationVar(&r.retryPeriod, "retry-period", election.DefaultRetryPeriod, "interval between renewals and retries (less than --renew-deadline)")
+	f.DurationVar(&r.renewDeadline, "renew-deadline", 0, "leadership ends when renewals have failed this long; less than --lease-duration (default 2/3 of it: 10s)")
+	f.DurationVar(&r.retryPeriod, "retry-period", 0, "interval between renewals and retries; less than --renew-deadline (default 1/5 of it: 2s)")
 	f.DurationVar(&r.grace, "grace", 10*time.Second, "time COMMAND has to exit after SIGTERM before it gets SIGKILL")
 	f.BoolVar(&r.exitOnLoss, "exit-on-loss", false, "exit with status 76 when leadership is lost, instead of campaigning again")
 	f.StringVar(&r.http, "http", "", "serve /leader, /leader/watch, /healthz, /readyz and /metrics on this address (host:port, :0 for any port)")
@@ -111,17 +133,22 @@ func firstExample(cmd *cobra.Command) string {
 	return cmd.UseLine()
 }
 
-// validate checks what can be checked without a cluster.
-func (r *runCmd) validate() error {
+// validate checks what can be checked without a cluster, every problem at
+// once, and completes the timing.
+func (r *runCmd) validate(fs *pflag.FlagSet) error {
 	var errs []error
 	if r.lease == "" {
-		errs = append(errs, errors.New("--lease is required"))
+		errs = append(errs, errors.New("--lease is required: the name of the Lease to campaign for"))
+	} else if err := checkLeaseName("--lease", r.lease); err != nil {
+		errs = append(errs, err)
 	}
-	if err := (holder.Timing{LeaseDuration: r.leaseDuration, RenewDeadline: r.renewDeadline, RetryPeriod: r.retryPeriod}).Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("timing (--lease-duration, --renew-deadline, --retry-period): %w", err))
-	}
-	if r.grace < 0 {
-		errs = append(errs, fmt.Errorf("--grace %v must not be negative", r.grace))
+	t, terrs := completeTiming(fs, timingFlags{lease: "lease-duration", renew: "renew-deadline", retry: "retry-period"},
+		r.leaseDuration, r.renewDeadline, r.retryPeriod)
+	errs = append(errs, terrs...)
+	r.timing = t
+	errs = append(errs, nonNegative("grace", r.grace))
+	if r.http != "" {
+		errs = append(errs, checkListenAddr("http", r.http))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return withCode(ExitUsage, fmt.Errorf("run: %w", err))
@@ -140,33 +167,38 @@ type runState struct {
 }
 
 func (r *runCmd) run(ctx context.Context, argv []string) error {
-	if err := r.validate(); err != nil {
-		return err
-	}
 	if err := lookCommand(argv); err != nil {
 		return err
 	}
+	// From here on, job-control and user signals are ours to relay.
+	sup := startSupervisor(r.io.Notify, r.io.Err)
+	defer sup.close()
 	ns, err := r.namespace()
 	if err != nil {
-		return withCode(ExitError, err)
+		return asFailure(err)
 	}
 	cs, err := r.clientset()
 	if err != nil {
-		return withCode(ExitError, err)
+		return asFailure(err)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	events, stopEvents := startEventRecorder(cs, ns) // records only where RBAC allows (events.go)
+	defer stopEvents()
+	t := r.timing
 	e, err := election.New(election.Config{
 		Leases: cs.CoordinationV1(), Namespace: ns, Name: r.lease, Identity: r.identity,
-		LeaseDuration: r.leaseDuration, RenewDeadline: r.renewDeadline, RetryPeriod: r.retryPeriod,
+		LeaseDuration: t.LeaseDuration, RenewDeadline: t.RenewDeadline, RetryPeriod: t.RetryPeriod,
 		Registerer: reg,
+		Logger:     r.logger(), Recorder: events,
 	})
 	if err != nil {
 		return withCode(ExitUsage, err)
 	}
 	ref := ns + "/" + r.lease
+	status := &apiStatus{out: r.io.Err, retry: t.RetryPeriod}
 	if r.http != "" {
-		srv, err := serveHTTP(r.http, leaderHandler(e, e.Identity(), ref, reg))
+		srv, err := serveHTTP(r.http, leaderHandler(healthSource{e, status}, e.Identity(), ref, reg))
 		if err != nil {
 			return withCode(ExitError, err)
 		}
@@ -177,24 +209,39 @@ func (r *runCmd) run(ctx context.Context, argv []string) error {
 			}
 		}()
 	}
+	check := &preflight{cs: cs, ns: ns, name: r.lease, status: status}
+	if err := check.run(ctx, t.RetryPeriod); err != nil {
+		if ctx.Err() != nil {
+			return nil // shut down before campaigning
+		}
+		return withCode(ExitError, apiMessage(err))
+	}
+	return r.campaign(ctx, e, sup, status, ref, argv)
+}
 
+// campaign runs the election until shutdown, --exit-on-loss, COMMAND's own
+// exit or a permanent API error, and returns the outcome.
+func (r *runCmd) campaign(ctx context.Context, e *election.Elector, sup *supervisor, status *apiStatus, ref string, argv []string) error {
 	runCtx, stopRun := context.WithCancel(ctx)
 	defer stopRun()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { followAPI(runCtx, e, status) })
 	var st runState
-	err = e.Run(runCtx, func(lctx context.Context) error {
-		return r.lead(ctx, lctx, stopRun, e.Identity(), ref, argv, &st)
+	err := e.Run(runCtx, func(lctx context.Context) error {
+		return r.lead(ctx, lctx, stopRun, e, sup, ref, argv, &st)
 	})
 	switch {
 	case st.err != nil:
 		return st.err
 	case st.exited, st.stopped:
 		if err != nil && !errors.Is(err, context.Canceled) {
-			fmt.Fprintln(r.io.Err, "leasehold:", err)
+			fmt.Fprintln(r.io.Err, "leasehold:", apiMessage(err))
 		}
 		return exitStatus(st.code)
 	case st.lost:
 		if err != nil && !errors.Is(err, context.Canceled) {
-			fmt.Fprintln(r.io.Err, "leasehold:", err) // a permanent API error ended the term
+			fmt.Fprintln(r.io.Err, "leasehold:", apiMessage(err)) // a permanent API error ended the term
 		}
 		return withCode(ExitLost, fmt.Errorf("lost leadership of lease %s; exiting (--exit-on-loss)", ref))
 	case ctx.Err() != nil:
@@ -204,17 +251,35 @@ func (r *runCmd) run(ctx context.Context, argv []string) error {
 		if errors.As(err, &ee) {
 			return err
 		}
-		return withCode(ExitError, err)
+		return withCode(ExitError, apiMessage(err))
 	}
 	return nil
 }
 
+// followAPI reports the errors of the elector's watch (the API unreachable,
+// for example) to status until ctx ends: printed when they change, and
+// failing /healthz while they last.
+func followAPI(ctx context.Context, e *election.Elector, status *apiStatus) {
+	for {
+		l, changed := e.Observe()
+		if l.Synced || l.Err != nil {
+			status.report(l.Err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
 // lead runs COMMAND for one term. ctx is the whole command's context (ends
-// on SIGTERM/SIGINT), lctx the term's.
-func (r *runCmd) lead(ctx, lctx context.Context, stopRun context.CancelFunc, identity, ref string, argv []string, st *runState) error {
+// on SIGTERM, SIGINT or SIGHUP), lctx the term's.
+func (r *runCmd) lead(ctx, lctx context.Context, stopRun context.CancelFunc, e *election.Elector, sup *supervisor, ref string, argv []string, st *runState) error {
 	token, _ := election.TokenFrom(lctx)
+	identity := e.Identity()
 	fmt.Fprintf(r.io.Err, "leasehold: leading lease %s as %q (token %s); starting %s\n", ref, identity, token, argv[0])
-	c, err := startChild(childSpec{argv: argv, io: r.io, env: []string{
+	c, err := startChild(childSpec{argv: argv, io: r.io.child(), env: []string{
 		"LEASEHOLD_TOKEN=" + token.String(),
 		"LEASEHOLD_LEASE=" + ref,
 		"LEASEHOLD_IDENTITY=" + identity,
@@ -224,12 +289,20 @@ func (r *runCmd) lead(ctx, lctx context.Context, stopRun context.CancelFunc, ide
 		stopRun()
 		return nil
 	}
+	// COMMAND may run only while the term holds: its context has not
+	// ended and its renew deadline has not passed (a stopped process sees
+	// the deadline pass before its timer fires).
+	sup.attach(c, argv[0], func() bool { return lctx.Err() == nil && e.Check(nil) == nil })
+	defer sup.detach()
 	select {
 	case <-c.Done():
-		st.exited, st.code = true, c.Code()
-		fmt.Fprintf(r.io.Err, "leasehold: %s exited with status %d; releasing lease %s\n", argv[0], st.code, ref)
-		stopRun() // Run releases and returns, even if the term ended meanwhile
-		return nil
+		if !sup.killedOnResume() {
+			st.exited, st.code = true, c.Code()
+			fmt.Fprintf(r.io.Err, "leasehold: %s exited with status %d; releasing lease %s\n", argv[0], st.code, ref)
+			stopRun() // Run releases and returns, even if the term ended meanwhile
+			return nil
+		}
+		<-lctx.Done() // killed because the term ended: its context follows
 	case <-lctx.Done():
 	}
 	if ctx.Err() != nil {
@@ -237,8 +310,13 @@ func (r *runCmd) lead(ctx, lctx context.Context, stopRun context.CancelFunc, ide
 		st.stopped, st.code = true, c.Stop(r.grace)
 		return nil
 	}
-	cause := context.Cause(lctx)
-	fmt.Fprintf(r.io.Err, "leasehold: leadership of lease %s ended (%v); stopping %s (grace %v)\n", ref, cause, argv[0], r.grace)
+	leader, _ := e.Observe()
+	holderNow := leader.Holder
+	if !leader.Synced || leader.Err != nil {
+		holderNow = identity // not known
+	}
+	fmt.Fprintf(r.io.Err, "leasehold: leadership of lease %s ended (%s); stopping %s (grace %v)\n",
+		ref, endReason(context.Cause(lctx), holderNow, identity), argv[0], r.grace)
 	code := c.Stop(r.grace)
 	fmt.Fprintf(r.io.Err, "leasehold: %s stopped with status %d\n", argv[0], code)
 	if r.exitOnLoss {
@@ -246,6 +324,24 @@ func (r *runCmd) lead(ctx, lctx context.Context, stopRun context.CancelFunc, ide
 		stopRun()
 	}
 	return nil
+}
+
+// endReason words why a term ended, for the log. A term that the lease's
+// record ended is "lost" in the library; say whether someone took the lease
+// or it was released (leasehold release, or another tool). holderNow is
+// who holds the lease now, "" nobody, self when not known.
+func endReason(cause error, holderNow, self string) string {
+	switch {
+	case errors.Is(cause, holder.ErrReleased):
+		return "released"
+	case !errors.Is(cause, holder.ErrLost):
+		return cause.Error()
+	case holderNow == "":
+		return "the lease was released by another process"
+	case holderNow != self:
+		return fmt.Sprintf("%s took the lease", holderNow)
+	}
+	return cause.Error()
 }
 
 // exitStatus returns COMMAND's status as the error that ends leasehold with it.

@@ -137,7 +137,7 @@ func TestRunExitCodes(t *testing.T) {
 			{[]string{"run", "--lease", "x"}, ExitUsage, `"--"`},
 			{[]string{"run", "--lease", "x", "true"}, ExitUsage, `"--"`},
 			{[]string{"run", "--", "true"}, ExitUsage, "--lease is required"},
-			{[]string{"run", "--lease", "x", "--lease-duration", "2s", "--renew-deadline", "3s", "--", "true"}, ExitUsage, "RenewDeadline 3s must be less than LeaseDuration 2s"},
+			{[]string{"run", "--lease", "x", "--lease-duration", "2s", "--renew-deadline", "3s", "--", "true"}, ExitUsage, "--renew-deadline 3s: must be less than --lease-duration 2s"},
 			{[]string{"run", "--lease", "x", "--grace", "soon", "--", "true"}, ExitUsage, "--grace"},
 			{[]string{"run", "--lease", "x", "--", "leasehold-no-such-command"}, exitNotFound, "not found"},
 		} {

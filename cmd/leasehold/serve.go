@@ -44,8 +44,29 @@ type leaderSource interface {
 
 var _ leaderSource = (*election.Elector)(nil)
 
-// leaderHandler serves /leader, /leader/watch, /healthz, /readyz and
-// /metrics for one elector.
+// healthSource is an elector whose health check also fails while the
+// Kubernetes API cannot be reached.
+type healthSource struct {
+	*election.Elector
+	api *apiStatus
+}
+
+// Live is the elector's own check: it fails only when this process still
+// leads past its renew deadline. An unreachable API is no reason to
+// restart a replica, so /livez ignores it.
+func (h healthSource) Live(r *http.Request) error { return h.Elector.Check(r) }
+
+// Check fails while the API cannot be reached, then as the elector's does.
+func (h healthSource) Check(r *http.Request) error {
+	if err := h.api.Err(); err != nil {
+		return apiMessage(err)
+	}
+	return h.Elector.Check(r)
+}
+
+// leaderHandler serves /leader, /leader/watch, /healthz (fails while the API
+// is unreachable or the work runs past its deadline), /livez (only the
+// latter: for liveness probes), /readyz and /metrics for one elector.
 func leaderHandler(e leaderSource, identity, leaseRef string, gatherer prometheus.Gatherer) http.Handler {
 	view := func() (leaderView, <-chan struct{}) {
 		l, changed := e.Observe()
@@ -83,6 +104,17 @@ func leaderHandler(e leaderSource, identity, leaseRef string, gatherer prometheu
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := e.Check(r); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	live := e.Check
+	if l, ok := e.(interface{ Live(*http.Request) error }); ok {
+		live = l.Live
+	}
+	mux.HandleFunc("GET /livez", func(w http.ResponseWriter, r *http.Request) {
+		if err := live(r); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}

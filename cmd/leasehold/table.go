@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/pflag"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/printers"
 
@@ -36,28 +38,43 @@ const noValue = "<none>"
 // single read.
 const clockNote = `STATE and EXPIRES IN are judged from the record alone, since one read has no
 watch history to go by: a held lease is expired once renewTime +
-leaseDurationSeconds has passed on this machine's clock. That compares the holder's clock with yours, which Leasehold's
-elections never do (they count the lease duration from the moment they saw
-the record change), so with clock skew between the holder and you this view
-is off by the skew. A lease with no holder is released.`
+leaseDurationSeconds has passed on this machine's clock. That compares the
+holder's clock with yours, which Leasehold's elections never do (they count
+the lease duration from the moment they saw the record change), so with clock
+skew between the holder and you this view is off by the skew. A lease with no
+holder is released.`
+
+// unknownValue is what kubectl prints for a value that cannot be known.
+const unknownValue = "<unknown>"
 
 // leaseView is one Lease as the CLI shows it at a moment.
 type leaseView struct {
 	Namespace, Name string
 	Record          lease.Record
 	Token           lease.Token
+	// ForeignEdit: the record names a holder that never acquired the lease
+	// (holderIdentity was edited, by kubectl apply or hand-written code), so
+	// its acquire and renew times, and any token, are the previous holder's
+	// (lease.Snapshot.ForeignEdit).
+	ForeignEdit bool
 	// State is held, expired or released.
 	State string
 	// ExpiresIn is renewTime + duration − now: negative once expired. Valid
 	// only with HasExpiry.
 	ExpiresIn time.Duration
 	HasExpiry bool
+	// Age is how long ago the Lease object was created; valid when Created.
+	Age     time.Duration
+	Created bool
 }
 
 // viewOf judges l at now (see clockNote).
 func viewOf(l *coordinationv1.Lease, now time.Time) leaseView {
 	s := lease.NewSnapshot(l)
-	v := leaseView{Namespace: l.Namespace, Name: l.Name, Record: s.Record, Token: s.Token, State: stateReleased}
+	v := leaseView{Namespace: l.Namespace, Name: l.Name, Record: s.Record, Token: s.Token, ForeignEdit: s.ForeignEdit, State: stateReleased}
+	if !l.CreationTimestamp.IsZero() {
+		v.Age, v.Created = now.Sub(l.CreationTimestamp.Time), true
+	}
 	rec := s.Record
 	if !rec.Held() {
 		return v
@@ -80,7 +97,7 @@ func (v leaseView) expiresIn() string {
 	case v.State == stateReleased:
 		return noValue
 	case !v.HasExpiry:
-		return "<unknown>"
+		return unknownValue
 	case v.ExpiresIn < 0:
 		return "-" + duration.HumanDuration(-v.ExpiresIn)
 	default:
@@ -93,18 +110,34 @@ func (v leaseView) heldFor(now time.Time) string {
 	switch {
 	case v.State != stateHeld:
 		return noValue
-	case v.Record.AcquireTime.IsZero():
-		return "<unknown>"
+	case v.ForeignEdit || v.Record.AcquireTime.IsZero():
+		return unknownValue
 	default:
 		return duration.HumanDuration(now.Sub(v.Record.AcquireTime))
 	}
 }
 
+// token is the fencing token of the current term; <unknown> while held
+// without one that can be believed: a holder that is not a Leasehold
+// process, or a holder named by a foreign edit (never credited with the
+// previous holder's token).
 func (v leaseView) token() string {
-	if v.Token.IsZero() {
+	switch {
+	case !v.Token.IsZero():
+		return v.Token.String()
+	case v.Record.Held():
+		return unknownValue
+	default:
 		return noValue
 	}
-	return v.Token.String()
+}
+
+// age is the AGE column, as kubectl shows it.
+func (v leaseView) age() string {
+	if !v.Created {
+		return unknownValue
+	}
+	return duration.HumanDuration(v.Age)
 }
 
 func (v leaseView) preferred() string { return orNone(v.Record.PreferredHolder) }
@@ -135,52 +168,71 @@ func orNone(s string) string {
 	return s
 }
 
-// tableOptions choose the columns of printLeaseTable.
+// tableOptions choose the columns of a lease table.
 type tableOptions struct {
-	withNamespace bool // NAMESPACE first (-A)
-	wide          bool // TOKEN, PREFERRED, DURATION last (-o wide)
+	withNamespace bool     // NAMESPACE first (-A)
+	wide          bool     // TOKEN, PREFERRED, DURATION after AGE (-o wide)
+	showLabels    bool     // LABELS last (--show-labels)
+	columnLabels  []string // a column per label key (-L)
+	noHeaders     bool     // no header line (--no-headers)
 }
 
-// printLeaseTable prints leases as kubectl prints tables: a header, then one
-// row per lease sorted by namespace and name, columns aligned.
-func printLeaseTable(w io.Writer, leases []coordinationv1.Lease, now time.Time, opt tableOptions) error {
-	sorted := append([]coordinationv1.Lease(nil), leases...)
-	sort.Slice(sorted, func(i, j int) bool {
+// leaseColumns are the columns of a lease table; priority 1 are shown only
+// with -o wide.
+var leaseColumns = []metav1.TableColumnDefinition{
+	{Name: "Name", Type: "string", Format: "name", Description: "name of the Lease"},
+	{Name: "Holder", Type: "string", Description: "spec.holderIdentity"},
+	{Name: "State", Type: "string", Description: "held, expired (by this machine's clock) or released"},
+	{Name: "Expires In", Type: "string", Description: "renewTime + leaseDurationSeconds - now; negative once expired"},
+	{Name: "Held For", Type: "string", Description: "time since the holder acquired the lease"},
+	{Name: "Transitions", Type: "integer", Description: "spec.leaseTransitions"},
+	{Name: "Age", Type: "string", Description: "time since the Lease was created"},
+	{Name: "Token", Type: "string", Priority: 1, Description: "fencing token of the current term"},
+	{Name: "Preferred", Type: "string", Priority: 1, Description: "preferred holder of a requested handoff"},
+	{Name: "Duration", Type: "string", Priority: 1, Description: "spec.leaseDurationSeconds"},
+}
+
+// newTablePrinter returns cli-runtime's table printer (kubectl's) set up
+// for opt. Reused across calls (get -w), it prints the header only once.
+func newTablePrinter(opt tableOptions) printers.ResourcePrinter {
+	return printers.NewTablePrinter(printers.PrintOptions{
+		WithNamespace: opt.withNamespace,
+		Wide:          opt.wide,
+		ShowLabels:    opt.showLabels,
+		ColumnLabels:  opt.columnLabels,
+		NoHeaders:     opt.noHeaders,
+	})
+}
+
+// leaseTable makes the rows of leases judged at now, sorted by namespace
+// and name; each row carries its Lease, for the namespace and label columns.
+func leaseTable(leases []coordinationv1.Lease, now time.Time) *metav1.Table {
+	sorted := make([]*coordinationv1.Lease, len(leases))
+	for i := range leases {
+		sorted[i] = &leases[i]
+	}
+	sort.SliceStable(sorted, func(i, j int) bool {
 		if sorted[i].Namespace != sorted[j].Namespace {
 			return sorted[i].Namespace < sorted[j].Namespace
 		}
 		return sorted[i].Name < sorted[j].Name
 	})
-	tw := printers.GetNewTabWriter(w)
-	row := func(cols ...string) {
-		for i, c := range cols {
-			if i > 0 {
-				fmt.Fprint(tw, "\t")
-			}
-			fmt.Fprint(tw, c)
-		}
-		fmt.Fprint(tw, "\n")
+	t := &metav1.Table{ColumnDefinitions: leaseColumns}
+	for _, l := range sorted {
+		v := viewOf(l, now)
+		t.Rows = append(t.Rows, metav1.TableRow{
+			Cells: []any{v.Name, orNone(v.Record.Holder), v.State, v.expiresIn(), v.heldFor(now),
+				v.Record.Transitions, v.age(), v.token(), v.preferred(), v.leaseDuration()},
+			Object: runtime.RawExtension{Object: l},
+		})
 	}
-	header := []string{"NAME", "HOLDER", "STATE", "EXPIRES IN", "HELD FOR", "TRANSITIONS"}
-	if opt.withNamespace {
-		header = append([]string{"NAMESPACE"}, header...)
-	}
-	if opt.wide {
-		header = append(header, "TOKEN", "PREFERRED", "DURATION")
-	}
-	row(header...)
-	for i := range sorted {
-		v := viewOf(&sorted[i], now)
-		cols := []string{v.Name, orNone(v.Record.Holder), v.State, v.expiresIn(), v.heldFor(now), fmt.Sprint(v.Record.Transitions)}
-		if opt.withNamespace {
-			cols = append([]string{v.Namespace}, cols...)
-		}
-		if opt.wide {
-			cols = append(cols, v.token(), v.preferred(), v.leaseDuration())
-		}
-		row(cols...)
-	}
-	return tw.Flush()
+	return t
+}
+
+// printLeaseTable prints leases as kubectl prints tables: a header, then one
+// row per lease sorted by namespace and name, columns aligned.
+func printLeaseTable(w io.Writer, leases []coordinationv1.Lease, now time.Time, opt tableOptions) error {
+	return newTablePrinter(opt).PrintObj(leaseTable(leases, now), w)
 }
 
 // formatRecordTime shows a record time in UTC with the microseconds the wire

@@ -26,10 +26,17 @@ func newWatchCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "watch NAME",
 		Short: "Print each change of a Lease's holder as it happens",
-		Long: `watch follows a Lease (a read, then a watch) and prints one timestamped line
-per change: acquired, released, taken over, handoff requested, created,
-deleted; with --renewals also every renewal. It runs until interrupted
-(Ctrl-C), then exits with status 0.
+		Long: `watch follows a Lease (NAME or lease/NAME: a read, then a watch) and prints
+one timestamped line per change: acquired, released, taken over, handoff
+requested, created, deleted; with --renewals also every renewal. It runs until
+interrupted (Ctrl-C), then exits with status 0. (get -w follows many Leases,
+a table row per change.)
+
+Each term's fencing token is shown when a Leasehold holder recorded it, else
+"token unknown": a client-go holder, or a holder named by someone who edited
+holderIdentity without acquiring (kubectl apply, for example). Such an edit is
+reported as one, never as a takeover: the record's acquire and renew times
+are still the previous holder's.
 
 "expired" lines are this watcher's own view, judged as Leasehold's
 candidates judge it: the holder has not renewed for the lease duration,
@@ -38,9 +45,14 @@ timestamps in the record, which come from the holder's clock). Changes that
 follow each other faster than the watch delivers them may show as one.`,
 		Example: fmt.Sprintf(`  %[1]s watch my-app
   %[1]s watch my-app --renewals -n kube-system`, cliName()),
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeLeaseNames(a, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return asFailure(w.run(cmd.Context(), args[0]))
+			names, err := leaseArgs(args)
+			if err != nil {
+				return withCode(ExitUsage, err)
+			}
+			return asFailure(w.run(cmd.Context(), names[0]))
 		},
 	}
 	cmd.Flags().BoolVar(&w.renewals, "renewals", false, "also print every renewal by the holder")
@@ -158,6 +170,13 @@ func (w *watchCmd) report(ns, name string, prev, cur election.LeaseState, wasExp
 	}
 	p, c := prev.Lease.Record, cur.Lease.Record
 	switch {
+	case c.Holder != "" && c.Holder != p.Holder && cur.Lease.ForeignEdit:
+		was := "the lease was released"
+		if p.Holder != "" {
+			was = "was " + p.Holder
+		}
+		w.say("%s named as holder without acquiring (holderIdentity edited, by kubectl apply for example; %s); the acquire and renew times are the previous holder's%s",
+			c.Holder, was, termInfo(cur.Lease))
 	case p.Holder == "" && c.Holder != "":
 		w.say("acquired by %s%s", c.Holder, termInfo(cur.Lease))
 	case p.Holder != "" && c.Holder == "":
@@ -188,14 +207,21 @@ func summary(s *lease.Snapshot) string {
 	if r.PreferredHolder != "" && r.PreferredHolder != r.Holder {
 		out += ", handoff to " + r.PreferredHolder + " requested"
 	}
+	if s.ForeignEdit {
+		out += "; named as holder without acquiring (holderIdentity edited): the acquire and renew times are the previous holder's"
+	}
 	return out
 }
 
-// termInfo is " (token T, transitions N, more...)" for the current term.
+// termInfo is " (token T, transitions N, more...)" for the current term;
+// "token unknown" when the holder recorded none that can be believed.
 func termInfo(s *lease.Snapshot, more ...string) string {
 	parts := []string{fmt.Sprintf("transitions %d", s.Record.Transitions)}
-	if !s.Token.IsZero() {
+	switch {
+	case !s.Token.IsZero():
 		parts = append([]string{fmt.Sprintf("token %v", s.Token)}, parts...)
+	case s.Record.Held():
+		parts = append([]string{"token unknown"}, parts...)
 	}
 	return " (" + strings.Join(append(parts, more...), ", ") + ")"
 }

@@ -16,15 +16,15 @@ import (
 // (context.Cause). election and lock export the same values.
 var (
 	// ErrLost: another identity holds the lease, or it was deleted.
-	ErrLost = errors.New("lost to another holder")
+	ErrLost = errors.New("lease lost to another holder")
 	// ErrDeadline: no renewal succeeded within RenewDeadline of the last one
 	// sent; the context ended before anyone else could take the lease.
-	ErrDeadline = errors.New("renew deadline passed")
+	ErrDeadline = errors.New("lease renew deadline passed")
 	// ErrPreempted: a preferred holder names another identity; the lease is
 	// still held (and renewed) until Release, so the work can stop first.
-	ErrPreempted = errors.New("another holder is preferred (planned handoff)")
+	ErrPreempted = errors.New("lease preferred for another holder (planned handoff)")
 	// ErrReleased: Release or Abandon was called.
-	ErrReleased = errors.New("released")
+	ErrReleased = errors.New("lease released")
 )
 
 // Term is one acquisition of a lease: from the write that took it to the

@@ -37,3 +37,22 @@ func TestControlPlaneServesAndEnforcesRBAC(t *testing.T) {
 		t.Fatal("service account listed leases in another namespace: RBAC is not enforced")
 	}
 }
+
+// TestBinariesReportTheirVersion: the control plane is built from modules,
+// which carry no version of their own; it is stamped at link time, so that
+// clients see the real Kubernetes version, not v0.0.0-master.
+func TestBinariesReportTheirVersion(t *testing.T) {
+	const want = "v1.37.2"
+	cp := testenv.Start(t)
+	v, err := testenv.Clientset(t, cp).Discovery().ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.GitVersion != want || v.Major != "1" || v.Minor != "37" {
+		t.Errorf("kube-apiserver reports %s (major %q minor %q), want %s", v.GitVersion, v.Major, v.Minor, want)
+	}
+	out, err := exec.Command(cp.Kubectl(), "version", "--client").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Client Version: "+want) {
+		t.Errorf("kubectl version --client: %v\n%s", err, out)
+	}
+}

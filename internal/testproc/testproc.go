@@ -121,6 +121,9 @@ func exitCode(ps *os.ProcessState) int {
 // name is the base name of the command's program, for messages.
 func (p *Proc) name() string { return filepath.Base(p.cmd.Path) }
 
+// Pid returns the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Signal sends sig to the process (not to its process group). It does
 // nothing once the process has exited.
 func (p *Proc) Signal(sig os.Signal) {

@@ -193,6 +193,15 @@ class Elector:
             if isinstance(campaign.cause, errors.APIError):
                 raise campaign.cause
             return True, None
+        if isinstance(cause, errors.HandoffRequested) and resigning is None and exc is None:
+            # Planned handoff: keep the lease and offer it; resume (the next
+            # campaign retakes our own last write at once) if not taken.
+            to = term.snapshot().record.preferred_holder
+            if not term.offer(to, 2 * self.timing.retry_period):
+                log.info("leasehold: %s did not take %s/%s within %.1fs; %s resumes", to, self.namespace,
+                         self.name, 2 * self.timing.retry_period, self.identity)
+            term.abandon()
+            return False, None
         if cause is None and resigning is None:
             # The work returned (or raised) on its own while leading.
             self._settle(term, quiet=exc is not None)
@@ -265,13 +274,11 @@ class Elector:
         spec.preferredHolder and in the annotation
         leasehold.io/preferred-holder: "<transitions>/<to>", which every
         cluster keeps). The leader's work context ends (cause
-        HandoffRequested) and ``to`` takes over at once: a Python leader
-        releases once the work returned, the lease reserved for ``to`` for
-        two retry periods (other candidates hold back that long); a Go
-        Leasehold leader keeps the lease and offers it to ``to``
-        (leasehold.io/handoff-offer), resuming if it is not taken within
-        its HandoffTimeout. While run is active, waits until ``to`` leads
-        (raises LeaseholdError if another took over or the leader resumed,
+        HandoffRequested); once the work returned it keeps the lease and
+        offers it to ``to``, which takes over at once while other candidates
+        keep waiting. If ``to`` does not take it within two retry periods,
+        the leader resumes. While run is active, waits until ``to`` leads
+        (raises LeaseholdError if the request lapsed or another took over,
         TimeoutError after timeout); otherwise returns once the request is
         written."""
         snap = request_handoff(self._client, to)
@@ -291,7 +298,7 @@ class Elector:
             if st.holder and st.holder != prev:
                 raise errors.LeaseholdError(
                     f"leasehold: handoff of lease {self.namespace}/{self.name} to {to!r}: {st.holder!r} took over instead")
-            if st.holder and st.lease.record.transitions != snap.record.transitions:
+            if st.holder and st.lease is not None and st.lease.record.transitions != snap.record.transitions:
                 raise errors.LeaseholdError(
                     f"leasehold: handoff of lease {self.namespace}/{self.name} to {to!r}: not taken in time; "
                     f"{st.holder!r} resumed leading (is a candidate with identity {to!r} running?)")

@@ -123,7 +123,7 @@ class Candidate:
                 return max(0.0, st.observed_at + self.reservation() - now)
             return 0.0
         if rec.holder != self.identity and st.lease.offered_to == self.identity:
-            # A Go holder offers us the lease (planned handoff): its work
+            # The holder (Go or Python) offers us the lease (planned handoff): its work
             # has stopped, and it resumes only after a write of its own
             # replaces this version, so a conditional write on it is safe.
             return 0.0
@@ -263,7 +263,9 @@ class Term:
         self._deadline = sent + cand.timing.renew_deadline  # invariant 3
         self._end: Optional[str] = None  # "lost", "deadline" or "halted": no more renewals
         self._lost = False
+        self._offer_to = ""  # set by offer(): every later renewal offers the lease
         self._stop = threading.Event()
+        self._wake = threading.Event()  # renew now (an offer, or halt)
         if not spares:
             name = cand.obs.client.name
             spares = [_Spare(f"leasehold-deadline-{name}"), _Spare(f"leasehold-renew-{name}")]
@@ -344,7 +346,12 @@ class Term:
                 base, deadline = self._snap, self._deadline
             wait = next_at - clock.now()
             if wait > 0:
-                self._stop.wait(clock.real(wait))
+                self._wake.wait(clock.real(wait))
+                if self._wake.is_set():
+                    self._wake.clear()
+                    with self._mu:
+                        if self._offer_to and not base.offered_to:
+                            next_at = clock.now()  # offer at once
                 continue
             if deadline - clock.now() <= 0:
                 return  # the watchdog ends the term
@@ -378,6 +385,10 @@ class Term:
         clock, t, client = self.cand.clock, self.cand.timing, self.cand.obs.client
 
         def write(b: Snapshot) -> _Renewal:
+            with self._mu:
+                offer_to = self._offer_to
+            if offer_to:
+                b = b.with_offer(offer_to)
             sent, wall = clock.now(), clock.wall()
             rec = dataclasses.replace(b.record, holder=self.cand.identity, lease_duration=t.lease_duration,
                                       renew_time=wall)
@@ -403,12 +414,40 @@ class Term:
 
     # -- ending --------------------------------------------------------------------
 
+    def offer(self, to: str, within: float) -> bool:
+        """Hands the lease to ``to`` while keeping it: the next renewal (at
+        once) and every later one offer it (annotation
+        leasehold.io/handoff-offer), and ``to`` takes it by a conditional
+        write. Call only after the work under this term has stopped. Returns
+        True once someone has taken the lease, False when nobody did within
+        ``within`` seconds; the term is then halted with the lease still ours
+        at our last write, which the candidate retakes at once under a new
+        term (that write ends the offer)."""
+        with self._mu:
+            self._offer_to = to
+        self._wake.set()
+        until = self.cand.clock.now() + within
+        obs = self.cand.obs
+        while True:
+            st, gen = obs.current()
+            with self._mu:
+                if self._end is not None:
+                    break
+            left = until - self.cand.clock.now()
+            if left <= 0:
+                break
+            wait_state(obs, gen, None, left)
+        self._halt()
+        with self._mu:
+            return self._lost
+
     def _halt(self, join: bool = True) -> None:
         """Ends renewing: no renewal starts after it. With join, waits for
         the term's threads to end."""
         with self._mu:
             self._finish("halted", None)
         self._stop.set()
+        self._wake.set()
         self.cand.obs.changed.notify()
         if join:
             self._join()

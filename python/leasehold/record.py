@@ -35,6 +35,8 @@ from typing import Any, Dict, Optional
 
 TOKEN_ANNOTATION = "leasehold.io/token"
 PREFERRED_HOLDER_ANNOTATION = "leasehold.io/preferred-holder"
+# "<transitions>/<identity>": the holder, its work stopped, offers the lease
+# to identity, which may take it at once by a conditional write.
 OFFER_ANNOTATION = "leasehold.io/handoff-offer"
 
 _UTC = _dt.timezone.utc
@@ -265,6 +267,14 @@ class Snapshot:
             if not ann:
                 meta.pop("annotations", None)
         return obj
+
+    def with_offer(self, identity: str) -> "Snapshot":
+        """A copy whose object offers the lease to identity, for the
+        holder's next update on it."""
+        obj = copy.deepcopy(self.obj)
+        ann = obj.setdefault("metadata", {}).setdefault("annotations", {})
+        ann[OFFER_ANNOTATION] = preferred_holder_value(identity, self.record.transitions)
+        return dataclasses.replace(self, obj=obj, offered_to=identity)
 
 
 def set_annotations(meta: Dict[str, Any], rec: Record, token: int) -> None:

@@ -74,7 +74,7 @@ def test_expiry_is_observed_time_plus_records_own_duration():
     assert Candidate(None, "me", Timing(2, 1, 1.5), Clock()).wait_for(State(True, released, observed_at=now), now) == 2
     b = Candidate(None, "b", Timing(10, 5, 1), Clock())
     assert b.wait_for(State(True, released, observed_at=now), now) == 0
-    # A Go holder's planned handoff offers the held lease to b: b may take
+    # A holder's planned handoff offers the held lease to b: b may take
     # it at once, anyone else waits for it to expire.
     offered = Snapshot("n", "l", "u", "7", rec, 0, {}, offered_to="b")
     assert b.wait_for(State(True, offered, observed_at=now), now) == 0

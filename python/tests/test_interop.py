@@ -5,6 +5,7 @@ and after a crash, planned handoff both ways, and followers that watch
 instead of polling."""
 
 import os
+import itertools
 import signal
 import subprocess
 import time
@@ -80,7 +81,10 @@ def test_crash_takeover_go_and_python(fleet):
     go.wait()
     started(fleet, "py2")
     ts = fleet.check()
-    assert [t["id"] for t in ts] == ["py", "go", "py2"], fleet.dump()
+    # A member may end a term at its deadline on a loaded machine and retake
+    # its own lease at once: consecutive terms of one member are one turn.
+    turns = [k for k, _ in itertools.groupby(t["id"] for t in ts)]
+    assert turns == ["py", "go", "py2"], fleet.dump()
 
 
 def test_client_go_and_python_take_turns(fleet):

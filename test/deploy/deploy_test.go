@@ -220,8 +220,8 @@ func checkDeployment(t *testing.T, dir string, d *appsv1.Deployment) {
 		if p := c.ReadinessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != wantReady {
 			t.Errorf("container %s: readinessProbe %+v, want GET %s", c.Name, p, wantReady)
 		}
-		if p := c.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/healthz" {
-			t.Errorf("container %s: livenessProbe %+v, want GET /healthz", c.Name, p)
+		if p := c.LivenessProbe; p == nil || p.HTTPGet == nil || p.HTTPGet.Path != "/livez" {
+			t.Errorf("container %s: livenessProbe %+v, want GET /livez", c.Name, p)
 		}
 	}
 	if !runsLeasehold {

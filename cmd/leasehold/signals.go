@@ -1,0 +1,175 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// signalHelp is the part of the run and lock help that says what each
+// signal does.
+const signalHelp = `Signals:
+  SIGTERM, SIGINT, SIGHUP  stop COMMAND (SIGTERM to its process group, SIGKILL
+                           after --grace), release, exit with its status
+  SIGUSR1, SIGUSR2, SIGWINCH
+                           passed on to COMMAND (dropped while none runs)
+  SIGTSTP (Ctrl-Z)         stop COMMAND's process group with SIGSTOP, then
+                           stop leasehold itself
+  SIGCONT                  if the term COMMAND runs under is still valid,
+                           continue COMMAND; if it has ended meanwhile (the
+                           renew deadline passed, another holder took over),
+                           kill COMMAND's process group with SIGKILL instead,
+                           so that it never runs again without the lease
+  SIGSTOP, SIGKILL         cannot be caught. SIGSTOP stops leasehold but not
+                           COMMAND, which keeps running while the lease
+                           expires and another holder takes over; only the
+                           fencing token (LEASEHOLD_TOKEN) protects what it
+                           writes to then. On SIGCONT leasehold kills COMMAND
+                           if the term has ended. SIGKILL of leasehold kills
+                           COMMAND (Linux parent-death signal); the lease
+                           expires.`
+
+// Signals run and lock act on for their COMMAND.
+var (
+	forwardedSignals = []os.Signal{syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH}
+	jobSignals       = []os.Signal{syscall.SIGTSTP, syscall.SIGCONT}
+)
+
+// notifyFunc subscribes c to signals until the returned function is called
+// (signal.Notify and signal.Stop).
+type notifyFunc func(c chan<- os.Signal, sig ...os.Signal) (stop func())
+
+// supervisor relays signals to the COMMAND of run or lock: it forwards
+// SIGUSR1, SIGUSR2 and SIGWINCH to it; on SIGTSTP it stops COMMAND's
+// process group and then leasehold; on SIGCONT it continues COMMAND only if
+// the term it runs under is still valid, and kills it otherwise. Its
+// methods are safe for concurrent use; close joins its goroutine.
+type supervisor struct {
+	errOut io.Writer
+	self   func() // stops this process (the stop may take effect just after it returns)
+
+	mu     sync.Mutex
+	c      *child
+	name   string      // COMMAND's name, for messages
+	holds  func() bool // the term COMMAND runs under is still valid
+	killed bool        // COMMAND was killed on SIGCONT because its term had ended
+
+	stopNotify func()
+	quit       chan struct{}
+	wg         sync.WaitGroup
+}
+
+// startSupervisor subscribes to the signals through notify (nil: none, as
+// in tests that run a command in-process) and relays them until close.
+func startSupervisor(notify notifyFunc, errOut io.Writer) *supervisor {
+	s := &supervisor{errOut: errOut, self: stopSelf, quit: make(chan struct{}), stopNotify: func() {}}
+	if notify == nil {
+		return s
+	}
+	sigs := make(chan os.Signal, 8)
+	s.stopNotify = notify(sigs, append(append([]os.Signal{}, forwardedSignals...), jobSignals...)...)
+	s.wg.Go(func() {
+		for {
+			select {
+			case <-s.quit:
+				return
+			case sig := <-sigs:
+				s.handle(sig)
+			}
+		}
+	})
+	return s
+}
+
+// stopSelf stops this process with SIGSTOP, which cannot be caught, so that
+// it stops even in an orphaned process group, where SIGTSTP is discarded.
+// It may return just before the stop takes effect.
+func stopSelf() { _ = syscall.Kill(os.Getpid(), syscall.SIGSTOP) }
+
+// close stops relaying and waits for the relay to end.
+func (s *supervisor) close() {
+	s.stopNotify()
+	close(s.quit)
+	s.wg.Wait()
+}
+
+// attach makes c the COMMAND that signals are relayed to; holds reports
+// whether the term it runs under is still valid (not ended, deadline not
+// passed).
+func (s *supervisor) attach(c *child, name string, holds func() bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.c, s.name, s.holds, s.killed = c, name, holds, false
+}
+
+// detach stops relaying to the COMMAND attached last.
+func (s *supervisor) detach() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.c, s.holds = nil, nil
+}
+
+// killedOnResume reports whether the attached COMMAND was killed on SIGCONT
+// because its term had ended while leasehold was stopped.
+func (s *supervisor) killedOnResume() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.killed
+}
+
+func (s *supervisor) handle(sig os.Signal) {
+	switch sig {
+	case syscall.SIGTSTP:
+		// The stop takes effect a moment after the signal is raised, so
+		// what to do with COMMAND is decided on the SIGCONT that ends it.
+		s.suspend()
+	case syscall.SIGCONT:
+		s.resume()
+	default:
+		s.mu.Lock()
+		if s.c != nil {
+			s.c.forward(sig.(syscall.Signal))
+		}
+		s.mu.Unlock()
+	}
+}
+
+// suspend stops COMMAND's process group, then this process.
+func (s *supervisor) suspend() {
+	if os.Getpid() == 1 {
+		// PID 1 of a container cannot stop itself; stopping COMMAND alone
+		// would leave it stopped while we renew the lease.
+		return
+	}
+	s.mu.Lock()
+	if s.c != nil {
+		s.c.signal(syscall.SIGSTOP)
+	}
+	s.mu.Unlock()
+	s.self()
+}
+
+// resume runs after leasehold was continued: COMMAND continues only while
+// its term is valid; otherwise it must not run another instruction.
+func (s *supervisor) resume() {
+	s.mu.Lock()
+	c, name := s.c, s.name
+	if c == nil || c.exited() {
+		s.mu.Unlock()
+		return
+	}
+	if s.holds() {
+		c.signal(syscall.SIGCONT)
+		s.mu.Unlock()
+		return
+	}
+	c.signal(syscall.SIGKILL)
+	first := !s.killed
+	s.killed = true
+	s.mu.Unlock()
+	if first {
+		fmt.Fprintf(s.errOut, "leasehold: continued after the term ended while stopped; killed %s (SIGKILL to its process group)\n", name)
+	}
+}

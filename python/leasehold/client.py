@@ -47,11 +47,19 @@ class RequestCounts:
 class LeaseClient:
     """One Lease, namespace/name. Holds no cached state; safe for concurrent
     use. ``api`` is a ``kubernetes.client.ApiClient`` (None: in-cluster
-    config, else the kubeconfig)."""
+    config, else the kubeconfig).
+
+    Watches run on a connection pool of their own, made from the same
+    configuration (credentials, TLS, proxy) and default headers: an HTTP/1.1
+    watch holds its connection for minutes, so sharing the pool would leave
+    a follower's takeover write a new TLS connection to open every time.
+    Apart, the connection of the last read or write stays ready for the
+    next one while the apiserver keeps it open (90 s idle)."""
 
     def __init__(self, api, namespace: str, name: str, counts: Optional[RequestCounts] = None):
         self._api_client = api
         self._typed = None
+        self._watch_typed = None
         self._mu = threading.Lock()
         self.namespace, self.name = namespace, name
         self.counts = counts or RequestCounts()
@@ -68,6 +76,25 @@ class LeaseClient:
                     self._api_client = _load_api_client()
                 self._typed = kubernetes.client.CoordinationV1Api(self._api_client)
             return self._typed
+
+    @property
+    def _watch_api(self):
+        """The typed API for watches, on its own connection pool (see the
+        class doc), made on first use."""
+        base = self._api
+        with self._mu:
+            if self._watch_typed is None:
+                import kubernetes
+
+                src = self._api_client
+                conf = getattr(src, "configuration", None)
+                if conf is None:  # not an ApiClient: share it
+                    self._watch_typed = base
+                else:
+                    own = kubernetes.client.ApiClient(configuration=conf, cookie=getattr(src, "cookie", None))
+                    own.default_headers.update(getattr(src, "default_headers", None) or {})
+                    self._watch_typed = kubernetes.client.CoordinationV1Api(own)
+            return self._watch_typed
 
     # -- requests -------------------------------------------------------------
 
@@ -127,7 +154,7 @@ class LeaseClient:
             kw["resource_version"] = resource_version
         self.counts.add("watch")
         try:
-            resp = self._api.list_namespaced_lease(self.namespace, **kw)
+            resp = self._watch_api.list_namespaced_lease(self.namespace, **kw)
         except Exception as e:  # noqa: BLE001
             raise classify("watch", self.namespace, self.name, e) from e
         return Watch(resp, self)

@@ -159,3 +159,21 @@ def test_stop_on_signals_ends_the_context_then_restores_handlers():
         assert seen == [signal.SIGUSR2]
     finally:
         signal.signal(signal.SIGUSR2, prev)
+
+
+def test_watches_run_on_their_own_connection_pool():
+    """A watch holds its HTTP/1.1 connection for minutes: it gets a pool of
+    its own, made from the same configuration and default headers, so the
+    connection of the last read or write stays ready for the next write."""
+    kubernetes = pytest.importorskip("kubernetes")
+    from leasehold.client import LeaseClient
+
+    api = kubernetes.client.ApiClient(kubernetes.client.Configuration(), cookie="c=1")
+    api.set_default_header("X-Test", "yes")
+    c = LeaseClient(api, "default", "l")
+    reads, watches = c._api.api_client, c._watch_api.api_client
+    assert reads is api and watches is not api
+    assert watches.rest_client.pool_manager is not api.rest_client.pool_manager
+    assert watches.configuration is api.configuration and watches.cookie == "c=1"
+    assert watches.default_headers["X-Test"] == "yes"
+    assert c._watch_api is c._watch_api  # made once

@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/leasehold/leasehold/internal/holder"
+	"github.com/leasehold/leasehold/lease"
 )
 
 // Defaults, the same as client-go's recommended values so that mixed fleets
@@ -76,6 +77,16 @@ type Config struct {
 	// once in the log and in leasehold_election_pod_aware). See package
 	// podwitness's documentation for what counts as evidence.
 	Pods corev1client.PodsGetter
+	// PodAwareReport, if set, is told once per part of pod-aware takeover
+	// whether it is on: part "publish" when Run has found (or failed to
+	// find) this process's instance, part "witness" when reading the
+	// leader's Pod fails for good (RBAC). detail says what is published, or
+	// why the part is off. It runs on Run's goroutines; it must not block.
+	PodAwareReport func(part string, on bool, detail string)
+	// Instance, if set with Pods, is the container instance this process
+	// runs in (podwitness.Detect finds it), published instead of detecting
+	// it when Run starts.
+	Instance *lease.Instance
 
 	// Successor, if set, is asked whom to hand the lease to when Run's
 	// context ends while this candidate leads (a shutdown: SIGTERM at a pod

@@ -167,6 +167,7 @@ func (e *Elector) Run(ctx context.Context, fn func(ctx context.Context) error) e
 			if err := e.witness.Run(bg); err != nil {
 				e.m.podAwarePart("witness", false)
 				e.log.Info("pod-aware takeover off: followers wait the lease duration after a leader's container stops", "err", err)
+				e.reportPodAware("witness", false, err.Error())
 			}
 		})
 	}
@@ -197,15 +198,29 @@ func (e *Elector) detectInstance(ctx context.Context) {
 	e.detected = true
 	dctx, cancel := context.WithTimeout(ctx, e.core.Timing.LeaseDuration)
 	defer cancel()
-	inst, err := podwitness.Detect(dctx, e.cfg.Pods, os.Getenv, nil)
+	var inst lease.Instance
+	var err error
+	if e.cfg.Instance != nil {
+		inst, err = *e.cfg.Instance, e.cfg.Instance.Validate()
+	} else {
+		inst, err = podwitness.Detect(dctx, e.cfg.Pods, os.Getenv, nil)
+	}
 	if err != nil {
 		e.log.Info("pod-aware takeover: this process's terms publish no container instance; followers wait the lease duration after it stops", "err", err)
+		e.reportPodAware("publish", false, err.Error())
 		return
 	}
 	e.cand.SetInstance(&inst)
 	e.witness.SetSelf(&inst)
 	e.m.podAwarePart("publish", true)
 	e.log.Info("pod-aware takeover: terms publish this container instance", "instance", inst.String())
+	e.reportPodAware("publish", true, inst.String())
+}
+
+func (e *Elector) reportPodAware(part string, on bool, detail string) {
+	if e.cfg.PodAwareReport != nil {
+		e.cfg.PodAwareReport(part, on, detail)
+	}
 }
 
 // lead runs fn for one term and settles the lease afterwards. It reports

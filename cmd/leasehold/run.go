@@ -293,6 +293,16 @@ func (r *runCmd) run(ctx context.Context, argv []string) error {
 		Logger:     r.logger(), Recorder: events,
 		Pods:      r.pods(cs),
 		Successor: r.successor(cs),
+		PodAwareReport: func(part string, on bool, detail string) {
+			switch {
+			case part == "publish" && on:
+				fmt.Fprintf(r.io.Err, "leasehold: pod-aware: this replica's terms name container %s; followers take over when the kubelet reports it terminated\n", detail)
+			case part == "publish" && os.Getenv("POD_NAME") != "":
+				fmt.Fprintf(r.io.Err, "leasehold: pod-aware takeover off for this replica's terms (%s); followers wait --lease-duration after it stops\n", detail)
+			case part == "witness":
+				fmt.Fprintf(r.io.Err, "leasehold: pod-aware takeover off (%s): after a leader's container stops this replica waits --lease-duration; grant get, watch and list on pods as deploy/base/role.yaml does\n", detail)
+			}
+		},
 	})
 	if err != nil {
 		return withCode(ExitUsage, err)

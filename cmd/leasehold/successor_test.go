@@ -74,3 +74,19 @@ func TestRunHandsOverToTheNewRevision(t *testing.T) {
 		p.Wait(t)
 	}
 }
+
+// TestRunSaysOncePodAwareIsOff: in a Pod whose container ID this process
+// cannot see, run says once that its terms are not pod-aware, and why.
+func TestRunSaysOncePodAwareIsOff(t *testing.T) {
+	cp := testenv.Start(t)
+	cmd := exec.Command(binary, append(append([]string{"--kubeconfig", cp.Kubeconfig, "run", "--lease", "pa-off"}, fastTimings...), "--", "sh", "-c", "echo running; exit 0")...)
+	cmd.Env = append(cmd.Environ(), "POD_NAME=pa-off", "POD_NAMESPACE=default", "POD_UID=uid-1", "LEASEHOLD_CONTAINER=worker")
+	p := testproc.Start(t, cmd)
+	if code := p.Wait(t); code != 0 {
+		t.Fatalf("exit %d\n%s", code, p.Stderr)
+	}
+	const want = "pod-aware takeover off for this replica's terms (podwitness: own container ID is not visible in /proc/self/cgroup"
+	if n := strings.Count(p.Stderr.String(), want); n != 1 {
+		t.Errorf("stderr says %d times %q, want once:\n%s", n, want, p.Stderr)
+	}
+}

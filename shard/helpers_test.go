@@ -1,0 +1,200 @@
+package shard_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/leasehold/leasehold/internal/fakelease"
+	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/shard"
+)
+
+const ns, group = "default", "workers"
+
+// runLog records every run of every shard, in (virtual) time.
+type runLog struct {
+	mu   sync.Mutex
+	runs []runRec
+}
+
+type runRec struct {
+	member     string
+	shard      int
+	token      lease.Token
+	start, end time.Time
+}
+
+// fn returns the shard work of member: it logs the run and waits for ctx.
+func (l *runLog) fn(member string) shard.Func {
+	return func(ctx context.Context, s int, tok lease.Token) error {
+		l.mu.Lock()
+		l.runs = append(l.runs, runRec{member: member, shard: s, token: tok, start: time.Now()})
+		i := len(l.runs) - 1
+		l.mu.Unlock()
+		<-ctx.Done()
+		l.mu.Lock()
+		l.runs[i].end = time.Now()
+		l.mu.Unlock()
+		return nil
+	}
+}
+
+// check fails the test if two runs of one shard overlap, or if a shard's
+// tokens do not grow with its runs.
+func (l *runLog) check(t *testing.T) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	byShard := map[int][]runRec{}
+	for _, r := range l.runs {
+		byShard[r.shard] = append(byShard[r.shard], r)
+	}
+	now := time.Now()
+	for s, rs := range byShard {
+		slices.SortFunc(rs, func(a, b runRec) int { return a.start.Compare(b.start) })
+		for i := range rs {
+			endI := rs[i].end
+			if endI.IsZero() {
+				endI = now
+			}
+			if i+1 < len(rs) {
+				next := rs[i+1]
+				if next.start.Before(endI) {
+					t.Errorf("shard %d owned twice: %s from %v to %v (token %v) and %s from %v (token %v)", s, rs[i].member, rs[i].start, endI, rs[i].token, next.member, next.start, next.token)
+				}
+				if next.token <= rs[i].token {
+					t.Errorf("shard %d token did not grow: %v (%s) then %v (%s)", s, rs[i].token, rs[i].member, next.token, next.member)
+				}
+			}
+		}
+	}
+}
+
+// owners returns who runs each shard now ("" none, "!" more than one).
+func (l *runLog) owners(k int) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]string, k)
+	for _, r := range l.runs {
+		if r.end.IsZero() {
+			if out[r.shard] != "" {
+				out[r.shard] = "!"
+			} else {
+				out[r.shard] = r.member
+			}
+		}
+	}
+	return out
+}
+
+// fleet runs members of one group on a fake API.
+type fleet struct {
+	t      *testing.T
+	srv    *fakelease.Server
+	k      int
+	log    *runLog
+	mod    func(*shard.Config)
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	cancel map[string]context.CancelFunc
+	groups map[string]*shard.Group
+	errs   map[string]error
+}
+
+func newFleet(t *testing.T, k int, mod func(*shard.Config)) *fleet {
+	f := &fleet{t: t, srv: fakelease.New(), k: k, log: &runLog{}, mod: mod,
+		cancel: map[string]context.CancelFunc{}, groups: map[string]*shard.Group{}, errs: map[string]error{}}
+	t.Cleanup(f.stopAll)
+	return f
+}
+
+func config(srv *fakelease.Server, k int, id string) shard.Config {
+	return shard.Config{
+		Leases: srv, Namespace: ns, Name: group, Shards: k, Identity: id,
+		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
+	}
+}
+
+func (f *fleet) start(id string) *shard.Group {
+	f.t.Helper()
+	cfg := config(f.srv, f.k, id)
+	if f.mod != nil {
+		f.mod(&cfg)
+	}
+	g, err := shard.New(cfg)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.mu.Lock()
+	f.cancel[id], f.groups[id] = cancel, g
+	f.mu.Unlock()
+	f.wg.Go(func() {
+		err := g.Run(ctx, f.log.fn(id))
+		f.mu.Lock()
+		f.errs[id] = err
+		f.mu.Unlock()
+	})
+	return g
+}
+
+func (f *fleet) stop(id string) {
+	f.mu.Lock()
+	cancel := f.cancel[id]
+	delete(f.cancel, id)
+	f.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+func (f *fleet) stopAll() {
+	f.mu.Lock()
+	for _, c := range f.cancel {
+		c()
+	}
+	f.cancel = map[string]context.CancelFunc{}
+	f.mu.Unlock()
+	f.wg.Wait()
+}
+
+// counts returns how many shards each member runs now, and fails on a shard
+// run by nobody or twice.
+func (f *fleet) counts(t *testing.T) map[string]int {
+	t.Helper()
+	c := map[string]int{}
+	for s, o := range f.log.owners(f.k) {
+		switch o {
+		case "":
+			t.Errorf("shard %d is run by nobody", s)
+		case "!":
+			t.Errorf("shard %d is run by two members", s)
+		default:
+			c[o]++
+		}
+	}
+	return c
+}
+
+func imbalance(c map[string]int) int {
+	lo, hi := -1, 0
+	for _, n := range c {
+		hi = max(hi, n)
+		if lo < 0 || n < lo {
+			lo = n
+		}
+	}
+	return hi - lo
+}
+
+func ids(n int) []string {
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("m%d", i))
+	}
+	return out
+}

@@ -37,42 +37,43 @@
 // The holding rules of internal/holder apply to each membership Lease
 // (expiry only from local observation, invariants 2 and 3; conditional
 // writes, 4; the hard deadline from the send of the last successful write on
-// its own timer, 6 and 7). On top of them, cited in the code:
+// its own timer, 6 and 7). On top of them, cited by number in the code
+// (internal/holder's as "internal/holder invariant N"):
 //
-//  C1. A member runs a shard only under a claim that a successful write of
-//      its record carries, and only while its membership term is valid: the
-//      shard's context is a child of the term's, which ends at the hard
-//      deadline.
-//  C2. A member gives a claim up (writes a record without it) only after
-//      the shard's work has returned. A shard claimed again gets a new
-//      claim.
-//  C3. A claim's token is the resourceVersion of the write that first
-//      carried it. A member starts a shard under a claim with token c only
-//      when (a) its watch has delivered a version ≥ c, so it has seen every
-//      write to the group before c, and (b) no other member's record that
-//      still counts claims the shard with a token below c.
-//  C4. A record stops counting when it is released by a write (its owner
-//      leaving, or another member taking over an expired record by a write
-//      conditional on the version that expired), or, for a deleted Lease,
-//      LeaseDuration after the deletion was seen. A record edited by hand
-//      (its checksum does not match) counts with its last trusted claims,
-//      or with every shard, until it is taken over like an expired one.
+//  1. A member runs a shard only under a claim that a successful write of
+//     its record carries, and only while its membership term is valid: the
+//     shard's context is a child of the term's, which ends at the hard
+//     deadline.
+//  2. A member gives a claim up (writes a record without it) only after
+//     the shard's work has returned. A shard claimed again gets a new
+//     claim.
+//  3. A claim's token is the resourceVersion of the write that first
+//     carried it. A member starts a shard under a claim with token c only
+//     when (a) its watch has delivered a version ≥ c, so it has seen every
+//     write to the group before c, and (b) no other member's record that
+//     still counts claims the shard with a token below c.
+//  4. A record stops counting when it is released by a write (its owner
+//     leaving, or another member taking over an expired record by a write
+//     conditional on the version that expired), or, for a deleted Lease,
+//     LeaseDuration after the deletion was seen. A record edited by hand
+//     (its checksum does not match) counts with its last trusted claims,
+//     or with every shard, until it is taken over like an expired one.
 //
 // # Why no shard runs twice
 //
 // Take two runs of shard s, by members A and B, with tokens a < b (tokens
 // are distinct: each is a different write's resourceVersion). B started
-// under C3: its watch had delivered b, so it had seen A's claim a (written
+// under invariant 3: its watch had delivered b, so it had seen A's claim a (written
 // at a < b), and at B's start A's record no longer counted with a claim
 // below b. Either
 //
 //   - A's record stopped claiming s: A wrote a version without a, which by
-//     C2 it did only after its run under a had returned; or
+//     invariant 2 it did only after its run under a had returned; or
 //   - A's record was released by a takeover write conditional on the
 //     version V that expired in B's (or another member's) view: V was A's
 //     last successful write, so A's hard deadline, RenewDeadline after it
 //     *sent* V, came before LeaseDuration after the taker *saw* V, and by
-//     C1 A's run had its context ended by then; or
+//     invariant 1 A's run had its context ended by then; or
 //   - A's Lease was deleted and LeaseDuration has passed since B saw the
 //     deletion: A's writes after the deletion fail, so its deadline passed
 //     too.
@@ -85,7 +86,7 @@
 //
 // The assignment is not part of the argument: members with different views
 // may both claim a shard, and the lower claim runs first while the higher
-// waits (C3). Views converge as the watch delivers, and the member whose
+// waits (invariant 3). Views converge as the watch delivers, and the member whose
 // view no longer assigns it the shard gives its claim up.
 //
 // # Clock assumptions

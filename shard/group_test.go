@@ -2,6 +2,8 @@ package shard_test
 
 import (
 	"testing"
+
+	"github.com/leasehold/leasehold/shard"
 	"testing/synctest"
 	"time"
 )
@@ -27,4 +29,112 @@ func TestBalanceAndSingleOwner(t *testing.T) {
 			})
 		})
 	}
+}
+
+// moved counts the shards whose owner differs between two owner lists.
+func moved(a, b []string) int {
+	n := 0
+	for s := range a {
+		if a[s] != b[s] {
+			n++
+		}
+	}
+	return n
+}
+
+// TestJoinAndLeaveMoveFewShards: a member that joins takes about K/N
+// shards from the others and a member that leaves hands over only its own;
+// every moved shard serves again at once (no waiting for expiry), and no
+// shard is ever run twice.
+func TestJoinAndLeaveMoveFewShards(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 64
+		f := newFleet(t, k, nil)
+		for _, id := range ids(3) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		before := f.log.owners(k)
+
+		f.start("m3")
+		joinedAt := time.Now()
+		time.Sleep(100 * time.Millisecond) // far below LeaseDuration: no expiry involved
+		synctest.Wait()
+		after := f.log.owners(k)
+		if c := f.counts(t); len(c) != 4 || imbalance(c) > 1 {
+			t.Fatalf("after the join %v after %v: counts %v", time.Since(joinedAt), time.Since(joinedAt), c)
+		}
+		if n, limit := moved(before, after), (k+3)/4; n > limit {
+			t.Errorf("join moved %d shards, want at most ⌈K/N⌉ = %d", n, limit)
+		}
+
+		f.stop("m1")
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		left := f.log.owners(k)
+		if c := f.counts(t); len(c) != 3 || imbalance(c) > 1 || c["m1"] != 0 {
+			t.Fatalf("after m1 left: counts %v", c)
+		}
+		had := 0
+		for _, o := range after {
+			if o == "m1" {
+				had++
+			}
+		}
+		if n := moved(after, left); n != had {
+			t.Errorf("leave moved %d shards, want only m1's %d", n, had)
+		}
+		f.stopAll()
+		f.log.check(t)
+	})
+}
+
+// TestCrashTakeoverAfterExpiry: a member cut off from the API (its writes
+// fail, as in a crash or a partition) stops its shards at its own hard
+// deadline, and the others start them once its record has expired in their
+// view — not before — with higher tokens.
+func TestCrashTakeoverAfterExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 16
+		f := newFleet(t, k, nil)
+		m0 := &cutLeases{srv: f.srv}
+		f.mod = func(c *shard.Config) {
+			if c.Identity == "m0" {
+				c.Leases = m0
+			}
+		}
+		for _, id := range ids(3) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		before := f.log.owners(k)
+		m0.cut.Store(true)
+		cut := time.Now()
+		time.Sleep(2500 * time.Millisecond) // past m0's deadline (2s), before its expiry (3s after the last renewal seen)
+		synctest.Wait()
+		mid := f.log.owners(k)
+		for s, o := range before {
+			if o == "m0" && mid[s] != "" {
+				t.Errorf("shard %d of m0 run by %q %v after the cut: before m0's record expired", s, mid[s], time.Since(cut))
+			}
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if c := f.counts(t); c["m0"] != 0 || len(c) != 2 || imbalance(c) > 1 {
+			t.Errorf("after m0's expiry: counts %v", c)
+		}
+		f.log.mu.Lock()
+		for _, r := range f.log.runs {
+			if r.member != "m0" && before[r.shard] == "m0" && r.start.After(cut) {
+				if d := r.start.Sub(cut); d > 3*time.Second+100*time.Millisecond {
+					t.Errorf("shard %d served again %v after the cut, want within LeaseDuration (3s) of m0's last renewal", r.shard, d)
+				}
+			}
+		}
+		f.log.mu.Unlock()
+		f.stopAll()
+		f.log.check(t)
+	})
 }

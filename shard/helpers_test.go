@@ -2,11 +2,18 @@ package shard_test
 
 import (
 	"context"
+	"sync/atomic"
+
 	"fmt"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/leasehold/leasehold/internal/fakelease"
 	"github.com/leasehold/leasehold/lease"
@@ -197,4 +204,36 @@ func ids(n int) []string {
 		out = append(out, fmt.Sprintf("m%d", i))
 	}
 	return out
+}
+
+var errUnavailable = apierrors.NewServiceUnavailable("injected: the apiserver cannot be reached")
+
+// cutLeases is one member's connection to the API, which a test can cut:
+// then every request fails as if the apiserver were unreachable.
+type cutLeases struct {
+	srv *fakelease.Server
+	cut atomic.Bool
+}
+
+func (c *cutLeases) Leases(namespace string) coordinationv1client.LeaseInterface {
+	return &cutLeaseAPI{LeaseInterface: c.srv.Leases(namespace), c: c}
+}
+
+type cutLeaseAPI struct {
+	coordinationv1client.LeaseInterface
+	c *cutLeases
+}
+
+func (a *cutLeaseAPI) Update(ctx context.Context, l *coordinationv1.Lease, o metav1.UpdateOptions) (*coordinationv1.Lease, error) {
+	if a.c.cut.Load() {
+		return nil, errUnavailable
+	}
+	return a.LeaseInterface.Update(ctx, l, o)
+}
+
+func (a *cutLeaseAPI) Get(ctx context.Context, name string, o metav1.GetOptions) (*coordinationv1.Lease, error) {
+	if a.c.cut.Load() {
+		return nil, errUnavailable
+	}
+	return a.LeaseInterface.Get(ctx, name, o)
 }

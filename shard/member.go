@@ -60,12 +60,13 @@ type member struct {
 	runs     map[int]*run
 	active   int
 
-	writing   bool
-	dirty     bool
-	nextRenew time.Time
-	retryAt   time.Time
-	evicting  map[string]string // peer Lease -> version being evicted
-	foreign   map[string]string // peer Lease -> version reported as edited by hand
+	writing    bool
+	dirty      bool
+	nextRenew  time.Time
+	retryAt    time.Time
+	evicting   map[string]string    // peer Lease -> version being evicted
+	evictRetry map[string]time.Time // peer Lease -> no eviction before
+	foreign    map[string]string    // peer Lease -> version reported as edited by hand
 
 	results  chan result
 	writeRes chan writeResult
@@ -81,7 +82,7 @@ type member struct {
 func newMember(g *Group, v *view, fn Func, viewDone <-chan error) *member {
 	return &member{
 		g: g, v: v, fn: fn, viewDone: viewDone,
-		evicting: map[string]string{}, foreign: map[string]string{},
+		evicting: map[string]string{}, evictRetry: map[string]time.Time{}, foreign: map[string]string{},
 		results:  make(chan result, g.cfg.Shards),
 		writeRes: make(chan writeResult, 1),
 		evictRes: make(chan evictResult, 64),
@@ -186,7 +187,7 @@ func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uin
 	}
 	for s := range m.claims {
 		if r := m.runs[s]; !mine[s] && (r == nil || !r.active) {
-			// Invariant C2: a claim is given up only after the work has returned.
+			// Invariant 2: a claim is given up only after the work has returned.
 			delete(m.claims, s)
 			delete(m.assigned, s)
 			delete(m.runs, s)
@@ -195,7 +196,7 @@ func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uin
 	}
 	for s := range mine {
 		if _, ok := m.claims[s]; !ok {
-			m.claims[s], m.assigned[s] = pending, now // invariant C1: claimed before started
+			m.claims[s], m.assigned[s] = pending, now // invariant 1: claimed before started
 			m.dirty = true
 		}
 	}
@@ -205,7 +206,7 @@ func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uin
 		if tok == pending || m.runs[s] != nil {
 			continue
 		}
-		// Invariant C3: start only once the watch has delivered our own
+		// Invariant 3: start only once the watch has delivered our own
 		// claim (so every earlier claim is known) and no earlier claim of
 		// another member still counts.
 		if wm < uint64(tok) {
@@ -292,7 +293,7 @@ func (m *member) blockers(now time.Time, peers map[string]peer) (map[int]lease.T
 
 // evictBlockers releases, by a write conditional on the version that
 // expired, the record of every member that blocks a wanted shard and has
-// expired in this view. Invariant C4: the write fails if that member
+// expired in this view. Invariant 4: the write fails if that member
 // renewed since, so a member is taken over only when its last successful
 // renewal is the one whose expiry this view saw; its own deadline, counted
 // from when it sent that renewal, has passed then.
@@ -301,7 +302,7 @@ func (m *member) evictBlockers(now time.Time, peers map[string]peer, wanted map[
 		return
 	}
 	for name, p := range peers {
-		if name == m.g.name || p.snap == nil || now.Before(p.expiresAt()) || m.evicting[name] == p.snap.ResourceVersion {
+		if name == m.g.name || p.snap == nil || now.Before(p.expiresAt()) || m.evicting[name] == p.snap.ResourceVersion || now.Before(m.evictRetry[name]) {
 			continue
 		}
 		if !p.snap.Record.Held() && p.err == nil {
@@ -340,7 +341,10 @@ func (m *member) evicted(e evictResult) {
 	m.g.metrics.wrote("evict", e.err)
 	if e.err != nil {
 		m.g.core.Logger.V(2).Info("taking over an expired member failed", "lease", e.name, "err", e.err)
-		delete(m.evicting, e.name) // a newer version arrives by the watch, or we retry
+		// A conflict: the watch brings the newer version. Anything else:
+		// retry after RetryPeriod.
+		delete(m.evicting, e.name)
+		m.evictRetry[e.name] = m.g.core.Clock.Now().Add(m.g.core.Timing.RetryPeriod)
 		return
 	}
 	m.v.offer(e.snap)
@@ -383,7 +387,7 @@ func (m *member) finished(res result) {
 		m.failure = fmt.Errorf("shard %d: %w", res.shard, res.err)
 	}
 	if r.stopping {
-		// Invariant C2: the work has returned; the claim goes with the
+		// Invariant 2: the work has returned; the claim goes with the
 		// next write. A shard that comes back is claimed afresh, with a
 		// new, higher token.
 		delete(m.runs, res.shard)
@@ -410,6 +414,11 @@ func (m *member) nextWake(now time.Time, t *term, peers map[string]peer) time.Du
 		next = m.nextRenew
 		if m.dirty && m.retryAt.After(now) {
 			next = m.retryAt
+		}
+	}
+	for _, at := range m.evictRetry {
+		if at.After(now) && at.Before(next) {
+			next = at
 		}
 	}
 	for _, p := range peers {

@@ -211,7 +211,7 @@ var errUnavailable = apierrors.NewServiceUnavailable("injected: the apiserver ca
 // cutLeases is one member's connection to the API, which a test can cut:
 // then every request fails as if the apiserver were unreachable.
 type cutLeases struct {
-	srv *fakelease.Server
+	srv coordinationv1client.LeasesGetter
 	cut atomic.Bool
 }
 

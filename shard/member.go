@@ -162,8 +162,13 @@ func (m *member) serve(ctx context.Context, t *term) error {
 	if m.failure != nil {
 		return m.failure
 	}
+	if m.panicked {
+		return errPanicked // Run re-raises the panic
+	}
 	return ctx.Err()
 }
+
+var errPanicked = errors.New("shard: a shard's work panicked")
 
 // reconcile moves the member towards the assignment of its current view:
 // it stops shards that moved away, gives up their claims once their work

@@ -2,8 +2,10 @@ package shard
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"sync"
 	"time"
@@ -59,6 +61,9 @@ type member struct {
 	assigned map[int]time.Time // when a claimed shard was assigned here
 	runs     map[int]*run
 	active   int
+
+	assignKey uint64 // input of the last Assign, hashed
+	owners    []int  // its result
 
 	writing    bool
 	dirty      bool
@@ -119,12 +124,13 @@ func (m *member) serve(ctx context.Context, t *term) error {
 		m.v.forget(now)
 		peers, _, wm, verr, changed := m.v.snapshot()
 		leaving := ctx.Err() != nil || m.failure != nil || m.panicked
+		live, current := m.liveMembers(now, peers)
 		if t.valid() {
-			m.reconcile(now, t, peers, wm, leaving)
+			m.reconcile(now, t, peers, wm, leaving, live, current)
 		} else {
 			m.stopAll(context.Cause(t.ctx))
 		}
-		m.publish(t, peers, now, verr, leaving)
+		m.publish(t, peers, now, verr, leaving, live, current)
 		if (leaving || !t.valid()) && m.active == 0 && !m.writing {
 			break
 		}
@@ -140,6 +146,14 @@ func (m *member) serve(ctx context.Context, t *term) error {
 		case <-changed:
 		case r := <-m.results:
 			m.finished(r)
+			for more := true; more; { // take every result at hand before the next reconcile
+				select {
+				case r := <-m.results:
+					m.finished(r)
+				default:
+					more = false
+				}
+			}
 		case w := <-m.writeRes:
 			m.wrote(t, w)
 		case e := <-m.evictRes:
@@ -174,11 +188,10 @@ var errPanicked = errors.New("shard: a shard's work panicked")
 // it stops shards that moved away, gives up their claims once their work
 // has returned, claims the shards assigned to it, and starts those whose
 // earlier owners have provably stopped.
-func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uint64, leaving bool) {
+func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uint64, leaving bool, live []string, current []int) {
 	mine := map[int]bool{}
 	if !leaving {
-		live, current := m.liveMembers(now, peers)
-		for s, o := range Assign(m.k(), live, current) {
+		for s, o := range m.assign(live, current) {
 			if live[o] == m.id() {
 				mine[s] = true
 			}
@@ -224,6 +237,24 @@ func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uin
 		m.start(t, s, tok, now)
 	}
 	m.evictBlockers(now, peers, evict)
+}
+
+// assign is Assign, computed again only when its input changed.
+func (m *member) assign(live []string, current []int) []int {
+	h := fnv.New64a()
+	for _, id := range live {
+		h.Write([]byte(id))
+		h.Write([]byte{0})
+	}
+	var b [8]byte
+	for _, o := range current {
+		binary.LittleEndian.PutUint64(b[:], uint64(int64(o)))
+		h.Write(b[:])
+	}
+	if key := h.Sum64(); key != m.assignKey || m.assigned == nil || m.owners == nil {
+		m.assignKey, m.owners = key, Assign(m.k(), live, current)
+	}
+	return m.owners
 }
 
 func cause(leaving bool) error {
@@ -436,8 +467,7 @@ func (m *member) nextWake(now time.Time, t *term, peers map[string]peer) time.Du
 
 // publish updates Status, health and metrics, and reports records edited
 // by hand.
-func (m *member) publish(t *term, peers map[string]peer, now time.Time, verr error, leaving bool) {
-	ids, current := m.liveMembers(now, peers)
+func (m *member) publish(t *term, peers map[string]peer, now time.Time, verr error, leaving bool, ids []string, current []int) {
 	owners := make([]string, m.k())
 	for s, o := range current {
 		if o >= 0 {

@@ -48,6 +48,9 @@ type shardsResult struct {
 	WritesPerS        float64 `json:"writes_per_s"`
 	FollowerReadsPerS float64 `json:"follower_reads_per_s"`
 	LeaseDurationMS   float64 `json:"lease_duration_ms"`
+	// Unsettled counts steps after which some shard ran nowhere by the
+	// deadline (the baseline under the load of its electors); omitted at 0.
+	Unsettled int `json:"unsettled,omitempty"`
 	RetryPeriodMS     float64 `json:"retry_period_ms"`
 }
 
@@ -418,7 +421,12 @@ func (b *bench) shards(ctx context.Context, impl string, k, n int) (any, error) 
 	leaveAt := time.Now()
 	f.stop(joiner)
 	left, started, err := f.await(ctx, "leave settled", 3*t.LeaseDuration, func(o []string) bool { return settled(o, members, maxImb) })
-	if err != nil {
+	if err != nil && impl == "knative" {
+		// Buckets lost under the load of K electors per member: report it
+		// and go on with what runs.
+		b.logf("shards %s K=%d N=%d: WARNING: %v (owners %v)", impl, k, n, err, left)
+		r.Unsettled++
+	} else if err != nil {
 		return nil, err
 	}
 	serve = nil
@@ -445,12 +453,15 @@ func (b *bench) shards(ctx context.Context, impl string, k, n int) (any, error) 
 		}
 		f.crash(victim)
 		after, started, err := f.await(ctx, "crash recovered", 3*t.LeaseDuration+10*time.Second, func(o []string) bool { return settled(o, rest, maxImb) })
-		if err != nil {
+		if err != nil && impl == "knative" {
+			b.logf("shards %s K=%d N=%d: WARNING: %v", impl, k, n, err)
+			r.Unsettled++
+		} else if err != nil {
 			return nil, err
 		}
 		var excess []time.Duration
 		for s := range k {
-			if left[s] != victim || after[s] == victim {
+			if left[s] != victim || after[s] == victim || after[s] == "" {
 				continue
 			}
 			lname := fmt.Sprintf("bench-bucket-%d", s)

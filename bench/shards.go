@@ -50,8 +50,8 @@ type shardsResult struct {
 	LeaseDurationMS   float64 `json:"lease_duration_ms"`
 	// Unsettled counts steps after which some shard ran nowhere by the
 	// deadline (the baseline under the load of its electors); omitted at 0.
-	Unsettled int `json:"unsettled,omitempty"`
-	RetryPeriodMS     float64 `json:"retry_period_ms"`
+	Unsettled     int     `json:"unsettled,omitempty"`
+	RetryPeriodMS float64 `json:"retry_period_ms"`
 }
 
 // shardRuns records who runs each shard, in this process.

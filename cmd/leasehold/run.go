@@ -15,6 +15,7 @@ import (
 
 	"github.com/leasehold/leasehold/election"
 	"github.com/leasehold/leasehold/internal/holder"
+	"github.com/leasehold/leasehold/shard"
 )
 
 // runCmd is `leasehold run`: run a command only while this process leads.
@@ -25,6 +26,7 @@ type runCmd struct {
 	grace                                     time.Duration
 	exitOnLoss                                bool
 	http                                      string
+	shards                                    int
 
 	timing holder.Timing // completed by validate
 }
@@ -72,6 +74,7 @@ first error at once and then each different one, and /healthz fails.
 The address it listens on is printed to stderr.
 
 ` + signalHelp + `
+` + shardsHelp + `
 
 Exit status:
   COMMAND's status  COMMAND exited, or was stopped on SIGTERM, SIGINT or SIGHUP
@@ -96,6 +99,9 @@ Exit status:
 			if err := r.validate(cmd.Flags()); err != nil {
 				return err
 			}
+			if r.shards > 0 {
+				return r.runShards(cmd.Context(), argv)
+			}
 			return r.run(cmd.Context(), argv)
 		},
 	}
@@ -107,6 +113,7 @@ Exit status:
 	f.DurationVar(&r.retryPeriod, "retry-period", 0, "interval between renewals and retries; less than --renew-deadline (default 1/5 of it: 2s)")
 	f.DurationVar(&r.grace, "grace", 10*time.Second, "time COMMAND has to exit after SIGTERM before it gets SIGKILL")
 	f.BoolVar(&r.exitOnLoss, "exit-on-loss", false, "exit with status 76 when leadership is lost, instead of campaigning again")
+	f.IntVar(&r.shards, "shards", 0, "join the shard group --lease with this many shards and run COMMAND once per shard owned (see above)")
 	f.StringVar(&r.http, "http", "", "serve /leader, /leader/watch, /healthz, /readyz and /metrics on this address (host:port, :0 for any port)")
 	return cmd
 }
@@ -147,6 +154,9 @@ func (r *runCmd) validate(fs *pflag.FlagSet) error {
 	errs = append(errs, terrs...)
 	r.timing = t
 	errs = append(errs, nonNegative("grace", r.grace))
+	if r.shards < 0 || r.shards > shard.MaxShards {
+		errs = append(errs, fmt.Errorf("--shards %d must be between 1 and %d (0: no shards, one COMMAND while leading)", r.shards, shard.MaxShards))
+	}
 	if r.http != "" {
 		errs = append(errs, checkListenAddr("http", r.http))
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	"slices"
 	"strconv"
 	"strings"
@@ -182,3 +183,35 @@ func reason(err error) string {
 		return "other"
 	}
 }
+
+// Member is what a membership Lease says, for tools that show a group
+// (leasehold describe).
+type Member struct {
+	// Group is the group's name, Identity the member (the holder), "" when
+	// the member has left or was taken over.
+	Group, Identity string
+	// Shards is the group's number of shards as this member records it.
+	Shards int
+	// Claims are the shards the member claims (it may be running them),
+	// each with its claim's token.
+	Claims map[int]lease.Token
+}
+
+// MemberOf reads a membership Lease. It fails, naming the problem, for a
+// Lease that is not one or whose record was edited by hand.
+func MemberOf(l *coordinationv1.Lease) (Member, error) {
+	g := l.Labels[GroupLabel]
+	if g == "" {
+		return Member{}, fmt.Errorf("Lease %s/%s has no %s label: not a shard group member", l.Namespace, l.Name, GroupLabel)
+	}
+	s := lease.NewSnapshot(l)
+	st, err := decode(s)
+	if err != nil {
+		return Member{Group: g, Identity: s.Record.Holder}, err
+	}
+	p := peer{snap: s, st: st}
+	return Member{Group: g, Identity: s.Record.Holder, Shards: st.k, Claims: p.claims(st.k)}, nil
+}
+
+// Ranges writes sorted shard numbers compactly, as "0-3.7.9-10".
+func Ranges(shards []int) string { return ranges(slices.Clone(shards)) }

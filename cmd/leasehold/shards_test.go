@@ -73,6 +73,13 @@ func TestRunShards(t *testing.T) {
 			t.Errorf("COMMAND environment line %q, want identity, shard/4, token and group", line)
 		}
 	}
+	// describe shows a member's group and claims.
+	out := cli(t, cp, "describe", "workers-a")
+	for _, want := range []string{"Shard Group:      workers", "Shards:           4", "Claimed Shards:   2: "} {
+		if !strings.Contains(out.stdout, want) {
+			t.Errorf("describe workers-a lacks %q:\n%s", want, out.stdout)
+		}
+	}
 	procs["b"].Signal(syscall.SIGTERM)
 	if code := procs["b"].Wait(t); code != 0 {
 		t.Errorf("b exited with %d, want 0", code)

@@ -22,6 +22,9 @@ import (
 
 const ns, group = "default", "workers"
 
+// stopDelay is how long shard work takes to return after its context ends.
+const stopDelay = 100 * time.Millisecond
+
 // runLog records every run of every shard, in (virtual) time.
 type runLog struct {
 	mu   sync.Mutex
@@ -43,6 +46,7 @@ func (l *runLog) fn(member string) shard.Func {
 		i := len(l.runs) - 1
 		l.mu.Unlock()
 		<-ctx.Done()
+		time.Sleep(stopDelay) // work takes a while to stop: its claim must outlive it
 		l.mu.Lock()
 		l.runs[i].end = time.Now()
 		l.mu.Unlock()

@@ -138,3 +138,48 @@ func TestCrashTakeoverAfterExpiry(t *testing.T) {
 		f.log.check(t)
 	})
 }
+
+// TestStaleViewDoesNotTakeOver: a member whose watch is stuck sees another
+// member's record stop changing and judges it expired, but that member is
+// alive and renewing: the takeover write, conditional on the version seen,
+// fails, and the shards stay where they run.
+func TestStaleViewDoesNotTakeOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 16
+		f := newFleet(t, k, nil)
+		stale := &frozenWatch{srv: f.srv}
+		f.mod = func(c *shard.Config) {
+			if c.Identity == "m1" {
+				c.Leases = stale
+			}
+		}
+		for _, id := range ids(2) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		before := f.log.owners(k)
+		stale.frozen.Store(true)
+		frozenAt := time.Now()
+		time.Sleep(10 * time.Second) // m0 has expired in m1's stale view long ago
+		synctest.Wait()
+		stale.frozen.Store(false)
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if c := f.counts(t); len(c) != 2 || imbalance(c) > 1 {
+			t.Errorf("counts %v after the watch recovered", c)
+		}
+		if after := f.log.owners(k); moved(before, after) != 0 {
+			t.Errorf("shards moved while every member was alive: %v -> %v", before, after)
+		}
+		f.log.mu.Lock()
+		for _, r := range f.log.runs {
+			if !r.end.IsZero() && r.end.After(frozenAt) {
+				t.Errorf("%s's run of shard %d (token %v) ended at %v: a live member was taken over", r.member, r.shard, r.token, r.end)
+			}
+		}
+		f.log.mu.Unlock()
+		f.stopAll()
+		f.log.check(t)
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	"slices"
 	"sync"
@@ -241,3 +242,72 @@ func (a *cutLeaseAPI) Get(ctx context.Context, name string, o metav1.GetOptions)
 	}
 	return a.LeaseInterface.Get(ctx, name, o)
 }
+
+// frozenWatch holds back the events of a member's watch while frozen is
+// set, as a slow or stuck watch would: the member's view goes stale while
+// its writes still get through.
+type frozenWatch struct {
+	srv    coordinationv1client.LeasesGetter
+	frozen atomic.Bool
+}
+
+func (f *frozenWatch) Leases(namespace string) coordinationv1client.LeaseInterface {
+	return &frozenWatchAPI{LeaseInterface: f.srv.Leases(namespace), f: f}
+}
+
+type frozenWatchAPI struct {
+	coordinationv1client.LeaseInterface
+	f *frozenWatch
+}
+
+func (a *frozenWatchAPI) Watch(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+	w, err := a.LeaseInterface.Watch(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	out := &heldWatch{inner: w, ch: make(chan watch.Event), stop: make(chan struct{})}
+	out.wg.Go(func() { out.forward(a.f) })
+	return out, nil
+}
+
+type heldWatch struct {
+	inner watch.Interface
+	ch    chan watch.Event
+	stop  chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup
+}
+
+func (h *heldWatch) forward(f *frozenWatch) {
+	defer close(h.ch)
+	var held []watch.Event
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	in := h.inner.ResultChan()
+	for {
+		var out chan watch.Event
+		var next watch.Event
+		if len(held) > 0 && !f.frozen.Load() {
+			out, next = h.ch, held[0]
+		}
+		select {
+		case <-h.stop:
+			return
+		case ev, ok := <-in:
+			if !ok {
+				return
+			}
+			held = append(held, ev)
+		case out <- next:
+			held = held[1:]
+		case <-tick.C:
+		}
+	}
+}
+
+func (h *heldWatch) Stop() {
+	h.once.Do(func() { close(h.stop) })
+	h.inner.Stop()
+}
+
+func (h *heldWatch) ResultChan() <-chan watch.Event { return h.ch }

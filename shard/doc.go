@@ -27,6 +27,10 @@
 // has provably stopped, stops the ones that moved away and gives up their
 // claims once their work has returned.
 //
+// A member that leaves says so first (its record is marked leaving): the
+// others assign its shards elsewhere at once and claim them, and each
+// starts as soon as the leaver gives its claim up.
+//
 // Cost does not grow with K: in steady state each member writes its own
 // Lease once per RetryPeriod (its claims ride on its renewal), nobody polls,
 // and each member has one watch. Changes cost one extra write per member

@@ -67,6 +67,7 @@ type member struct {
 
 	writing    bool
 	dirty      bool
+	leaving    bool // our writes say so: the others take our shards at once
 	nextRenew  time.Time
 	retryAt    time.Time
 	evicting   map[string]string    // peer Lease -> version being evicted
@@ -116,6 +117,7 @@ func (m *member) run(ctx context.Context) error {
 // Every shard has stopped when it returns.
 func (m *member) serve(ctx context.Context, t *term) error {
 	m.claims, m.assigned, m.runs, m.active = map[int]lease.Token{}, map[int]time.Time{}, map[int]*run{}, 0
+	m.leaving = false
 	m.dirty, m.retryAt = false, time.Time{}
 	ctxDone, termDone := ctx.Done(), t.ctx.Done()
 	clk := m.g.core.Clock
@@ -124,6 +126,9 @@ func (m *member) serve(ctx context.Context, t *term) error {
 		m.v.forget(now)
 		peers, _, wm, verr, changed := m.v.snapshot()
 		leaving := ctx.Err() != nil || m.failure != nil || m.panicked
+		if leaving && !m.leaving && t.valid() {
+			m.leaving, m.dirty = true, true
+		}
 		live, current := m.liveMembers(now, peers)
 		if t.valid() {
 			m.reconcile(now, t, peers, wm, leaving, live, current)
@@ -272,7 +277,7 @@ func (m *member) liveMembers(now time.Time, peers map[string]peer) ([]string, []
 	ids := []string{m.id()}
 	seen := map[string]string{m.id(): m.g.name}
 	for name, p := range peers {
-		if name == m.g.name || p.snap == nil || p.err != nil || !p.snap.Record.Held() || p.st.k != m.k() || !now.Before(p.expiresAt()) {
+		if name == m.g.name || p.snap == nil || p.err != nil || !p.snap.Record.Held() || p.st.k != m.k() || p.st.leaving || !now.Before(p.expiresAt()) {
 			continue
 		}
 		if _, dup := seen[p.holderID()]; dup {

@@ -20,7 +20,7 @@ import (
 const GroupLabel = "leasehold.io/shard-group"
 
 // MemberAnnotation holds a member's shard state on its membership Lease:
-// "v1;k=<shards>;c=<claims>;sum=<checksum>". Claims are groups
+// "v1;k=<shards>;c=<claims>[;leaving];sum=<checksum>". Claims are groups
 // "<token>:<ranges>" separated by "|", where ranges are "a" or "a-b"
 // separated by "." and token "p" (pending) means the version of the Lease
 // that carries it. The checksum covers the holder, the lease duration, the
@@ -37,6 +37,9 @@ const pending lease.Token = 0
 type state struct {
 	k      int
 	claims map[int]lease.Token
+	// leaving: the member is leaving the group; the others assign its
+	// shards elsewhere at once, while its claims still count until given up.
+	leaving bool
 }
 
 // encode returns the annotation value for st on a record with rec's holder,
@@ -60,6 +63,9 @@ func (st state) encode(rec lease.Record) string {
 		groups = append(groups, name+":"+ranges(byTok[t]))
 	}
 	body := "v1;k=" + strconv.Itoa(st.k) + ";c=" + strings.Join(groups, "|")
+	if st.leaving {
+		body += ";leaving"
+	}
 	return body + ";sum=" + checksum(rec, body)
 }
 
@@ -104,6 +110,10 @@ func decode(snap *lease.Snapshot) (state, error) {
 		return state{}, fmt.Errorf("annotation %s does not match the record (holder %q, %v, transitions %d): edited by hand", MemberAnnotation, snap.Record.Holder, snap.Record.LeaseDuration, snap.Record.Transitions)
 	}
 	parts := strings.Split(body, ";")
+	leaving := len(parts) == 4 && parts[3] == "leaving"
+	if leaving {
+		parts = parts[:3]
+	}
 	if len(parts) != 3 || parts[0] != "v1" || !strings.HasPrefix(parts[1], "k=") || !strings.HasPrefix(parts[2], "c=") {
 		return state{}, fmt.Errorf("annotation %s: unknown format %q", MemberAnnotation, body)
 	}
@@ -111,7 +121,7 @@ func decode(snap *lease.Snapshot) (state, error) {
 	if err != nil || k <= 0 {
 		return state{}, fmt.Errorf("annotation %s: bad shard count %q", MemberAnnotation, parts[1])
 	}
-	st := state{k: k, claims: map[int]lease.Token{}}
+	st := state{k: k, claims: map[int]lease.Token{}, leaving: leaving}
 	if c := parts[2][2:]; c != "" {
 		for g := range strings.SplitSeq(c, "|") {
 			if err := st.addGroup(g); err != nil {

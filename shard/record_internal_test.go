@@ -34,6 +34,10 @@ func TestRecordRoundTripAndHandEdits(t *testing.T) {
 			t.Errorf("shard %d: token %v, want %v", s, got.claims[s], tok)
 		}
 	}
+	st.leaving = true
+	if got, err := decode(snapWith(rec, st.encode(rec))); err != nil || !got.leaving || len(got.claims) != len(st.claims) {
+		t.Errorf("a leaving member's record decodes as %+v, %v", got, err)
+	}
 	for name, edit := range map[string]func() (lease.Record, string){
 		"claims dropped by hand": func() (lease.Record, string) { return rec, strings.Replace(v, "100:0-2.7|", "", 1) },
 		"holder changed":         func() (lease.Record, string) { r := rec; r.Holder = "b"; return r, v },

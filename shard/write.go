@@ -14,7 +14,7 @@ import (
 // time; it never waits for its answer past the hard deadline
 // (internal/holder invariant 7).
 func (m *member) startWrite(t *term) {
-	st := state{k: m.k(), claims: maps.Clone(m.claims)}
+	st := state{k: m.k(), claims: maps.Clone(m.claims), leaving: m.leaving}
 	base := m.own
 	m.writing, m.dirty = true, false
 	ctx, cancel := context.WithDeadline(context.Background(), t.Deadline())

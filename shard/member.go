@@ -532,21 +532,30 @@ func (m *member) join(ctx context.Context) (*term, error) {
 		} else if verr != nil {
 			m.g.setHealth(verr)
 		}
-		var timeout <-chan time.Time
-		if wait >= 0 {
-			timer := clk.NewTimer(wait)
-			defer timer.Stop()
-			timeout = timer.C()
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case err := <-m.viewDone:
-			return nil, fmt.Errorf("shard: watching group %s/%s: %w", m.g.cfg.Namespace, m.g.cfg.Name, err)
-		case <-changed:
-		case <-timeout:
+		if err := m.awaitJoin(ctx, changed, wait); err != nil {
+			return nil, err
 		}
 	}
+}
+
+// awaitJoin waits for a change of the view, wait (unless negative) or the
+// end of ctx or of the view.
+func (m *member) awaitJoin(ctx context.Context, changed <-chan struct{}, wait time.Duration) error {
+	var timeout <-chan time.Time
+	if wait >= 0 {
+		timer := m.g.core.Clock.NewTimer(wait)
+		defer timer.Stop()
+		timeout = timer.C()
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-m.viewDone:
+		return fmt.Errorf("shard: watching group %s/%s: %w", m.g.cfg.Namespace, m.g.cfg.Name, err)
+	case <-changed:
+	case <-timeout:
+	}
+	return nil
 }
 
 func (m *member) checkShardCount(now time.Time, peers map[string]peer) error {

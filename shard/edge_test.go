@@ -43,7 +43,7 @@ func TestSteadyStateWrites(t *testing.T) {
 }
 
 // TestHandEditIsIgnored: a membership Lease edited by hand (kubectl edit
-// of its claims) is not trusted: its owner notices, stops everything and
+// that drops its claims and its holder) is not trusted: its owner notices, stops everything and
 // joins again, and nobody else starts its shards before that.
 func TestHandEditIsIgnored(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -58,6 +58,8 @@ func TestHandEditIsIgnored(t *testing.T) {
 		v := l.Annotations[shard.MemberAnnotation]
 		body, _, _ := strings.Cut(v, ";sum=")
 		l.Annotations[shard.MemberAnnotation] = body[:strings.Index(body, ";c=")] + ";c=;sum=forged" // drops every claim
+		empty := ""
+		l.Spec.HolderIdentity = &empty // and says m0 left
 		f.srv.Put(l)
 		time.Sleep(10 * time.Second)
 		synctest.Wait()

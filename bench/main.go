@@ -9,6 +9,11 @@
 //     over the earliest moment the lease could be taken (last change of the
 //     dead leader's record seen by this process's own watch + LeaseDuration).
 //   - load: API requests per second of a steady leader and its followers.
+//   - shards: K shards over N members (package shard) against a
+//     Knative-style baseline (one client-go elector per shard, in this
+//     process): balance, shards moved and time to serve on a join and a
+//     leave, time to serve after a crash beyond LeaseDuration, and API
+//     writes and reads per second in steady state (-shard-configs).
 //   - lock-uncontended, lock-handover (Leasehold only, in this process): a
 //     free Mutex's Lock+Release latency; release-to-next-holder latency with
 //     2, 10, 50 waiters, with API requests and conflicts per hand-over.
@@ -46,7 +51,7 @@ import (
 
 // Benchmark and implementation names, in the order they run.
 var (
-	allBenches = []string{"handoff", "failover", "load", "lock-uncontended", "lock-handover"}
+	allBenches = []string{"handoff", "failover", "load", "lock-uncontended", "lock-handover", "shards"}
 	allImpls   = []string{"leasehold", "client-go", candidate.PythonImpl}
 )
 
@@ -63,6 +68,7 @@ type options struct {
 	waiters    []int
 	hold       time.Duration
 	verbose    bool
+	shards     []shardConfig
 }
 
 func main() {
@@ -103,6 +109,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.handovers, "lock-handovers", 50, "lock-handover: hand-overs measured per waiter count")
 	fs.StringVar(&waiters, "lock-waiters", "2,10,50", "lock-handover: comma-separated waiter counts, one result each")
 	fs.DurationVar(&o.hold, "lock-hold", 5*time.Millisecond, "lock-handover: how long each holder keeps the lock")
+	shardConfigs := fs.String("shard-configs", defaultShardConfigs, "shards: comma-separated impl:K:N runs (impl leasehold or knative: one client-go elector per shard, as Knative's buckets)")
 	fs.BoolVar(&o.verbose, "v", false, "pass the candidate processes' stderr (client-go's klog) through")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -116,6 +123,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		errs = append(errs, err)
 	}
 	if o.benches, err = pickList(benches, allBenches, "-bench"); err != nil {
+		errs = append(errs, err)
+	}
+	if o.shards, err = parseShardConfigs(*shardConfigs); err != nil {
 		errs = append(errs, err)
 	}
 	if err := o.timing.Validate(); err != nil {

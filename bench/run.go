@@ -126,6 +126,18 @@ func (b *bench) runBench(ctx context.Context, name string) ([]any, error) {
 	case "load":
 		rs, err := b.load(ctx)
 		results, errs = append(results, rs...), append(errs, err)
+	case "shards":
+		for _, c := range b.o.shards {
+			if ctx.Err() != nil {
+				break
+			}
+			r, err := b.shards(ctx, c.impl, c.k, c.n)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s K=%d N=%d: %w", c.impl, c.k, c.n, err))
+				continue
+			}
+			results = append(results, r)
+		}
 	case "lock-uncontended", "lock-handover":
 		if !slices.Contains(b.o.impls, "leasehold") {
 			b.logf("%s: skipped, it measures leasehold only and -impl excludes it", name)

@@ -108,3 +108,15 @@ func isConnError(err error) bool {
 }
 
 func statusError(s *metav1.Status) error { return &apierrors.StatusError{ErrStatus: *s} }
+
+// Classify wraps an error from a request on Leases (verb: get, create,
+// update, watch) in an *APIError of the right kind. name may be a label
+// selector for a watch of many Leases. A *metav1.Status from a watch's Error
+// event is accepted as err's Status via StatusError.
+func Classify(verb, namespace, name string, err error) error {
+	return classify(verb, namespace, name, err)
+}
+
+// StatusError turns the Status of a watch Error event into an error that
+// Classify recognises.
+func StatusError(s *metav1.Status) error { return statusError(s) }

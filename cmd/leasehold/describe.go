@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/shard"
 )
 
 // describeCmd is `leasehold describe NAME...`: Leases in words, with their
@@ -137,6 +139,38 @@ func describeLease(w io.Writer, l *coordinationv1.Lease, now time.Time) {
 	if v.ForeignEdit {
 		line("Warning", foreignEditNote(rec.Holder))
 	}
+	if l.Labels[shard.GroupLabel] != "" {
+		describeMember(line, l)
+	}
+}
+
+// describeMember adds what a shard group's membership Lease says: the
+// group, its shard count and the shards this member claims, by token.
+func describeMember(line func(label, value string), l *coordinationv1.Lease) {
+	m, err := shard.MemberOf(l)
+	line("Shard Group", m.Group)
+	if err != nil {
+		line("Warning", err.Error())
+		return
+	}
+	line("Shards", fmt.Sprint(m.Shards))
+	byTok := map[lease.Token][]int{}
+	for s, t := range m.Claims {
+		byTok[t] = append(byTok[t], s)
+	}
+	toks := make([]lease.Token, 0, len(byTok))
+	for t := range byTok {
+		toks = append(toks, t)
+	}
+	slices.Sort(toks)
+	var parts []string
+	for _, t := range toks {
+		parts = append(parts, fmt.Sprintf("%s (token %s)", shard.Ranges(byTok[t]), t))
+	}
+	if len(parts) == 0 {
+		parts = []string{noValue}
+	}
+	line("Claimed Shards", fmt.Sprintf("%d: %s", len(m.Claims), strings.Join(parts, ", ")))
 }
 
 // foreignEditNote explains a holder named by a foreign edit.

@@ -19,6 +19,7 @@ import (
 	"github.com/leasehold/leasehold/election"
 	"github.com/leasehold/leasehold/internal/holder"
 	"github.com/leasehold/leasehold/internal/podwitness"
+	"github.com/leasehold/leasehold/shard"
 )
 
 // runCmd is `leasehold run`: run a command only while this process leads.
@@ -35,6 +36,7 @@ type runCmd struct {
 	ready                             *readiness // set in run when --follow-* is given
 	restart                           restartPolicy
 	restartBackoff, restartBackoffMax time.Duration
+	shards                            int
 
 	timing holder.Timing // completed by validate
 }
@@ -109,6 +111,7 @@ first error at once and then each different one, and /healthz fails.
 The address it listens on is printed to stderr.
 
 ` + signalHelp + `
+` + shardsHelp + `
 
 Exit status:
   COMMAND's status  COMMAND exited (and --restart did not start it again), or
@@ -138,6 +141,9 @@ Exit status:
 			if err := r.validate(cmd.Flags()); err != nil {
 				return err
 			}
+			if r.shards > 0 {
+				return r.runShards(cmd.Context(), argv)
+			}
 			return r.run(cmd.Context(), argv)
 		},
 	}
@@ -164,6 +170,7 @@ Exit status:
 	f.BoolVar(&r.podAware, "pod-aware", true, "in a Pod, publish this container instance and, as a follower, take over as soon as the kubelet reports the leader's container terminated (needs get and watch on pods; see deploy/base)")
 	f.StringVar(&r.followContainer, "follow-container", "", "campaign only while container NAME of this Pod is Ready, and resign when it is not (a sidecar following its app; reads the Pod's status, needs get and watch on pods)")
 	f.StringVar(&r.followURL, "follow-url", "", "campaign only while GET URL answers 2xx (checked every --retry-period), and resign when it does not")
+	f.IntVar(&r.shards, "shards", 0, "join the shard group --lease with this many shards and run COMMAND once per shard owned (see above)")
 	f.StringVar(&r.http, "http", "", "serve /leader, /leader/watch, /healthz, /readyz and /metrics on this address (host:port, :0 for any port)")
 	return cmd
 }
@@ -239,6 +246,9 @@ func (r *runCmd) validate(fs *pflag.FlagSet) error {
 		errs = append(errs, fmt.Errorf("--restart-backoff %s: must be positive", shortDuration(r.restartBackoff)))
 	case r.restartBackoffMax < r.restartBackoff:
 		errs = append(errs, fmt.Errorf("--restart-backoff-max %s: must be at least --restart-backoff (%s)", shortDuration(r.restartBackoffMax), shortDuration(r.restartBackoff)))
+	}
+	if r.shards < 0 || r.shards > shard.MaxShards {
+		errs = append(errs, fmt.Errorf("--shards %d must be between 1 and %d (0: no shards, one COMMAND while leading)", r.shards, shard.MaxShards))
 	}
 	if r.http != "" {
 		errs = append(errs, checkListenAddr("http", r.http))

@@ -33,7 +33,9 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/leasehold/leasehold/election"
+	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/lock"
+	"github.com/leasehold/leasehold/shard"
 )
 
 // Arg is the first argument that makes a binary embedding this package run
@@ -58,6 +60,9 @@ type Event struct {
 	Requests map[string]int64 `json:"requests,omitempty"`
 	// Err is set on an "exit" caused by an error.
 	Err string `json:"err,omitempty"`
+	// Shard is the shard of a "start" or "stop" of a shards member (--impl
+	// shards): each shard's runs are terms of their own.
+	Shard *int `json:"shard,omitempty"`
 }
 
 // Mono returns CLOCK_MONOTONIC in nanoseconds, comparable across processes.
@@ -78,6 +83,7 @@ type options struct {
 	writeEvery                            time.Duration
 	unsafeNoDeadline                      bool
 	hold                                  time.Duration
+	shards                                int
 }
 
 // Main runs a candidate with args (without the leading Arg) until SIGTERM or
@@ -86,7 +92,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("candidate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	fs.StringVar(&o.impl, "impl", "leasehold", "leasehold (elector), lock (Leasehold mutex) or client-go")
+	fs.StringVar(&o.impl, "impl", "leasehold", "leasehold (elector), lock (Leasehold mutex), shards (a member of a shard.Group named --lease) or client-go")
+	fs.IntVar(&o.shards, "shards", 8, "--impl shards: the number of shards")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig path")
 	fs.StringVar(&o.namespace, "namespace", "default", "namespace of the Lease")
 	fs.StringVar(&o.name, "lease", "", "name of the Lease")
@@ -172,8 +179,10 @@ func run(ctx context.Context, o options, out *emitter, counts *counter) error {
 		return runLock(ctx, o, cs, w)
 	case "client-go":
 		return runClientGo(ctx, o, cs, w)
+	case "shards":
+		return runShards(ctx, o, cs, w)
 	}
-	return fmt.Errorf("candidate: unknown --impl %q (want leasehold, lock or client-go)", o.impl)
+	return fmt.Errorf("candidate: unknown --impl %q (want leasehold, lock, shards or client-go)", o.impl)
 }
 
 func runLeasehold(ctx context.Context, o options, cs kubernetes.Interface, w *worker) error {
@@ -191,6 +200,26 @@ func runLeasehold(ctx context.Context, o options, cs kubernetes.Interface, w *wo
 	return e.Run(ctx, func(tctx context.Context) error {
 		tok, _ := election.TokenFrom(tctx)
 		w.term(ctx, tctx, tok.String())
+		return nil
+	})
+}
+
+// runShards is a member of the shard group --lease: every shard it runs is
+// a term of its own, with its own writes to the fenced resource.
+func runShards(ctx context.Context, o options, cs kubernetes.Interface, w *worker) error {
+	cfg := shard.Config{
+		Leases: cs.CoordinationV1(), Namespace: o.namespace, Name: o.name, Shards: o.shards, Identity: o.id,
+		LeaseDuration: o.ld, RenewDeadline: o.rd, RetryPeriod: o.rp,
+	}
+	if o.clockRate != 1 {
+		cfg.Clock = NewRateClock(o.clockRate)
+	}
+	g, err := shard.New(cfg)
+	if err != nil {
+		return err
+	}
+	return g.Run(ctx, func(sctx context.Context, s int, tok lease.Token) error {
+		w.shardTerm(ctx, sctx, s, tok.String())
 		return nil
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // Term is one leadership term of one candidate process, on the shared
@@ -16,6 +17,8 @@ type Term struct {
 	Open       bool
 	// Cause is why the term ended, as its process logged it.
 	Cause string
+	// Shard is the shard of a shards member's term, "" for others.
+	Shard string
 }
 
 // Recorder collects events and turns them into terms. Not safe for
@@ -30,20 +33,31 @@ func (r *Recorder) Add(ev Event) {
 	if r.open == nil {
 		r.open = map[string]int{}
 	}
+	shard := ""
+	if ev.Shard != nil {
+		shard = strconv.Itoa(*ev.Shard)
+	}
+	key := ev.ID + "\x00" + shard
 	switch ev.Ev {
 	case "start":
-		r.close(ev.ID, ev.Mono, "")
-		r.open[ev.ID] = len(r.terms)
-		r.terms = append(r.terms, Term{ID: ev.ID, Impl: ev.Impl, Token: ev.Token, Start: ev.Mono, Open: true})
-	case "stop", "exited":
-		r.close(ev.ID, ev.Mono, ev.Cause)
+		r.close(key, ev.Mono, "")
+		r.open[key] = len(r.terms)
+		r.terms = append(r.terms, Term{ID: ev.ID, Impl: ev.Impl, Token: ev.Token, Start: ev.Mono, Open: true, Shard: shard})
+	case "stop":
+		r.close(key, ev.Mono, ev.Cause)
+	case "exited": // every open term of the process
+		for k := range r.open {
+			if strings.HasPrefix(k, ev.ID+"\x00") {
+				r.close(k, ev.Mono, ev.Cause)
+			}
+		}
 	}
 }
 
-func (r *Recorder) close(id string, at int64, cause string) {
-	if i, ok := r.open[id]; ok {
+func (r *Recorder) close(key string, at int64, cause string) {
+	if i, ok := r.open[key]; ok {
 		r.terms[i].End, r.terms[i].Open, r.terms[i].Cause = at, false, cause
-		delete(r.open, id)
+		delete(r.open, key)
 	}
 }
 

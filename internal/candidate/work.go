@@ -21,6 +21,9 @@ const (
 	WriteID    = "id"
 	WriteFence = "fence"
 	WriteSent  = "sent"
+	// WriteShard names the shard a shards member writes for; each shard is
+	// a fenced resource of its own.
+	WriteShard = "shard"
 )
 
 // worker is what a candidate does while it leads: it logs the term and
@@ -58,6 +61,17 @@ func (w *worker) term(ctx, tctx context.Context, token string) {
 	w.out.emit(Event{Ev: "stop", Cause: cause})
 }
 
+// shardTerm runs one shard of a shards member: like term, with the shard
+// in its events and writes.
+func (w *worker) shardTerm(ctx, sctx context.Context, s int, token string) {
+	w.out.emit(Event{Ev: "start", Token: token, Shard: &s})
+	for sctx.Err() == nil {
+		w.writeShard(token, strconv.Itoa(s))
+		wait(sctx, w.o.writeEvery)
+	}
+	w.out.emit(Event{Ev: "stop", Cause: fmt.Sprint(context.Cause(sctx)), Shard: &s})
+}
+
 // untilSuperseded is the control for the hard deadline: a leader that, once
 // its term's context ended, goes on working until it reads the Lease and
 // finds another holder (or the process is stopped). Reads that fail (a
@@ -92,11 +106,16 @@ func (w *worker) untilSuperseded(ctx context.Context, fence string) {
 
 // write sends one write; the resource's answer does not matter to the
 // candidate (the harness reads the resource's log).
-func (w *worker) write(fence string) {
+func (w *worker) write(fence string) { w.writeShard(fence, "") }
+
+func (w *worker) writeShard(fence, shard string) {
 	if w.o.writeURL == "" {
 		return
 	}
 	q := url.Values{WriteID: {w.o.id}, WriteSent: {strconv.FormatInt(Mono(), 10)}}
+	if shard != "" {
+		q.Set(WriteShard, shard)
+	}
 	if fence != "" {
 		q.Set(WriteFence, fence)
 	}

@@ -2,6 +2,8 @@ package chaos
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -70,8 +72,58 @@ func Check(terms []candidate.Term, writes []Write, pauses map[string][]Window, s
 	return CheckRun(terms, writes, pauses, slack, live, live)
 }
 
-// CheckRun is Check that also measures MaxNoLeaderAll over whole.
+// CheckRun is Check that also measures MaxNoLeaderAll over whole. Terms and
+// writes of shards members are checked per shard (each shard is a lease of
+// its own and a resource of its own); MaxNoLeader is then the longest time
+// any one shard had no owner.
 func CheckRun(terms []candidate.Term, writes []Write, pauses map[string][]Window, slack time.Duration, live, whole Window) Report {
+	if !slices.ContainsFunc(terms, func(t candidate.Term) bool { return t.Shard != "" }) {
+		return checkOne(terms, writes, pauses, slack, live, whole)
+	}
+	byShard := map[string][]candidate.Term{}
+	for _, t := range terms {
+		byShard[t.Shard] = append(byShard[t.Shard], t)
+	}
+	wByShard := map[string][]Write{}
+	for _, w := range writes {
+		wByShard[w.Shard] = append(wByShard[w.Shard], w)
+	}
+	r := Report{Blame: map[string]int{}, Fence: FenceResult{StaleBy: map[string]int{}}}
+	shards := slices.Sorted(maps.Keys(byShard))
+	for _, s := range shards {
+		one := checkOne(byShard[s], wByShard[s], pauses, slack, live, whole)
+		p := "shard " + s + ": "
+		r.Terms += one.Terms
+		r.Overlaps = append(r.Overlaps, prefixed(p, one.Overlaps)...)
+		r.PausedOverlaps = append(r.PausedOverlaps, prefixed(p, one.PausedOverlaps)...)
+		r.TokensBackwards = append(r.TokensBackwards, prefixed(p, one.TokensBackwards)...)
+		r.Fence.Stale = append(r.Fence.Stale, prefixed(p, one.Fence.Stale)...)
+		r.Fence.Fenced = append(r.Fence.Fenced, prefixed(p, one.Fence.Fenced)...)
+		r.Fence.Writes += one.Fence.Writes
+		r.Fence.Accepted += one.Fence.Accepted
+		r.Fence.Orphans += one.Fence.Orphans
+		r.Fence.Unfenceable += one.Fence.Unfenceable
+		for k, v := range one.Fence.StaleBy {
+			r.Fence.StaleBy[k] += v
+		}
+		for k, v := range one.Blame {
+			r.Blame[k] += v
+		}
+		r.MaxNoLeader = max(r.MaxNoLeader, one.MaxNoLeader)
+		r.MaxNoLeaderAll = max(r.MaxNoLeaderAll, one.MaxNoLeaderAll)
+	}
+	return r
+}
+
+func prefixed(p string, msgs []string) []string {
+	out := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, p+m)
+	}
+	return out
+}
+
+func checkOne(terms []candidate.Term, writes []Write, pauses map[string][]Window, slack time.Duration, live, whole Window) Report {
 	r := Report{Terms: len(terms), Blame: map[string]int{}}
 	sorted := append([]candidate.Term(nil), terms...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Start < sorted[j].Start })

@@ -298,3 +298,33 @@ func TestSkewAndTolerance(t *testing.T) {
 		t.Errorf("client-go only: tolerated %v, ratio %v; want true, 1", ok, ratio)
 	}
 }
+
+// TestCheckRunPerShard: the runs of a shards fleet are checked per shard:
+// members running different shards at once is the point, the same shard at
+// once is an overlap, and a shard's stale write is judged against that
+// shard's own terms.
+func TestCheckRunPerShard(t *testing.T) {
+	sh := func(s int) *int { return &s }
+	tm := terms(
+		candidate.Event{Ev: "start", ID: "a", Impl: "shards", Token: "10", Mono: 100, Shard: sh(0)},
+		candidate.Event{Ev: "start", ID: "b", Impl: "shards", Token: "11", Mono: 110, Shard: sh(1)},
+		candidate.Event{Ev: "start", ID: "b", Impl: "shards", Token: "12", Mono: 150, Shard: sh(0)},
+		candidate.Event{Ev: "stop", ID: "a", Impl: "shards", Mono: 200, Shard: sh(0)},
+		candidate.Event{Ev: "exited", ID: "b", Impl: "shards", Mono: 300},
+	)
+	writes := []Write{
+		{ID: "b", Fence: "12", Sent: 160, Recv: 161, Accepted: true, Shard: "0"},
+		{ID: "a", Fence: "10", Sent: 170, Recv: 171, Accepted: true, Shard: "0"},
+		{ID: "b", Fence: "11", Sent: 180, Recv: 181, Accepted: true, Shard: "1"},
+	}
+	r := CheckRun(tm, writes, nil, 0, Window{100, 300}, Window{100, 300})
+	if len(r.Overlaps) != 1 || !strings.HasPrefix(r.Overlaps[0], "shard 0: ") {
+		t.Errorf("overlaps %q, want one on shard 0", r.Overlaps)
+	}
+	if len(r.Fence.Stale) != 1 || !strings.HasPrefix(r.Fence.Stale[0], "shard 0: a's write") {
+		t.Errorf("stale %q, want a's write on shard 0", r.Fence.Stale)
+	}
+	if r.Terms != 3 || r.Blame["shards"] != 2 {
+		t.Errorf("terms %d, blame %v", r.Terms, r.Blame)
+	}
+}

@@ -52,6 +52,9 @@ type Write struct {
 	Sent, Recv int64
 	Accepted   bool
 	Reason     string
+	// Shard is the shard a shards member wrote for ("" for others): each
+	// shard is a resource of its own, with its own highest token.
+	Shard string
 }
 
 // Store is the fenced resource of a run: an HTTP endpoint on loopback to
@@ -62,6 +65,7 @@ type Write struct {
 type Store struct {
 	fencing bool
 	fenced  Fenced
+	shards  map[string]*Fenced // per shard, for shards members
 	ln      net.Listener
 	srv     *http.Server
 	done    chan struct{}
@@ -104,7 +108,7 @@ func (s *Store) Writes() []Write {
 
 func (s *Store) serve(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	wr := Write{ID: q.Get(candidate.WriteID), Fence: q.Get(candidate.WriteFence)}
+	wr := Write{ID: q.Get(candidate.WriteID), Fence: q.Get(candidate.WriteFence), Shard: q.Get(candidate.WriteShard)}
 	sent, err := strconv.ParseInt(q.Get(candidate.WriteSent), 10, 64)
 	if wr.ID == "" || err != nil {
 		http.Error(w, "write needs id and sent", http.StatusBadRequest)
@@ -123,7 +127,17 @@ func (s *Store) serve(w http.ResponseWriter, r *http.Request) {
 	var ferr error
 	s.mu.Lock()
 	if wr.Fence != "" && s.fencing {
-		ferr = s.fenced.Write(tok)
+		f := &s.fenced
+		if wr.Shard != "" {
+			if s.shards == nil {
+				s.shards = map[string]*Fenced{}
+			}
+			if s.shards[wr.Shard] == nil {
+				s.shards[wr.Shard] = &Fenced{}
+			}
+			f = s.shards[wr.Shard]
+		}
+		ferr = f.Write(tok)
 	}
 	wr.Recv = candidate.Mono()
 	wr.Accepted = ferr == nil

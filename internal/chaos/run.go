@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,8 +51,14 @@ type Env struct {
 // client-go electors, the two alternating, Leasehold Mutex holders that
 // take the lock, hold it a second and release it, over and over, electors
 // of the Python library (python/leasehold), and Python, Go Leasehold and
-// client-go electors taking turns by slot (mixed-python).
-var Impls = []string{"leasehold", "client-go", "mixed", "lock", "python", "mixed-python"}
+// client-go electors taking turns by slot (mixed-python), and members of a
+// shard.Group (shards) whose every shard is checked like a lease of its
+// own.
+var Impls = []string{"leasehold", "client-go", "mixed", "lock", "python", "mixed-python", "shards"}
+
+// ChaosShards is the number of shards of a shards fleet: members of one
+// shard.Group, each shard a term of its own with its own fenced resource.
+const ChaosShards = 8
 
 // Python members are Leasehold members: they send their fencing token, run
 // on an injectable clock (--clock-rate) and keep the same invariants, so
@@ -376,6 +383,9 @@ func (r *run) start(i int) error {
 		if r.env.NoDeadline && (impl == "leasehold" || impl == "python") {
 			args = append(args, "--unsafe-no-deadline")
 		}
+	}
+	if impl == "shards" {
+		args = append(args, "--shards", strconv.Itoa(ChaosShards))
 	}
 	if impl == "client-go" {
 		// client-go releases without waiting for its work to return (see

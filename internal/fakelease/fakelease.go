@@ -15,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
@@ -203,7 +204,7 @@ func (s *Server) storeLocked(k key, l *coordinationv1.Lease, typ watch.EventType
 func (s *Server) publishLocked(k key, ev watch.Event) {
 	s.history = append(s.history, event{rv: s.rv, key: k, ev: ev})
 	for w := range s.watchers {
-		if w.key == k {
+		if w.matches(k, ev.Object) {
 			w.sendLocked(ev)
 		}
 	}
@@ -300,27 +301,49 @@ func (l *leases) Delete(_ context.Context, name string, _ metav1.DeleteOptions) 
 	return nil
 }
 
+// Watch serves a watch of one Lease (a metadata.name field selector) or of
+// every Lease of the namespace that matches a label selector. With
+// SendInitialEvents the current objects come first as ADDED events, then a
+// bookmark annotated k8s.io/initial-events-end, as a real apiserver does.
 func (l *leases) Watch(_ context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 	s := l.s
+	w := &fakeWatch{s: s, ch: make(chan watch.Event, 4096)}
 	sel, err := fields.ParseSelector(opts.FieldSelector)
 	if err != nil {
 		return nil, apierrors.NewBadRequest(err.Error())
 	}
-	name, ok := sel.RequiresExactMatch("metadata.name")
-	if !ok {
-		return nil, apierrors.NewBadRequest("fakelease: watch needs a metadata.name field selector")
+	name, byName := sel.RequiresExactMatch("metadata.name")
+	switch {
+	case byName:
+		w.key = key{l.ns, name}
+	case opts.LabelSelector != "":
+		ls, err := labels.Parse(opts.LabelSelector)
+		if err != nil {
+			return nil, apierrors.NewBadRequest(err.Error())
+		}
+		w.ns, w.labels, name = l.ns, ls, "*"
+	default:
+		return nil, apierrors.NewBadRequest("fakelease: watch needs a metadata.name field selector or a label selector")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.request("watch", name); err != nil {
 		return nil, err
 	}
-	k := key{l.ns, name}
-	w := &fakeWatch{s: s, key: k, ch: make(chan watch.Event, 1024)}
-	switch opts.ResourceVersion {
-	case "":
-		if obj := s.objs[k]; obj != nil {
-			w.sendLocked(watch.Event{Type: watch.Added, Object: obj.DeepCopy()})
+	initial := opts.SendInitialEvents != nil && *opts.SendInitialEvents
+	switch {
+	case opts.ResourceVersion == "" || initial:
+		for k, obj := range s.objs {
+			if w.matches(k, obj) {
+				w.sendLocked(watch.Event{Type: watch.Added, Object: obj.DeepCopy()})
+			}
+		}
+		if initial {
+			bm := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
+				ResourceVersion: strconv.FormatUint(s.rv, 10),
+				Annotations:     map[string]string{metav1.InitialEventsAnnotationKey: "true"},
+			}}
+			w.sendLocked(watch.Event{Type: watch.Bookmark, Object: bm})
 		}
 	default:
 		from, err := strconv.ParseUint(opts.ResourceVersion, 10, 64)
@@ -331,7 +354,7 @@ func (l *leases) Watch(_ context.Context, opts metav1.ListOptions) (watch.Interf
 			return nil, apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (%d)", from, s.compacted))
 		}
 		for _, e := range s.history {
-			if e.rv > from && e.key == k {
+			if e.rv > from && w.matches(e.key, e.ev.Object) {
 				w.sendLocked(e.ev)
 			}
 		}
@@ -342,9 +365,19 @@ func (l *leases) Watch(_ context.Context, opts metav1.ListOptions) (watch.Interf
 
 type fakeWatch struct {
 	s      *Server
-	key    key
+	key    key             // one Lease, or
+	ns     string          // every Lease of ns whose labels match
+	labels labels.Selector // (nil for a one-Lease watch)
 	ch     chan watch.Event
 	closed bool
+}
+
+func (w *fakeWatch) matches(k key, obj any) bool {
+	if w.labels == nil {
+		return w.key == k
+	}
+	l, ok := obj.(*coordinationv1.Lease)
+	return ok && k.ns == w.ns && w.labels.Matches(labels.Set(l.Labels))
 }
 
 func (w *fakeWatch) sendLocked(ev watch.Event) {

@@ -41,7 +41,7 @@ const (
 )
 
 // kustomizations are the folders under deploy/ that kubectl kustomize builds.
-var kustomizations = []string{"base", "route-to-leader", "sidecar", "migration-job"}
+var kustomizations = []string{"base", "route-to-leader", "sidecar", "migration-job", "sharded"}
 
 func repoRoot(t *testing.T) string {
 	t.Helper()
@@ -230,6 +230,9 @@ func checkDeployment(t *testing.T, dir string, d *appsv1.Deployment) {
 	}
 	if !runsLeasehold {
 		t.Errorf("no container runs `leasehold run`")
+	}
+	if args := append(slices.Clone(d.Spec.Template.Spec.Containers[0].Command), d.Spec.Template.Spec.Containers[0].Args...); (dir == "sharded") != slices.Contains(args, "--shards=16") {
+		t.Errorf("%s: args %q, want --shards=16 only in the sharded variant", dir, args)
 	}
 	if dir == "sidecar" && len(d.Spec.Template.Spec.Containers) != 2 {
 		t.Errorf("sidecar: %d containers, want the app and leasehold", len(d.Spec.Template.Spec.Containers))

@@ -106,7 +106,7 @@ func (s *summary) add(o outcome) {
 		return
 	}
 	s.terms += res.Terms
-	lh, cg, py := res.Blame["leasehold"]+res.Blame["lock"], res.Blame["client-go"], res.Blame[candidate.PythonImpl]
+	lh, cg, py := res.Blame["leasehold"]+res.Blame["lock"]+res.Blame["shards"], res.Blame["client-go"], res.Blame[candidate.PythonImpl]
 	s.byLeasehold += lh
 	s.byClientGo += cg
 	s.byPython += py
@@ -165,7 +165,7 @@ func controlApplies(impl string, noDeadline, noFencing bool) bool {
 	switch impl {
 	case "leasehold", "mixed", "python", "mixed-python":
 		return noDeadline || noFencing
-	case "lock":
+	case "lock", "shards":
 		return noFencing
 	}
 	return false

@@ -1,0 +1,185 @@
+package shard_test
+
+import (
+	"testing"
+
+	"github.com/leasehold/leasehold/shard"
+	"testing/synctest"
+	"time"
+)
+
+// TestBalanceAndSingleOwner: N members of one group split K shards with
+// max−min ≤ 1 and every shard run by exactly one member.
+func TestBalanceAndSingleOwner(t *testing.T) {
+	for _, tc := range []struct{ k, n int }{{16, 1}, {16, 3}, {256, 3}, {64, 10}} {
+		t.Run("", func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := newFleet(t, tc.k, nil)
+				for _, id := range ids(tc.n) {
+					f.start(id)
+				}
+				time.Sleep(10 * time.Second)
+				synctest.Wait()
+				c := f.counts(t)
+				if len(c) != tc.n || imbalance(c) > 1 {
+					t.Errorf("K=%d N=%d: counts %v, want %d members within 1 of each other", tc.k, tc.n, c, tc.n)
+				}
+				f.stopAll()
+				f.log.check(t)
+			})
+		})
+	}
+}
+
+// moved counts the shards whose owner differs between two owner lists.
+func moved(a, b []string) int {
+	n := 0
+	for s := range a {
+		if a[s] != b[s] {
+			n++
+		}
+	}
+	return n
+}
+
+// TestJoinAndLeaveMoveFewShards: a member that joins takes about K/N
+// shards from the others and a member that leaves hands over only its own;
+// every moved shard serves again at once (no waiting for expiry), and no
+// shard is ever run twice.
+func TestJoinAndLeaveMoveFewShards(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 64
+		f := newFleet(t, k, nil)
+		for _, id := range ids(3) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		before := f.log.owners(k)
+
+		f.start("m3")
+		joinedAt := time.Now()
+		time.Sleep(100 * time.Millisecond) // far below LeaseDuration: no expiry involved
+		synctest.Wait()
+		after := f.log.owners(k)
+		if c := f.counts(t); len(c) != 4 || imbalance(c) > 1 {
+			t.Fatalf("after the join %v after %v: counts %v", time.Since(joinedAt), time.Since(joinedAt), c)
+		}
+		if n, limit := moved(before, after), (k+3)/4; n > limit {
+			t.Errorf("join moved %d shards, want at most ⌈K/N⌉ = %d", n, limit)
+		}
+
+		f.stop("m1")
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		left := f.log.owners(k)
+		if c := f.counts(t); len(c) != 3 || imbalance(c) > 1 || c["m1"] != 0 {
+			t.Fatalf("after m1 left: counts %v", c)
+		}
+		had := 0
+		for _, o := range after {
+			if o == "m1" {
+				had++
+			}
+		}
+		if n := moved(after, left); n != had {
+			t.Errorf("leave moved %d shards, want only m1's %d", n, had)
+		}
+		f.stopAll()
+		f.log.check(t)
+	})
+}
+
+// TestCrashTakeoverAfterExpiry: a member cut off from the API (its writes
+// fail, as in a crash or a partition) stops its shards at its own hard
+// deadline, and the others start them once its record has expired in their
+// view — not before — with higher tokens.
+func TestCrashTakeoverAfterExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 16
+		f := newFleet(t, k, nil)
+		m0 := &cutLeases{srv: f.srv}
+		f.mod = func(c *shard.Config) {
+			if c.Identity == "m0" {
+				c.Leases = m0
+			}
+		}
+		for _, id := range ids(3) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		before := f.log.owners(k)
+		m0.cut.Store(true)
+		cut := time.Now()
+		time.Sleep(2500 * time.Millisecond) // past m0's deadline (2s), before its expiry (3s after the last renewal seen)
+		synctest.Wait()
+		mid := f.log.owners(k)
+		for s, o := range before {
+			if o == "m0" && mid[s] != "" {
+				t.Errorf("shard %d of m0 run by %q %v after the cut: before m0's record expired", s, mid[s], time.Since(cut))
+			}
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if c := f.counts(t); c["m0"] != 0 || len(c) != 2 || imbalance(c) > 1 {
+			t.Errorf("after m0's expiry: counts %v", c)
+		}
+		f.log.mu.Lock()
+		for _, r := range f.log.runs {
+			if r.member != "m0" && before[r.shard] == "m0" && r.start.After(cut) {
+				if d := r.start.Sub(cut); d > 3*time.Second+100*time.Millisecond {
+					t.Errorf("shard %d served again %v after the cut, want within LeaseDuration (3s) of m0's last renewal", r.shard, d)
+				}
+			}
+		}
+		f.log.mu.Unlock()
+		f.stopAll()
+		f.log.check(t)
+	})
+}
+
+// TestStaleViewDoesNotTakeOver: a member whose watch is stuck sees another
+// member's record stop changing and judges it expired, but that member is
+// alive and renewing: the takeover write, conditional on the version seen,
+// fails, and the shards stay where they run.
+func TestStaleViewDoesNotTakeOver(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 16
+		f := newFleet(t, k, nil)
+		stale := &frozenWatch{srv: f.srv}
+		f.mod = func(c *shard.Config) {
+			if c.Identity == "m1" {
+				c.Leases = stale
+			}
+		}
+		for _, id := range ids(2) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		before := f.log.owners(k)
+		stale.frozen.Store(true)
+		frozenAt := time.Now()
+		time.Sleep(10 * time.Second) // m0 has expired in m1's stale view long ago
+		synctest.Wait()
+		stale.frozen.Store(false)
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if c := f.counts(t); len(c) != 2 || imbalance(c) > 1 {
+			t.Errorf("counts %v after the watch recovered", c)
+		}
+		if after := f.log.owners(k); moved(before, after) != 0 {
+			t.Errorf("shards moved while every member was alive: %v -> %v", before, after)
+		}
+		f.log.mu.Lock()
+		for _, r := range f.log.runs {
+			if !r.end.IsZero() && r.end.After(frozenAt) {
+				t.Errorf("%s's run of shard %d (token %v) ended at %v: a live member was taken over", r.member, r.shard, r.token, r.end)
+			}
+		}
+		f.log.mu.Unlock()
+		f.stopAll()
+		f.log.check(t)
+	})
+}

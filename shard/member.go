@@ -1,0 +1,644 @@
+package shard
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"sync"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/leasehold/leasehold/lease"
+)
+
+// run is one start of one shard's work in this member.
+type run struct {
+	token    lease.Token
+	cancel   context.CancelCauseFunc
+	active   bool // fn has not returned yet
+	stopping bool // its context was ended by this member
+}
+
+type result struct {
+	shard    int
+	err      error
+	panicked bool
+	panicVal any
+}
+
+type writeResult struct {
+	snap    *lease.Snapshot
+	st      state // the state written (or found, when adopted)
+	sent    time.Time
+	adopted bool // a conflict showed a newer version of our own
+	lost    bool // the Lease is no longer this incarnation's
+	err     error
+}
+
+type evictResult struct {
+	name string
+	snap *lease.Snapshot
+	err  error
+}
+
+// member is one Run of a Group: the state of the loop that owns the
+// membership Lease, the claims and the shards' goroutines. All fields but
+// the channels and wait groups belong to that loop's goroutine.
+type member struct {
+	g        *Group
+	v        *view
+	fn       Func
+	viewDone <-chan error
+
+	own      *lease.Snapshot // latest version of our Lease written or adopted
+	ownRV    string          // version of our last successful write (internal/holder invariant 5)
+	claims   map[int]lease.Token
+	assigned map[int]time.Time // when a claimed shard was assigned here
+	runs     map[int]*run
+	active   int
+
+	assignKey uint64 // input of the last Assign, hashed
+	owners    []int  // its result
+
+	writing    bool
+	dirty      bool
+	leaving    bool // our writes say so: the others take our shards at once
+	nextRenew  time.Time
+	retryAt    time.Time
+	evicting   map[string]string    // peer Lease -> version being evicted
+	evictRetry map[string]time.Time // peer Lease -> no eviction before
+	foreign    map[string]string    // peer Lease -> version reported as edited by hand
+
+	results  chan result
+	writeRes chan writeResult
+	evictRes chan evictResult
+	wg       sync.WaitGroup // shards
+	bg       sync.WaitGroup // writes and evictions in flight
+
+	failure  error
+	panicked bool
+	panicVal any
+}
+
+func newMember(g *Group, v *view, fn Func, viewDone <-chan error) *member {
+	return &member{
+		g: g, v: v, fn: fn, viewDone: viewDone,
+		evicting: map[string]string{}, evictRetry: map[string]time.Time{}, foreign: map[string]string{},
+		results:  make(chan result, g.cfg.Shards),
+		writeRes: make(chan writeResult, 1),
+		evictRes: make(chan evictResult, 64),
+	}
+}
+
+func (m *member) id() string { return m.g.core.Identity }
+func (m *member) k() int     { return m.g.cfg.Shards }
+
+// run joins, serves, and joins again after a lost membership, until ctx
+// ends or a failure.
+func (m *member) run(ctx context.Context) error {
+	for {
+		t, err := m.join(ctx)
+		if err != nil {
+			return err
+		}
+		if err := m.serve(ctx, t); err != nil {
+			return err
+		}
+	}
+}
+
+// serve runs the shards of one membership term. It returns nil when the
+// term was lost (join again), else ctx.Err() or the failure, after leaving.
+// Every shard has stopped when it returns.
+func (m *member) serve(ctx context.Context, t *term) error {
+	m.claims, m.assigned, m.runs, m.active = map[int]lease.Token{}, map[int]time.Time{}, map[int]*run{}, 0
+	m.leaving = false
+	m.dirty, m.retryAt = false, time.Time{}
+	ctxDone, termDone := ctx.Done(), t.ctx.Done()
+	clk := m.g.core.Clock
+	for {
+		now := clk.Now()
+		m.v.forget(now)
+		peers, _, wm, verr, changed := m.v.snapshot()
+		leaving := ctx.Err() != nil || m.failure != nil || m.panicked
+		if leaving && !m.leaving && t.valid() {
+			m.leaving, m.dirty = true, true
+		}
+		live, current := m.liveMembers(now, peers)
+		if t.valid() {
+			m.reconcile(now, t, peers, wm, leaving, live, current)
+		} else {
+			m.stopAll(context.Cause(t.ctx))
+		}
+		m.publish(t, peers, now, verr, leaving, live, current)
+		if (leaving || !t.valid()) && m.active == 0 && !m.writing {
+			break
+		}
+		if !m.writing && t.valid() && !now.Before(m.retryAt) && (m.dirty || !now.Before(m.nextRenew)) {
+			m.startWrite(t)
+		}
+		timer := clk.NewTimer(m.nextWake(now, t, peers))
+		select {
+		case <-ctxDone:
+			ctxDone = nil
+		case <-termDone:
+			termDone = nil
+		case <-changed:
+		case r := <-m.results:
+			m.finished(r)
+			for more := true; more; { // take every result at hand before the next reconcile
+				select {
+				case r := <-m.results:
+					m.finished(r)
+				default:
+					more = false
+				}
+			}
+		case w := <-m.writeRes:
+			m.wrote(t, w)
+		case e := <-m.evictRes:
+			m.evicted(e)
+		case err := <-m.viewDone:
+			m.failure = fmt.Errorf("shard: watching group %s/%s: %w", m.g.cfg.Namespace, m.g.cfg.Name, err)
+		case <-timer.C():
+		}
+		timer.Stop()
+	}
+	m.wg.Wait()
+	leaving := ctx.Err() != nil || m.failure != nil || m.panicked
+	if leaving && t.valid() {
+		m.release(ctx, t)
+	}
+	t.end(ErrLeaving)
+	if !leaving {
+		return nil
+	}
+	if m.failure != nil {
+		return m.failure
+	}
+	if m.panicked {
+		return errPanicked // Run re-raises the panic
+	}
+	return ctx.Err()
+}
+
+var errPanicked = errors.New("shard: a shard's work panicked")
+
+// reconcile moves the member towards the assignment of its current view:
+// it stops shards that moved away, gives up their claims once their work
+// has returned, claims the shards assigned to it, and starts those whose
+// earlier owners have provably stopped.
+func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uint64, leaving bool, live []string, current []int) {
+	mine := map[int]bool{}
+	if !leaving {
+		for s, o := range m.assign(live, current) {
+			if live[o] == m.id() {
+				mine[s] = true
+			}
+		}
+	}
+	for s, r := range m.runs {
+		if !mine[s] && r.active && !r.stopping {
+			r.stopping = true
+			r.cancel(cause(leaving))
+		}
+	}
+	for s := range m.claims {
+		if r := m.runs[s]; !mine[s] && (r == nil || !r.active) {
+			// Invariant 2: a claim is given up only after the work has returned.
+			delete(m.claims, s)
+			delete(m.assigned, s)
+			delete(m.runs, s)
+			m.dirty = true
+		}
+	}
+	for s := range mine {
+		if _, ok := m.claims[s]; !ok {
+			m.claims[s], m.assigned[s] = pending, now // invariant 1: claimed before started
+			m.dirty = true
+		}
+	}
+	lowest, evict := m.blockers(now, peers)
+	for s := range mine {
+		tok := m.claims[s]
+		if tok == pending || m.runs[s] != nil {
+			continue
+		}
+		// Invariant 3: start only once the watch has delivered our own
+		// claim (so every earlier claim is known) and no earlier claim of
+		// another member still counts.
+		if wm < uint64(tok) {
+			continue
+		}
+		if low, ok := lowest[s]; ok && low < tok {
+			evict[s] = true
+			continue
+		}
+		m.start(t, s, tok, now)
+	}
+	m.evictBlockers(now, peers, evict)
+}
+
+// assign is Assign, computed again only when its input changed.
+func (m *member) assign(live []string, current []int) []int {
+	h := fnv.New64a()
+	for _, id := range live {
+		h.Write([]byte(id))
+		h.Write([]byte{0})
+	}
+	var b [8]byte
+	for _, o := range current {
+		binary.LittleEndian.PutUint64(b[:], uint64(int64(o)))
+		h.Write(b[:])
+	}
+	if key := h.Sum64(); key != m.assignKey || m.assigned == nil || m.owners == nil {
+		m.assignKey, m.owners = key, Assign(m.k(), live, current)
+	}
+	return m.owners
+}
+
+func cause(leaving bool) error {
+	if leaving {
+		return ErrLeaving
+	}
+	return ErrMoved
+}
+
+// liveMembers returns the identities of the live members (valid records,
+// held, the same shard count, not expired in this view), this member
+// included, sorted, and the current owner of each shard among them: the
+// member that claims it with the lowest token.
+func (m *member) liveMembers(now time.Time, peers map[string]peer) ([]string, []int) {
+	ids := []string{m.id()}
+	seen := map[string]string{m.id(): m.g.name}
+	for name, p := range peers {
+		if name == m.g.name || p.snap == nil || p.err != nil || !p.snap.Record.Held() || p.st.k != m.k() || p.st.leaving || !now.Before(p.expiresAt()) {
+			continue
+		}
+		if _, dup := seen[p.holderID()]; dup {
+			continue
+		}
+		seen[p.holderID()] = name
+		ids = append(ids, p.holderID())
+	}
+	slices.Sort(ids)
+	current := make([]int, m.k())
+	best := make([]lease.Token, m.k())
+	for s := range current {
+		current[s] = -1
+	}
+	for i, id := range ids {
+		p, ok := peers[seen[id]]
+		if !ok || p.snap == nil {
+			continue
+		}
+		for s, tok := range p.claims(m.k()) {
+			if current[s] < 0 || tok < best[s] {
+				current[s], best[s] = i, tok
+			}
+		}
+	}
+	return ids, current
+}
+
+// blockers returns, for each shard, the lowest token with which another
+// member may still be running it in this view, and marks nothing to evict
+// yet (reconcile marks the shards it wants). A member's claims count until
+// its record is released by a write, and a deleted member's until its last
+// record expires.
+func (m *member) blockers(now time.Time, peers map[string]peer) (map[int]lease.Token, map[int]bool) {
+	lowest := map[int]lease.Token{}
+	for name, p := range peers {
+		if name == m.g.name {
+			continue
+		}
+		if p.snap == nil && !now.Before(p.expiresAt()) {
+			continue // deleted, and its deadline has passed
+		}
+		if p.snap != nil && p.err == nil && p.st.k != m.k() {
+			continue // another shard space: ErrShardCount at its join
+		}
+		for s, tok := range p.claims(m.k()) {
+			if cur, ok := lowest[s]; !ok || tok < cur {
+				lowest[s] = tok
+			}
+		}
+	}
+	return lowest, map[int]bool{}
+}
+
+// evictBlockers releases, by a write conditional on the version that
+// expired, the record of every member that blocks a wanted shard and has
+// expired in this view. Invariant 4: the write fails if that member
+// renewed since, so a member is taken over only when its last successful
+// renewal is the one whose expiry this view saw; its own deadline, counted
+// from when it sent that renewal, has passed then.
+func (m *member) evictBlockers(now time.Time, peers map[string]peer, wanted map[int]bool) {
+	if len(wanted) == 0 {
+		return
+	}
+	for name, p := range peers {
+		if name == m.g.name || p.snap == nil || now.Before(p.expiresAt()) || m.evicting[name] == p.snap.ResourceVersion || now.Before(m.evictRetry[name]) {
+			continue
+		}
+		if !p.snap.Record.Held() && p.err == nil {
+			continue
+		}
+		blocks := false
+		for s := range p.claims(m.k()) {
+			if wanted[s] {
+				blocks = true
+				break
+			}
+		}
+		if !blocks {
+			continue
+		}
+		m.evicting[name] = p.snap.ResourceVersion
+		snap := p.snap
+		m.bg.Go(func() { m.evictRes <- m.evict(snap) })
+	}
+}
+
+func (m *member) evict(p *lease.Snapshot) evictResult {
+	ctx, cancel := context.WithTimeout(context.Background(), m.g.core.Timing.RenewDeadline)
+	defer cancel()
+	rec := p.Record.Released(m.g.core.Clock.Now())
+	base := lease.WithAnnotation(p, MemberAnnotation, state{k: m.k()}.encode(rec))
+	c, err := lease.NewClient(m.g.cfg.Leases, p.Namespace, p.Name)
+	if err != nil {
+		return evictResult{name: p.Name, err: err}
+	}
+	s, err := c.Update(ctx, base, rec, 0) // internal/holder invariant 4: conditional on the expired version
+	return evictResult{name: p.Name, snap: s, err: err}
+}
+
+func (m *member) evicted(e evictResult) {
+	m.g.metrics.wrote("evict", e.err)
+	if e.err != nil {
+		m.g.core.Logger.V(2).Info("taking over an expired member failed", "lease", e.name, "err", e.err)
+		// A conflict: the watch brings the newer version. Anything else:
+		// retry after RetryPeriod.
+		delete(m.evicting, e.name)
+		m.evictRetry[e.name] = m.g.core.Clock.Now().Add(m.g.core.Timing.RetryPeriod)
+		return
+	}
+	m.v.offer(e.snap)
+	m.g.core.Logger.Info("took over the shards of an expired member", "lease", e.name)
+	m.g.event(e.snap.Object(), true, "MemberExpired", "member Lease %s expired in the view of %s, who released it to take its shards over", e.name, m.id())
+}
+
+func (m *member) start(t *term, s int, tok lease.Token, now time.Time) {
+	sctx, cancel := context.WithCancelCause(t.ctx)
+	m.runs[s] = &run{token: tok, cancel: cancel, active: true}
+	m.active++
+	m.g.metrics.moved(true)
+	if at, ok := m.assigned[s]; ok {
+		m.g.metrics.served(now.Sub(at))
+	}
+	m.wg.Go(func() {
+		res := result{shard: s}
+		defer func() {
+			if p := recover(); p != nil {
+				res.panicked, res.panicVal = true, p
+			}
+			cancel(nil)
+			m.results <- res
+		}()
+		res.err = m.fn(sctx, s, tok)
+	})
+}
+
+func (m *member) finished(res result) {
+	r := m.runs[res.shard]
+	r.active = false
+	m.active--
+	m.g.metrics.moved(false)
+	switch {
+	case res.panicked:
+		if !m.panicked {
+			m.panicked, m.panicVal = true, res.panicVal
+		}
+	case res.err != nil && !r.stopping && m.failure == nil:
+		m.failure = fmt.Errorf("shard %d: %w", res.shard, res.err)
+	}
+	if r.stopping {
+		// Invariant 2: the work has returned; the claim goes with the
+		// next write. A shard that comes back is claimed afresh, with a
+		// new, higher token.
+		delete(m.runs, res.shard)
+		delete(m.claims, res.shard)
+		delete(m.assigned, res.shard)
+		m.dirty = true
+	}
+}
+
+func (m *member) stopAll(err error) {
+	for _, r := range m.runs {
+		if r.active && !r.stopping {
+			r.stopping = true
+			r.cancel(err)
+		}
+	}
+}
+
+// nextWake is when the loop must look again without a change: the next
+// renewal, a retry, or the expiry of a member in this view.
+func (m *member) nextWake(now time.Time, t *term, peers map[string]peer) time.Duration {
+	next := now.Add(time.Hour)
+	if !m.writing && t.valid() {
+		next = m.nextRenew
+		if m.dirty && m.retryAt.After(now) {
+			next = m.retryAt
+		}
+	}
+	for _, at := range m.evictRetry {
+		if at.After(now) && at.Before(next) {
+			next = at
+		}
+	}
+	for _, p := range peers {
+		if at := p.expiresAt(); at.After(now) && at.Before(next) && (p.snap == nil || p.snap.Record.Held() || p.err != nil) {
+			next = at
+		}
+	}
+	return max(next.Sub(now), 0)
+}
+
+// publish updates Status, health and metrics, and reports records edited
+// by hand.
+func (m *member) publish(t *term, peers map[string]peer, now time.Time, verr error, leaving bool, ids []string, current []int) {
+	owners := make([]string, m.k())
+	for s, o := range current {
+		if o >= 0 {
+			owners[s] = ids[o]
+		}
+	}
+	live := ids
+	if !t.valid() || leaving {
+		live = slices.DeleteFunc(slices.Clone(ids), func(id string) bool { return id == m.id() })
+	}
+	owned := map[int]lease.Token{}
+	for s, r := range m.runs {
+		if r.active && !r.stopping {
+			owned[s] = r.token
+		}
+	}
+	health := verr
+	if !t.valid() {
+		health = fmt.Errorf("shard: membership of %s not valid: %w", m.id(), context.Cause(t.ctx))
+	}
+	m.g.mu.Lock()
+	m.g.status = Status{Identity: m.id(), Member: t.valid() && !leaving, Members: live, Owners: owners, Owned: owned}
+	m.g.health = health
+	m.g.mu.Unlock()
+	m.g.metrics.gauges(len(owned), len(live), t.valid())
+	for name, p := range peers {
+		if p.snap != nil && p.err != nil && m.foreign[name] != p.snap.ResourceVersion {
+			m.foreign[name] = p.snap.ResourceVersion
+			m.g.core.Logger.Info("ignoring a membership Lease edited by hand; its last trusted claims count until it expires", "lease", name, "err", p.err)
+			m.g.event(p.snap.Object(), true, "ForeignEdit", "%v: its last trusted claims (all shards if none) count until it expires and is released; members never start a shard it may hold", p.err)
+		}
+	}
+}
+
+// join takes this member's Lease for a new incarnation: it creates it, or
+// takes it when it is released, expired in this view, or still at this
+// process's own last write.
+func (m *member) join(ctx context.Context) (*term, error) {
+	clk := m.g.core.Clock
+	m.g.setHealth(errors.New("shard: joining the group"))
+	for {
+		peers, synced, _, verr, changed := m.v.snapshot()
+		wait := time.Duration(-1)
+		if synced {
+			if err := m.checkShardCount(clk.Now(), peers); err != nil {
+				return nil, err
+			}
+			var me *peer
+			if p, ok := peers[m.g.name]; ok {
+				me = &p
+			}
+			t, retry, err := m.tryJoin(ctx, me)
+			if t != nil || err != nil {
+				return t, err
+			}
+			wait = retry
+		} else if verr != nil {
+			m.g.setHealth(verr)
+		}
+		if err := m.awaitJoin(ctx, changed, wait); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// awaitJoin waits for a change of the view, wait (unless negative) or the
+// end of ctx or of the view.
+func (m *member) awaitJoin(ctx context.Context, changed <-chan struct{}, wait time.Duration) error {
+	var timeout <-chan time.Time
+	if wait >= 0 {
+		timer := m.g.core.Clock.NewTimer(wait)
+		defer timer.Stop()
+		timeout = timer.C()
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case err := <-m.viewDone:
+		return fmt.Errorf("shard: watching group %s/%s: %w", m.g.cfg.Namespace, m.g.cfg.Name, err)
+	case <-changed:
+	case <-timeout:
+	}
+	return nil
+}
+
+func (m *member) checkShardCount(now time.Time, peers map[string]peer) error {
+	for name, p := range peers {
+		if name != m.g.name && p.snap != nil && p.err == nil && p.snap.Record.Held() && now.Before(p.expiresAt()) && p.st.k != m.k() {
+			return fmt.Errorf("%w: member %q of group %s/%s uses %d shards, this member %d; use the same Shards everywhere, or another group Name",
+				ErrShardCount, p.holderID(), m.g.cfg.Namespace, m.g.cfg.Name, p.st.k, m.k())
+		}
+	}
+	return nil
+}
+
+// tryJoin makes one attempt. It returns the new term, or how long to wait
+// before the next attempt (-1: until the view changes), or a permanent
+// error.
+func (m *member) tryJoin(ctx context.Context, me *peer) (*term, time.Duration, error) {
+	clk, timing := m.g.core.Clock, m.g.core.Timing
+	now := clk.Now()
+	rec := lease.Record{Holder: m.id(), LeaseDuration: timing.LeaseDuration, AcquireTime: now, RenewTime: now}
+	var snap *lease.Snapshot
+	var err error
+	if me == nil || me.snap == nil {
+		snap, err = m.create(ctx, rec)
+	} else {
+		cur := me.snap
+		if m.own != nil && m.own.UID == cur.UID && newer(m.own.ResourceVersion, cur.ResourceVersion) {
+			cur = m.own
+		}
+		switch {
+		case !cur.Record.Held() && me.err == nil, !now.Before(me.expiresAt()), cur.ResourceVersion == m.ownRV:
+			rec.Transitions = cur.Record.Transitions + 1
+			snap, err = m.update(ctx, cur, rec, state{k: m.k()})
+		default:
+			return nil, me.expiresAt().Sub(now), nil // held by another process with our identity, or edited: wait it out
+		}
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, lease.ErrConflict), errors.Is(err, lease.ErrAlreadyExists):
+		return nil, timing.RetryPeriod, nil // the watch brings the newer version
+	case lease.Permanent(err):
+		return nil, 0, fmt.Errorf("shard: joining group %s/%s: %w", m.g.cfg.Namespace, m.g.cfg.Name, err)
+	default:
+		m.g.setHealth(err)
+		return nil, timing.RetryPeriod, nil
+	}
+	t := startTerm(ctx, clk, timing.RenewDeadline, rec.Transitions, now)
+	m.own, m.ownRV = snap, snap.ResourceVersion
+	m.nextRenew = now.Add(timing.RetryPeriod)
+	m.v.offer(snap)
+	m.g.core.Logger.Info("joined the shard group", "group", m.g.cfg.Name, "lease", m.g.name, "transitions", rec.Transitions)
+	m.g.event(snap.Object(), false, "Joined", "%s joined shard group %s (%d shards)", m.id(), m.g.cfg.Name, m.k())
+	return t, 0, nil
+}
+
+func (m *member) create(ctx context.Context, rec lease.Record) (*lease.Snapshot, error) {
+	l := &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: m.g.cfg.Namespace, Name: m.g.name,
+			Labels:      map[string]string{GroupLabel: m.g.cfg.Name},
+			Annotations: map[string]string{MemberAnnotation: state{k: m.k()}.encode(rec)},
+		},
+		Spec: rec.ToSpec(),
+	}
+	out, err := m.g.cfg.Leases.Leases(m.g.cfg.Namespace).Create(ctx, l, metav1.CreateOptions{})
+	if err != nil {
+		err = lease.Classify("create", m.g.cfg.Namespace, m.g.name, err)
+		if errors.Is(err, lease.ErrAlreadyExists) {
+			if cur, gerr := m.g.cfg.Leases.Leases(m.g.cfg.Namespace).Get(ctx, m.g.name, metav1.GetOptions{}); gerr == nil && cur.Labels[GroupLabel] != m.g.cfg.Name {
+				return nil, fmt.Errorf("shard: Lease %s/%s exists but is not a member of group %q (label %s=%q): delete it, or give this member another Identity", m.g.cfg.Namespace, m.g.name, m.g.cfg.Name, GroupLabel, cur.Labels[GroupLabel])
+			}
+		}
+		return nil, err
+	}
+	return lease.NewSnapshot(out), nil
+}
+
+// update writes rec and st on base, conditionally on base's version
+// (internal/holder invariant 4).
+func (m *member) update(ctx context.Context, base *lease.Snapshot, rec lease.Record, st state) (*lease.Snapshot, error) {
+	c, err := lease.NewClient(m.g.cfg.Leases, m.g.cfg.Namespace, m.g.name)
+	if err != nil {
+		return nil, err
+	}
+	return c.Update(ctx, lease.WithAnnotation(base, MemberAnnotation, st.encode(rec)), rec, 0)
+}

@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -184,7 +185,7 @@ func (c *ControlPlane) prepare() error {
 		"--shutdown-watch-termination-grace-period=1s",
 		"--v=0",
 	}
-	c.apiArgs = append(c.apiArgs, c.extraArgs...)
+	c.apiArgs = overrideFlags(c.apiArgs, c.extraArgs)
 	return nil
 }
 
@@ -383,6 +384,19 @@ func stopProc(p *proc) {
 	}
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.exited
+}
+
+// overrideFlags appends extra to args, first dropping every flag of args
+// that extra sets again (list flags would otherwise accumulate).
+func overrideFlags(args, extra []string) []string {
+	name := func(a string) string { n, _, _ := strings.Cut(a, "="); return n }
+	var out []string
+	for _, a := range args {
+		if !slices.ContainsFunc(extra, func(e string) bool { return name(e) == name(a) }) {
+			out = append(out, a)
+		}
+	}
+	return append(out, extra...)
 }
 
 // freePorts returns n distinct free TCP ports on 127.0.0.1.

@@ -112,7 +112,7 @@ mode: iptables
 hostnameOverride: %s
 clusterCIDR: %s
 healthzBindAddress: ""
-metricsBindAddress: "127.0.0.1:0"
+metricsBindAddress: "127.0.0.1:10249"
 conntrack:
   maxPerCore: 0
   min: 0

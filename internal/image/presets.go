@@ -37,6 +37,7 @@ func Leasehold(bin string, extra ...File) Spec {
 		User:       NonRoot,
 		CACerts:    true,
 		Entrypoint: []string{"/usr/local/bin/leasehold"},
+		Env:        []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "SSL_CERT_FILE=" + CABundle},
 		WorkingDir: "/",
 	}
 }

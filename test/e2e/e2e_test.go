@@ -15,8 +15,8 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	batchv1 "k8s.io/api/batch/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -304,7 +304,7 @@ func TestRoleWithoutVerb(t *testing.T) {
 				}
 				b, _ := f.cs.CoreV1().Pods(f.ns).GetLogs(p.Name, &corev1.PodLogOptions{Previous: st.State.Terminated == nil}).DoRaw(ctx)
 				logs = string(b)
-				if strings.Contains(logs, "RBAC must allow watch") {
+				if strings.Contains(logs, `RBAC must allow verb "watch"`) {
 					return true, ""
 				}
 			}

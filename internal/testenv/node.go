@@ -87,6 +87,9 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 	if err := NodePrerequisites(); err != nil {
 		return nil, err
 	}
+	if err := sweepStale(); err != nil {
+		return nil, err
+	}
 	nodeBin, err := nodeBinaries(ctx, opts.Output)
 	if err != nil {
 		return nil, err

@@ -246,3 +246,38 @@ func NodePrerequisites() error {
 }
 
 const cniBinDir = "/usr/lib/cni"
+
+// sweepStale cleans up after nodes whose owner died without stopping them
+// (a test binary killed with SIGKILL): their daemons die with their owner,
+// but containers and shims would live on in the node's cgroup, keeping its
+// namespaces. A node's cgroup is named after its owner's PID.
+func sweepStale() error {
+	mounts, err := cgroupMounts()
+	if err != nil || len(mounts) == 0 {
+		return nil
+	}
+	base := ownMemoryCgroup()
+	seen := map[string]bool{}
+	for _, m := range mounts {
+		entries, _ := os.ReadDir(filepath.Join(m, base))
+		for _, e := range entries {
+			if !e.IsDir() || !nodeCgroupName.MatchString(e.Name()) || seen[e.Name()] {
+				continue
+			}
+			seen[e.Name()] = true
+			parts := strings.Split(e.Name(), "-") // leasehold-node-<pid>-<rand>
+			if len(parts) < 4 {
+				continue
+			}
+			pid, err := strconv.Atoi(parts[2])
+			if err != nil || syscall.Kill(pid, 0) == nil {
+				continue // a live owner: its node, not a leftover
+			}
+			t := &cgroupTree{rel: filepath.Join(base, e.Name()), mounts: mounts}
+			if err := errors.Join(t.kill(), t.remove()); err != nil {
+				return fmt.Errorf("testenv: clean up the node left by process %d: %w", pid, err)
+			}
+		}
+	}
+	return nil
+}

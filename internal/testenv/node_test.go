@@ -4,7 +4,6 @@ package testenv_test
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -107,5 +106,3 @@ func holderOfLeaseFromPod(ctx context.Context, t *testing.T, c *testenv.Cluster,
 		}
 	}
 }
-
-var _ = os.Getenv

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -141,7 +140,6 @@ func (f *fleet) rollout(ctx context.Context, t testing.TB, checkOverlap bool) (t
 		t.Fatal(err)
 	}
 	working := []string{old}
-	last := t0
 	var gapStart int64 = -1
 	for _, e := range f.rec.Events() {
 		if e.Mono < t0 {
@@ -162,9 +160,7 @@ func (f *fleet) rollout(ctx context.Context, t testing.TB, checkOverlap bool) (t
 				gapStart = e.Mono
 			}
 		}
-		last = e.Mono
 	}
-	_ = last
 	return transitions, leaderless
 }
 
@@ -198,4 +194,4 @@ func leaseholdFleet(t testing.TB, c *testenv.Cluster, ns, overlay, extra string)
 	return f
 }
 
-func ms(d time.Duration) string { return strings.TrimSuffix(fmt.Sprintf("%.0fms", float64(d)/1e6), "") }
+func ms(d time.Duration) string { return fmt.Sprintf("%.0fms", float64(d)/1e6) }

@@ -62,8 +62,8 @@ func (f *fleet) steadyLeader(ctx context.Context, t testing.TB) string {
 
 // deleteLeader deletes the leading pod (the kubelet sends SIGTERM) and
 // returns the time from the delete request to the next leader's work
-// starting, and the old leader's stop relative to that start (negative:
-// before it).
+// starting, the old leader, and whether the old leader's work stopped
+// before the new one's started.
 func (f *fleet) deleteLeader(ctx context.Context, t testing.TB) (gap time.Duration, old string, stopBeforeStart bool) {
 	t.Helper()
 	old = f.steadyLeader(ctx, t)

@@ -4,7 +4,7 @@
 
 GO ?= go
 
-.PHONY: all build deps controlplane test unit vet demo cluster bench clean python-wheel
+.PHONY: all build deps controlplane node node-deps image test unit vet e2e demo cluster bench bench-node clean python-wheel
 
 all: build
 
@@ -26,8 +26,26 @@ build:
 controlplane:
 	@hack/controlplane.sh >/dev/null
 
+# kubelet, kube-proxy, kube-scheduler and kube-controller-manager, built once
+# into .cache/node at the control plane's version; and the Debian packages the
+# node runs on (containerd, runc, CNI plugins, iptables), installed when absent.
+node:
+	@hack/node.sh >/dev/null
+
+node-deps:
+	@hack/node-deps.sh
+
+# The leasehold image, built without Docker (go-containerregistry) as a
+# docker-save tarball: docker load -i, ctr -n k8s.io images import, or
+# kind load image-archive.
+IMAGE ?= leasehold:dev
+image:
+	@mkdir -p bin
+	$(GO) run ./hack/image -o bin/leasehold-image.tar -ref $(IMAGE) -ldflags "$(LDFLAGS)"
+
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./internal/testenv ./test/e2e
 	cd examples/controller-runtime && $(GO) vet ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
@@ -46,14 +64,32 @@ test: deps controlplane vet
 	$(GO) test -race -timeout 20m ./...
 	cd examples/controller-runtime && $(GO) test -race -timeout 10m ./...
 
+# The manifests of deploy/ as pods on a real single-node cluster (root; see
+# README "End-to-end tests"). One package at a time: each starts a node.
+e2e: deps node-deps controlplane node
+	$(GO) test -tags e2e -race -p 1 -count=1 -timeout 45m ./internal/testenv ./test/e2e
+
+# The real-pod benchmark: leasehold vs client-go elector pods, one JSON line
+# per scenario and implementation. BENCH_NODE_N repetitions (default 5).
+BENCH_NODE_N ?= 5
+bench-node: deps node-deps controlplane node
+	LEASEHOLD_BENCH_NODE=1 LEASEHOLD_BENCH_NODE_N=$(BENCH_NODE_N) $(GO) test -tags e2e -count=1 -timeout 90m -run '^TestBenchNode$$' -v ./test/e2e
+
 # The tour runs `leasehold demo` against a local control plane that
 # hack/demo starts for it and stops after.
 demo: controlplane
 	$(GO) build -o bin/leasehold ./cmd/leasehold
 	$(GO) run ./hack/demo bin/leasehold
 
+# NODE=1: a whole single-node cluster (root), with bin/leasehold-image.tar
+# imported when it exists (make image).
 cluster: controlplane
+ifeq ($(NODE),1)
+	@hack/node-deps.sh && hack/node.sh >/dev/null
+	$(GO) run ./hack/cluster -node $(if $(wildcard bin/leasehold-image.tar),-image bin/leasehold-image.tar)
+else
 	$(GO) run ./hack/cluster
+endif
 
 bench: controlplane
 	$(GO) run ./bench

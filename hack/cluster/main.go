@@ -7,7 +7,11 @@
 //	go run ./hack/cluster      (or: make cluster)
 //
 // -kubeconfig PATH writes the kubeconfig there instead of
-// .cache/cluster/kubeconfig.
+// .cache/cluster/kubeconfig. -node starts a whole single-node cluster
+// instead (controllers, scheduler, and containerd, kubelet and kube-proxy in
+// a network namespace; needs root: `make cluster NODE=1`), with each -image
+// tarball imported into the node, for example bin/leasehold-image.tar from
+// `make image`.
 package main
 
 import (
@@ -32,6 +36,9 @@ func main() {
 
 func run() error {
 	kubeconfig := flag.String("kubeconfig", "", "where to write the kubeconfig (default .cache/cluster/kubeconfig in the source tree)")
+	withNode := flag.Bool("node", false, "also run a node (kubelet, containerd, kube-proxy, controllers, scheduler); needs root")
+	var images []string
+	flag.Func("image", "with -node: a docker-save tarball to import into the node (repeatable)", func(s string) error { images = append(images, s); return nil })
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -44,11 +51,23 @@ func run() error {
 		*kubeconfig = filepath.Join(root, ".cache", "cluster", "kubeconfig")
 	}
 	start := time.Now()
-	cp, err := testenv.StartControlPlane(ctx, testenv.Options{Output: os.Stderr})
-	if err != nil {
-		return err
+	var cp *testenv.ControlPlane
+	what := "etcd + kube-apiserver"
+	if *withNode {
+		c, err := testenv.StartCluster(ctx, testenv.ClusterOptions{Output: os.Stderr, Images: images})
+		if err != nil {
+			return err
+		}
+		defer c.Stop()
+		cp = c.ControlPlane
+		what = "one node " + testenv.NodeName + " at " + c.NodeIP + ", its files in " + c.NodeDir
+	} else {
+		var err error
+		if cp, err = testenv.StartControlPlane(ctx, testenv.Options{Output: os.Stderr}); err != nil {
+			return err
+		}
+		defer cp.Stop()
 	}
-	defer cp.Stop()
 	data, err := os.ReadFile(cp.Kubeconfig)
 	if err != nil {
 		return err
@@ -59,7 +78,7 @@ func run() error {
 	if err := os.WriteFile(*kubeconfig, data, 0o600); err != nil {
 		return err
 	}
-	fmt.Printf("control plane ready at %s in %v (etcd + kube-apiserver, data in %s)\n\n", cp.URL, time.Since(start).Round(time.Millisecond), cp.Dir)
+	fmt.Printf("control plane ready at %s in %v (%s, data in %s)\n\n", cp.URL, time.Since(start).Round(time.Millisecond), what, cp.Dir)
 	fmt.Printf("export KUBECONFIG=%s\n", *kubeconfig)
 	fmt.Printf("export PATH=%s:$PATH   # kubectl at the control plane's version\n\n", cp.Bin)
 	fmt.Println("then for example: kubectl get leases -A")

@@ -94,7 +94,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	var o options
 	fs.StringVar(&o.impl, "impl", "leasehold", "leasehold (elector), lock (Leasehold mutex), shards (a member of a shard.Group named --lease) or client-go")
 	fs.IntVar(&o.shards, "shards", 8, "--impl shards: the number of shards")
-	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig path")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig path (empty: the pod's in-cluster configuration)")
 	fs.StringVar(&o.namespace, "namespace", "default", "namespace of the Lease")
 	fs.StringVar(&o.name, "lease", "", "name of the Lease")
 	fs.StringVar(&o.id, "id", "", "identity")
@@ -110,8 +110,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if o.name == "" || o.id == "" || o.kubeconfig == "" {
-		fmt.Fprintln(stderr, "candidate: --lease, --id and --kubeconfig are required")
+	if o.name == "" || o.id == "" {
+		fmt.Fprintln(stderr, "candidate: --lease and --id are required")
 		return 2
 	}
 	if o.clockRate <= 0 {

@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +51,12 @@ type Options struct {
 	Binaries string
 	// Output, if set, receives the build script's progress.
 	Output io.Writer
+	// Address is the IP the apiserver binds to and advertises, and the
+	// host of URL. Default 127.0.0.1.
+	Address string
+	// APIServerArgs are appended to kube-apiserver's flags; a flag given
+	// again here overrides the default.
+	APIServerArgs []string
 }
 
 // ControlPlane is a running etcd and kube-apiserver. Safe for concurrent use.
@@ -64,6 +71,8 @@ type ControlPlane struct {
 	Bin string
 
 	removeDir  bool
+	address    string
+	extraArgs  []string
 	adminToken string
 	caData     []byte
 	etcdURL    string
@@ -91,7 +100,10 @@ func StartControlPlane(ctx context.Context, opts Options) (_ *ControlPlane, err 
 	if err != nil {
 		return nil, err
 	}
-	c := &ControlPlane{Bin: bin, Dir: opts.Dir}
+	c := &ControlPlane{Bin: bin, Dir: opts.Dir, address: opts.Address, extraArgs: opts.APIServerArgs}
+	if c.address == "" {
+		c.address = "127.0.0.1"
+	}
 	if c.Dir == "" {
 		if c.Dir, err = os.MkdirTemp("", "leasehold-cp-"); err != nil {
 			return nil, fmt.Errorf("testenv: %w", err)
@@ -126,7 +138,7 @@ func (c *ControlPlane) prepare() error {
 	etcdClient, etcdPeer, apiPort := ports[0], ports[1], ports[2]
 	c.etcdURL = "http://127.0.0.1:" + strconv.Itoa(etcdClient)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(etcdPeer)
-	c.URL = "https://127.0.0.1:" + strconv.Itoa(apiPort)
+	c.URL = "https://" + net.JoinHostPort(c.address, strconv.Itoa(apiPort))
 
 	var tok [16]byte
 	if _, err := rand.Read(tok[:]); err != nil {
@@ -155,8 +167,8 @@ func (c *ControlPlane) prepare() error {
 	}
 	c.apiArgs = []string{
 		"--etcd-servers=" + c.etcdURL,
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
+		"--bind-address=" + c.address,
+		"--advertise-address=" + c.address,
 		"--endpoint-reconciler-type=none",
 		"--secure-port=" + strconv.Itoa(apiPort),
 		"--cert-dir=" + certDir,
@@ -173,6 +185,7 @@ func (c *ControlPlane) prepare() error {
 		"--shutdown-watch-termination-grace-period=1s",
 		"--v=0",
 	}
+	c.apiArgs = overrideFlags(c.apiArgs, c.extraArgs)
 	return nil
 }
 
@@ -371,6 +384,19 @@ func stopProc(p *proc) {
 	}
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.exited
+}
+
+// overrideFlags appends extra to args, first dropping every flag of args
+// that extra sets again (list flags would otherwise accumulate).
+func overrideFlags(args, extra []string) []string {
+	name := func(a string) string { n, _, _ := strings.Cut(a, "="); return n }
+	var out []string
+	for _, a := range args {
+		if !slices.ContainsFunc(extra, func(e string) bool { return name(e) == name(a) }) {
+			out = append(out, a)
+		}
+	}
+	return append(out, extra...)
 }
 
 // freePorts returns n distinct free TCP ports on 127.0.0.1.

@@ -40,3 +40,26 @@ func Clientset(t testing.TB, c *ControlPlane) *kubernetes.Clientset {
 	}
 	return cs
 }
+
+// StartNode starts a single-node cluster (StartCluster) for the test, with
+// the image tarballs imported, and stops it in t.Cleanup. With -short the
+// test is skipped; on a machine that cannot run a node it fails with what
+// is missing.
+func StartNode(t testing.TB, images ...string) *Cluster {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("node test: needs root, containerd and a kubelet (skipped with -short)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	c, err := StartCluster(ctx, ClusterOptions{Output: os.Stderr, Images: images})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("stop cluster: %v", err)
+		}
+	})
+	return c
+}

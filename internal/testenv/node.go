@@ -580,3 +580,19 @@ func (c *Cluster) waitDefaultServiceAccount(ctx context.Context) error {
 	}
 	return fmt.Errorf("testenv: no default ServiceAccount after a minute; kube-controller-manager log:\n%s", c.NodeLog("kube-controller-manager"))
 }
+
+// SignalNode sends sig to one of the node's processes: "containerd",
+// "kubelet" or "kube-proxy" (SIGSTOP and SIGCONT freeze and thaw it, as a
+// node that stops reporting would).
+func (c *Cluster) SignalNode(name string, sig syscall.Signal) error {
+	p := c.procs[name]
+	if p == nil {
+		return fmt.Errorf("testenv: the node has no process %q", name)
+	}
+	select {
+	case <-p.exited:
+		return fmt.Errorf("testenv: %s has exited", name)
+	default:
+	}
+	return p.cmd.Process.Signal(sig)
+}

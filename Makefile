@@ -4,7 +4,7 @@
 
 GO ?= go
 
-.PHONY: all build deps controlplane node node-deps image test unit vet e2e demo cluster bench bench-node clean python-wheel
+.PHONY: all build deps controlplane node node-deps image test integration unit vet e2e demo cluster bench bench-node clean python-wheel
 
 all: build
 
@@ -60,7 +60,11 @@ unit:
 deps:
 	@hack/deps.sh
 
-test: deps controlplane vet
+# Every test: vet, unit and integration tests against a real kube-apiserver
+# + etcd (make integration), then the manifests on a real node (make e2e).
+test: integration e2e
+
+integration: deps controlplane vet
 	$(GO) test -race -timeout 20m ./...
 	cd examples/controller-runtime && $(GO) test -race -timeout 10m ./...
 

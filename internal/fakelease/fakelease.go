@@ -8,6 +8,7 @@ package fakelease
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 	"sync"
 
@@ -15,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
@@ -29,6 +31,7 @@ type event struct {
 	rv  uint64
 	key key
 	ev  watch.Event
+	old *coordinationv1.Lease // the version before, nil when none
 }
 
 // Server is the fake API. Safe for concurrent use.
@@ -155,6 +158,20 @@ func (s *Server) Lease(ns, name string) *coordinationv1.Lease {
 	return nil
 }
 
+// List returns every Lease of namespace ns, sorted by name.
+func (s *Server) List(ns string) []*coordinationv1.Lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*coordinationv1.Lease
+	for k, l := range s.objs {
+		if k.ns == ns {
+			out = append(out, l.DeepCopy())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
 // Put stores l as if another client wrote it (create or unconditional update).
 func (s *Server) Put(l *coordinationv1.Lease) *coordinationv1.Lease {
 	s.mu.Lock()
@@ -186,27 +203,54 @@ func (s *Server) Delete(ns, name string) {
 	s.rv++
 	gone := old.DeepCopy()
 	gone.ResourceVersion = strconv.FormatUint(s.rv, 10)
-	s.publishLocked(k, watch.Event{Type: watch.Deleted, Object: gone})
+	s.publishLocked(k, watch.Event{Type: watch.Deleted, Object: gone}, old)
 }
 
 func (s *Server) storeLocked(k key, l *coordinationv1.Lease, typ watch.EventType) {
 	s.rv++
 	l.ResourceVersion = strconv.FormatUint(s.rv, 10)
+	old := s.objs[k]
 	s.objs[k] = l
 	if s.versions == nil {
 		s.versions = map[key][]*coordinationv1.Lease{}
 	}
 	s.versions[k] = append(s.versions[k], l.DeepCopy())
-	s.publishLocked(k, watch.Event{Type: typ, Object: l.DeepCopy()})
+	s.publishLocked(k, watch.Event{Type: typ, Object: l.DeepCopy()}, old)
 }
 
-func (s *Server) publishLocked(k key, ev watch.Event) {
-	s.history = append(s.history, event{rv: s.rv, key: k, ev: ev})
+func (s *Server) publishLocked(k key, ev watch.Event, old *coordinationv1.Lease) {
+	e := event{rv: s.rv, key: k, ev: ev, old: old}
+	s.history = append(s.history, e)
 	for w := range s.watchers {
-		if w.key == k {
+		if ev, ok := w.filter(e); ok {
 			w.sendLocked(ev)
 		}
 	}
+}
+
+// filter returns the event as watch w sees it: a name watch sees its
+// Lease's events; a label-selected watch sees an object entering the
+// selection as ADDED and leaving it as DELETED, as the apiserver does.
+func (w *fakeWatch) filter(e event) (watch.Event, bool) {
+	if w.sel == nil {
+		return e.ev, e.key == w.key
+	}
+	if e.key.ns != w.key.ns {
+		return e.ev, false
+	}
+	was := e.old != nil && w.sel.Matches(labels.Set(e.old.Labels))
+	l, _ := e.ev.Object.(*coordinationv1.Lease)
+	is := e.ev.Type != watch.Deleted && l != nil && w.sel.Matches(labels.Set(l.Labels))
+	switch {
+	case is && !was:
+		return watch.Event{Type: watch.Added, Object: e.ev.Object}, true
+	case is:
+		return e.ev, true
+	case was && l != nil:
+		gone := l.DeepCopy()
+		return watch.Event{Type: watch.Deleted, Object: gone}, true
+	}
+	return e.ev, false
 }
 
 func (s *Server) request(verb, name string) error {
@@ -284,17 +328,20 @@ func (l *leases) Update(_ context.Context, in *coordinationv1.Lease, _ metav1.Up
 	return cp.DeepCopy(), nil
 }
 
-func (l *leases) Delete(_ context.Context, name string, _ metav1.DeleteOptions) error {
+func (l *leases) Delete(_ context.Context, name string, opts metav1.DeleteOptions) error {
 	s := l.s
 	s.mu.Lock()
 	err := s.request("delete", name)
-	exists := s.objs[key{l.ns, name}] != nil
+	obj := s.objs[key{l.ns, name}]
 	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	if !exists {
+	if obj == nil {
 		return apierrors.NewNotFound(gr, name)
+	}
+	if p := opts.Preconditions; p != nil && p.UID != nil && *p.UID != obj.UID {
+		return apierrors.NewConflict(gr, name, fmt.Errorf("precondition failed: UID in precondition: %v, UID in object meta: %v", *p.UID, obj.UID))
 	}
 	s.Delete(l.ns, name)
 	return nil
@@ -302,13 +349,16 @@ func (l *leases) Delete(_ context.Context, name string, _ metav1.DeleteOptions) 
 
 func (l *leases) Watch(_ context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 	s := l.s
+	if opts.LabelSelector != "" {
+		return l.watchSelected(opts)
+	}
 	sel, err := fields.ParseSelector(opts.FieldSelector)
 	if err != nil {
 		return nil, apierrors.NewBadRequest(err.Error())
 	}
 	name, ok := sel.RequiresExactMatch("metadata.name")
 	if !ok {
-		return nil, apierrors.NewBadRequest("fakelease: watch needs a metadata.name field selector")
+		return nil, apierrors.NewBadRequest("fakelease: watch needs a metadata.name field selector or a label selector")
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -340,8 +390,61 @@ func (l *leases) Watch(_ context.Context, opts metav1.ListOptions) (watch.Interf
 	return w, nil
 }
 
+// watchSelected serves a label-selected watch of a namespace, with the
+// initial state first when opts.SendInitialEvents is set (ended by a
+// bookmark annotated k8s.io/initial-events-end, as the apiserver does).
+func (l *leases) watchSelected(opts metav1.ListOptions) (watch.Interface, error) {
+	s := l.s
+	sel, err := labels.Parse(opts.LabelSelector)
+	if err != nil {
+		return nil, apierrors.NewBadRequest(err.Error())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.request("watch", "-l "+opts.LabelSelector); err != nil {
+		return nil, err
+	}
+	w := &fakeWatch{s: s, key: key{ns: l.ns}, sel: sel, ch: make(chan watch.Event, 4096)}
+	initial := opts.SendInitialEvents != nil && *opts.SendInitialEvents
+	switch {
+	case initial:
+		names := make([]string, 0, len(s.objs))
+		for k, obj := range s.objs {
+			if k.ns == l.ns && sel.Matches(labels.Set(obj.Labels)) {
+				names = append(names, k.name)
+			}
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			w.sendLocked(watch.Event{Type: watch.Added, Object: s.objs[key{l.ns, n}].DeepCopy()})
+		}
+		mark := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
+			ResourceVersion: strconv.FormatUint(s.rv, 10),
+			Annotations:     map[string]string{"k8s.io/initial-events-end": "true"},
+		}}
+		w.sendLocked(watch.Event{Type: watch.Bookmark, Object: mark})
+	case opts.ResourceVersion == "":
+	default:
+		from, err := strconv.ParseUint(opts.ResourceVersion, 10, 64)
+		if err != nil {
+			return nil, apierrors.NewBadRequest("invalid resourceVersion " + opts.ResourceVersion)
+		}
+		if from < s.compacted {
+			return nil, apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (%d)", from, s.compacted))
+		}
+		for _, e := range s.history {
+			if ev, ok := w.filter(e); ok && e.rv > from {
+				w.sendLocked(ev)
+			}
+		}
+	}
+	s.watchers[w] = struct{}{}
+	return w, nil
+}
+
 type fakeWatch struct {
 	s      *Server
+	sel    labels.Selector // nil: a watch of the one Lease key.name
 	key    key
 	ch     chan watch.Event
 	closed bool

@@ -43,6 +43,13 @@ type CandidateConfig struct {
 	// (lease.KindAnnotation); a Lease recorded as another kind is refused
 	// with a *KindError and never written.
 	Kind string
+	// Labels are set on the Lease by every acquiring write and when the
+	// Lease is created.
+	Labels map[string]string
+	// Decorate, if set, changes the object of every acquiring write (an
+	// acquisition or an adoption) just before it is sent, for annotations
+	// of the caller's own (a lock's queue entry).
+	Decorate func(*lease.Snapshot) *lease.Snapshot
 }
 
 // KindError is returned when a Lease is recorded as another kind of lock.
@@ -286,6 +293,65 @@ func (c *Candidate) waitFor(st State, now time.Time) time.Duration {
 	return st.ObservedAt.Add(d).Sub(now)
 }
 
+// decorate adds the kind, the labels and the caller's annotations to the
+// object of an acquiring write.
+func (c *Candidate) decorate(base *lease.Snapshot) *lease.Snapshot {
+	if c.cfg.Kind != "" {
+		base = lease.WithAnnotation(base, lease.KindAnnotation, c.cfg.Kind)
+	}
+	for k, v := range c.cfg.Labels {
+		base = lease.WithLabel(base, k, v)
+	}
+	if c.cfg.Decorate != nil {
+		base = c.cfg.Decorate(base)
+	}
+	return base
+}
+
+// Free reports whether the lease in st may be taken now in this
+// candidate's view: released (and not reserved for another), expired, or
+// offered to it (the rules of TryAcquire, without writing).
+func (c *Candidate) Free(st State) bool {
+	return st.Synced && c.waitFor(st, c.cfg.Clock.Now()) <= 0
+}
+
+// Take makes one acquiring attempt on st without judging whether the lease
+// may be taken: for a lock whose queue decides who takes a lease that is
+// free, expired, or granted to a waiter that left (lock's package doc). The
+// write is conditional on st's version (invariant 4).
+func (c *Candidate) Take(ctx context.Context, st State) (*Term, error) {
+	term, _, err := c.attempt(ctx, st)
+	return term, err
+}
+
+// Adopt starts a term on a lease that another process granted to this
+// candidate: a record that already names this identity, written by the
+// previous holder as it released (a lock's hand-over). Invariant 13: the
+// term begins with a conditional write of its own, and its hard deadline is
+// counted from when that write was sent, never from the grant, whose send
+// time this process does not know. The token is the grant's (the version
+// the grant replaced, recorded in TokenAnnotation); a grant without one is
+// refused.
+func (c *Candidate) Adopt(ctx context.Context, granted *lease.Snapshot) (*Term, error) {
+	if granted == nil || granted.Record.Holder != c.cfg.Identity || granted.Token.IsZero() {
+		return nil, fmt.Errorf("holder: adopt: the lease is not granted to %q with a token", c.cfg.Identity)
+	}
+	base := c.decorate(granted)
+	sent := c.cfg.Clock.Now()
+	rec := base.Record
+	rec.LeaseDuration = c.cfg.Timing.LeaseDuration
+	rec.RenewTime = sent
+	reqCtx, cancel := context.WithTimeout(ctx, c.cfg.Timing.RenewDeadline)
+	defer cancel()
+	snap, err := c.obs.Client().Update(reqCtx, base, rec, granted.Token) // invariant 4
+	if err != nil {
+		return nil, err
+	}
+	c.setOwn(snap.ResourceVersion)
+	c.obs.Offer(snap)
+	return c.startTerm(ctx, snap, granted.Token, sent), nil
+}
+
 // reservation is how long a released lease stays reserved for its preferred
 // holder in this candidate's view: two retry periods, at most the lease
 // duration. The lease is free, so a short reservation is safe; it is only
@@ -316,7 +382,7 @@ func (c *Candidate) attempt(ctx context.Context, st State) (*Term, string, error
 	client := c.obs.Client()
 	base := st.Lease
 	if base == nil {
-		created, err := client.Create(ctx, lease.Record{}.Released(c.cfg.Clock.Now()))
+		created, err := client.CreateLabelled(ctx, lease.Record{}.Released(c.cfg.Clock.Now()), c.cfg.Labels, nil)
 		if err != nil {
 			return nil, "", err
 		}
@@ -325,12 +391,10 @@ func (c *Candidate) attempt(ctx context.Context, st State) (*Term, string, error
 	}
 	// Invariant 8: the token is the version this write replaces.
 	tok, err := lease.TokenOf(base.ResourceVersion)
-	if c.cfg.Kind != "" && err == nil {
-		base = lease.WithAnnotation(base, lease.KindAnnotation, c.cfg.Kind)
-	}
 	if err != nil {
 		return nil, base.ResourceVersion, err
 	}
+	base = c.decorate(base)
 	sent := c.cfg.Clock.Now()
 	rec := lease.Record{
 		Holder:        c.cfg.Identity,

@@ -47,6 +47,13 @@
 //     target takes it by a conditional write on an offering version; the
 //     holder resumes only after a conditional write of its own replaces
 //     that version (a new acquisition, which ends the offer).
+//  13. A term begins only with a conditional write of its own: an
+//     acquisition, or the adoption of a lease granted to it by the previous
+//     holder's hand-over (Candidate.Adopt). Its hard deadline is counted from
+//     the send of that write, never from the grant, whose send time it does
+//     not know; until then nobody acts under the lease: the previous holder
+//     stopped before it granted, and the grantee has not started. A grant
+//     that is never adopted expires like any unrenewed record (invariant 2).
 //
 // # Clock assumptions
 //

@@ -1,0 +1,246 @@
+package lock
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/leasehold/leasehold/internal/holder"
+	"github.com/leasehold/leasehold/lease"
+)
+
+// The queue's names on the wire.
+const (
+	// queueLabel is set, to the lock's queue key, on the lock's Leases (the
+	// permits) and on every queue entry, so that one label-selected watch
+	// follows them all.
+	queueLabel = "leasehold.io/queue"
+	// entryAnnotation, on a permit Lease, names the queue entry the permit
+	// was handed to: "granted/<entry>" by the releasing holder's write,
+	// "held/<entry>" once the waiter adopted it with a write of its own.
+	entryAnnotation = "leasehold.io/queue-entry"
+	// queuedAtAnnotation, on an entry, is its place in the queue: the
+	// resourceVersion that created it (written at its first renewal; until
+	// then the entry's own resourceVersion is that version).
+	queuedAtAnnotation = "leasehold.io/queued-at"
+	// entrySuffixLen is the length of "-q-" plus 8 hex digits.
+	entrySuffixLen = 11
+)
+
+// ErrQueueEntryLost is matched (errors.Is) by what Hooks.Requeued receives
+// when this waiter's queue entry was deleted or edited by someone else, or
+// skipped as expired: the waiter queues again, at the back.
+var ErrQueueEntryLost = errors.New("lock: queue entry lost")
+
+// queueKey is the label value that groups a lock's Leases: for a Mutex its
+// name, for a Semaphore of N permits "s<N>.<name>", when that fits a label
+// value (63 characters), else a digest of it. Locks of different kinds on
+// one name therefore never share a queue (and refuse each other: kind).
+func queueKey(kind, name string) string {
+	k := name
+	if n, ok := strings.CutPrefix(kind, "semaphore/"); ok {
+		k = "s" + n + "." + name
+	}
+	if len(k) <= 63 {
+		return k
+	}
+	sum := sha256.Sum256([]byte(k))
+	return "h." + hex.EncodeToString(sum[:20])
+}
+
+// QueueSelector returns the label selector of every Lease of a lock (its
+// permits and its queue entries), for tools that show the queue. permits
+// is 1 for a Mutex.
+func QueueSelector(name string, permits int) string {
+	return queueLabel + "=" + queueKey(kindOf(permits), name)
+}
+
+func kindOf(permits int) string {
+	if permits == 1 {
+		return "mutex"
+	}
+	return fmt.Sprintf("semaphore/%d", permits)
+}
+
+func entryName(lock string) (string, error) {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return lock + "-q-" + hex.EncodeToString(b[:]), nil
+}
+
+// positionOf is an entry's place in the queue.
+func positionOf(s *lease.Snapshot) uint64 {
+	if v := s.Annotation(queuedAtAnnotation); v != "" {
+		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+			return n
+		}
+	}
+	n, _ := strconv.ParseUint(s.ResourceVersion, 10, 64)
+	return n
+}
+
+// namedBy returns the entry a permit Lease was handed to and whether the
+// waiter has yet to adopt it; "" when the record names none (a foreign
+// holder, or a plain release).
+func namedBy(st holder.State) (name string, granted bool) {
+	if st.Lease == nil || !st.Lease.Record.Held() {
+		return "", false
+	}
+	v := st.Lease.Annotation(entryAnnotation)
+	if n, ok := strings.CutPrefix(v, "granted/"); ok {
+		return n, true
+	}
+	if n, ok := strings.CutPrefix(v, "held/"); ok {
+		return n, false
+	}
+	return "", false
+}
+
+// queued is an entry waiting its turn.
+type queued struct {
+	name string
+	entry
+}
+
+// queueOf is the queue in one view: live waiters in order, the dead ones
+// (expired in this view, to be skipped), and the permits that may be taken
+// now by the head of the queue.
+type queueOf struct {
+	live, dead []queued
+	free       []int
+}
+
+// order computes the queue from the permits' states and the entries at now.
+// An entry named by a permit whose record still names its waiter is a
+// holder (or a grantee), not a waiter. A permit is free when the candidate
+// may take it (released, expired: cand.Free) or when it was granted to an
+// entry that no longer exists: that waiter left before adopting it, and
+// never will.
+func order(now time.Time, permits []holder.State, cands []*holder.Candidate, entries map[string]entry) queueOf {
+	var q queueOf
+	taken := map[string]bool{}
+	for i, st := range permits {
+		name, granted := namedBy(st)
+		e, exists := entries[name]
+		if name != "" && exists && e.snap.Record.Holder == st.Lease.Record.Holder {
+			taken[name] = true
+		}
+		if cands[i].Free(st) || (granted && !exists) {
+			q.free = append(q.free, i)
+		}
+	}
+	for name, e := range entries {
+		switch {
+		case taken[name] || !e.snap.Record.Held():
+		case e.live(now):
+			q.live = append(q.live, queued{name, e})
+		default:
+			q.dead = append(q.dead, queued{name, e})
+		}
+	}
+	byPos := func(a, b queued) int { return cmp.Or(cmp.Compare(a.pos, b.pos), strings.Compare(a.name, b.name)) }
+	slices.SortFunc(q.live, byPos)
+	slices.SortFunc(q.dead, byPos)
+	return q
+}
+
+// rank returns the place of the entry name among the live waiters, -1 if
+// it is not one.
+func (q queueOf) rank(name string) int {
+	return slices.IndexFunc(q.live, func(e queued) bool { return e.name == name })
+}
+
+// grantTo returns the write that hands the permit at base to the waiter of
+// entry e: its identity and duration, a new term (transitions+1), and the
+// token of that term, the version this write replaces (invariant 8).
+func grantTo(base *lease.Snapshot, e queued, now time.Time) (*lease.Snapshot, lease.Record, lease.Token, error) {
+	tok, err := lease.TokenOf(base.ResourceVersion)
+	if err != nil {
+		return nil, lease.Record{}, 0, err
+	}
+	rec := lease.Record{
+		Holder:        e.snap.Record.Holder,
+		LeaseDuration: e.snap.Record.LeaseDuration,
+		AcquireTime:   now,
+		RenewTime:     now,
+		Transitions:   base.Record.Transitions + 1,
+		Strategy:      base.Record.Strategy,
+	}
+	return lease.WithAnnotation(base, entryAnnotation, "granted/"+e.name), rec, tok, nil
+}
+
+// registration is this waiter's entry in the queue.
+type registration struct {
+	cfg    settings
+	key    string
+	client *lease.Client
+	snap   *lease.Snapshot
+	pos    uint64
+}
+
+// register creates a queue entry for the waiter: a Lease named
+// <lock>-q-<random>, labelled with the queue key, holding the waiter's
+// identity and duration. Its creating version is its place in the queue.
+func register(ctx context.Context, cfg settings, key string) (*registration, error) {
+	name, err := entryName(cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("lock: queue entry name: %w", err)
+	}
+	c, err := lease.NewClient(cfg.Leases, cfg.Namespace, name)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	now := cfg.Clock.Now()
+	rec := lease.Record{Holder: cfg.Identity, LeaseDuration: cfg.Timing.LeaseDuration, AcquireTime: now, RenewTime: now}
+	s, err := c.CreateLabelled(ctx, rec, map[string]string{queueLabel: key}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("lock: join the queue: %w", err)
+	}
+	return &registration{cfg: cfg, key: key, client: c, snap: s, pos: positionOf(s)}, nil
+}
+
+func (r *registration) name() string { return r.client.Name() }
+
+// renew rewrites the entry's record (a fresh renewTime) so that it stays
+// live in every view; the first renewal also records its place. base is
+// the latest version known (the view's, if newer). It returns
+// ErrQueueEntryLost when the entry is gone or names another waiter.
+func (r *registration) renew(ctx context.Context, base *lease.Snapshot) error {
+	if base == nil {
+		base = r.snap
+	}
+	if base.Record.Holder != r.cfg.Identity || base.UID != r.snap.UID {
+		return fmt.Errorf("%w: entry %s/%s was changed by another client (holder %q)", ErrQueueEntryLost, r.cfg.Namespace, r.name(), base.Record.Holder)
+	}
+	rec := base.Record
+	rec.RenewTime = r.cfg.Clock.Now()
+	s, err := r.client.Update(ctx, lease.WithAnnotation(base, queuedAtAnnotation, strconv.FormatUint(r.pos, 10)), rec, 0)
+	switch {
+	case errors.Is(err, lease.ErrNotFound):
+		return fmt.Errorf("%w: entry %s/%s was deleted by another client", ErrQueueEntryLost, r.cfg.Namespace, r.name())
+	case err != nil:
+		return err
+	}
+	r.snap = s
+	return nil
+}
+
+// remove deletes the entry (this incarnation only), bounded by
+// RenewDeadline, also after ctx ended.
+func (r *registration) remove(ctx context.Context) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timing.RenewDeadline)
+	defer cancel()
+	if err := r.client.Delete(dctx, r.snap.UID); err != nil && !errors.Is(err, lease.ErrNotFound) {
+		r.cfg.Logger.V(2).Info("removing the queue entry failed; it expires on its own", "entry", r.name(), "err", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/leasehold/leasehold/internal/candidate"
@@ -29,8 +30,11 @@ type lockHandoverResult struct {
 	Impl    string `json:"impl"`
 	Waiters int    `json:"waiters"`
 	latency
-	RequestsPerHandover  float64 `json:"requests_per_handover"`
-	UpdatesPerHandover   float64 `json:"updates_per_handover"`
+	RequestsPerHandover float64 `json:"requests_per_handover"`
+	UpdatesPerHandover  float64 `json:"updates_per_handover"`
+	// WritesPerHandover counts every write: updates (PUT) plus creates and
+	// deletes (a waiter's queue entry).
+	WritesPerHandover    float64 `json:"writes_per_handover"`
 	ConflictsPerHandover float64 `json:"conflicts_per_handover"`
 	AttemptFailures      int64   `json:"attempt_failures,omitempty"`
 	// Overtakes counts acquisitions made while another waiter that had
@@ -87,7 +91,7 @@ func (q *queueOrder) overtakes() int {
 
 // reqCounter counts the API requests of a clientset (rest.Config.Wrap).
 type reqCounter struct {
-	total, watch, update atomic.Int64
+	total, watch, update, write atomic.Int64
 }
 
 func (c *reqCounter) wrap(rt http.RoundTripper) http.RoundTripper {
@@ -98,6 +102,9 @@ func (c *reqCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 			c.watch.Add(1)
 		case r.Method == http.MethodPut:
 			c.update.Add(1)
+			c.write.Add(1)
+		case r.Method == http.MethodPost, r.Method == http.MethodDelete:
+			c.write.Add(1)
 		}
 		return rt.RoundTrip(r)
 	})
@@ -224,7 +231,7 @@ func (b *bench) lockHandover(ctx context.Context, waiters int) (any, error) {
 		wg.Go(func() { h.loop(rctx, i, m) })
 	}
 	b.settle(rctx, env, name, waiters)
-	reqs0, upd0 := env.reqs.total.Load(), env.reqs.update.Load()
+	reqs0, upd0, wr0 := env.reqs.total.Load(), env.reqs.update.Load(), env.reqs.write.Load()
 	conf0, fail0 := env.conflicts.Load(), env.failures.Load()
 	start := time.Now()
 	h.lastRelease.Store(candidate.Mono())
@@ -244,6 +251,7 @@ func (b *bench) lockHandover(ctx context.Context, waiters int) (any, error) {
 		Bench: "lock-handover", Impl: "leasehold", Waiters: waiters, latency: s.latency(),
 		RequestsPerHandover:  per(reqs),
 		UpdatesPerHandover:   per(env.reqs.update.Load() - upd0),
+		WritesPerHandover:    per(env.reqs.write.Load() - wr0),
 		ConflictsPerHandover: per(env.conflicts.Load() - conf0),
 		AttemptFailures:      env.failures.Load() - fail0,
 		Overtakes:            h.q.overtakes(),
@@ -255,12 +263,13 @@ func (b *bench) lockHandover(ctx context.Context, waiters int) (any, error) {
 }
 
 // settle waits until every waiter waits: the lock's queue is as long as the
-// waiter count (checked through queueLen), then one more second.
+// waiter count (checked through queueLen), then one more second. A lock
+// without a queue (an earlier version) gets a fixed time instead.
 func (b *bench) settle(ctx context.Context, env *lockEnv, name string, waiters int) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		n, ok := queueLen(ctx, env, name)
-		if !ok {
+		n, ok := queueLen(ctx, b, name)
+		if !ok || (n == 0 && time.Until(deadline) < 25*time.Second) {
 			// No queue to read: give every Lock call time to start.
 			time.Sleep(time.Second + time.Duration(waiters)*4*time.Millisecond)
 			return
@@ -347,8 +356,19 @@ func (h *handover) result(ctx context.Context, elapsed time.Duration) ([]time.Du
 	return h.samples, errors.Join(errs...)
 }
 
-// queueLen returns the length of the lock's waiting queue; ok is false when
-// the lock keeps no queue.
-func queueLen(ctx context.Context, env *lockEnv, name string) (int, bool) {
-	return 0, false
+// queueLen returns the length of the lock's waiting queue (its entries:
+// every Lease of the lock but the lock's own); ok is false when it cannot be
+// read.
+func queueLen(ctx context.Context, b *bench, name string) (int, bool) {
+	l, err := b.cs.CoordinationV1().Leases(namespace).List(ctx, metav1.ListOptions{LabelSelector: lock.QueueSelector(name, 1)})
+	if err != nil {
+		return 0, false
+	}
+	n := 0
+	for _, item := range l.Items {
+		if item.Name != name {
+			n++
+		}
+	}
+	return n, true
 }

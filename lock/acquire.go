@@ -69,14 +69,18 @@ type waiter struct {
 	names []string
 	obs   []*holder.Observer
 	cands []*holder.Candidate
-	view  *view
+	view  *view // the permit Leases: watched from start to close
+	queue *view // the queue's entries: watched only while needed (watchQueue)
 
-	mu   sync.Mutex
-	reg  *registration   // nil for TryLock
-	mine map[string]bool // every entry this call created
+	changed holder.Signal // either view changed
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	mu           sync.Mutex
+	reg          *registration   // nil for TryLock
+	mine         map[string]bool // every entry this call created
+	queueStarted bool
+	ctx          context.Context // of the watches, ended by close
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
 }
 
 func newWaiter(cfg settings, names []string, kind string) (*waiter, error) {
@@ -102,7 +106,8 @@ func newWaiter(cfg settings, names []string, kind string) (*waiter, error) {
 		w.obs = append(w.obs, o)
 		w.cands = append(w.cands, cand)
 	}
-	w.view = newView(cfg, w.key, locks)
+	w.view = newView(cfg, w.key, locks, &w.changed)
+	w.queue = newView(cfg, w.key, nil, &w.changed)
 	return w, nil
 }
 
@@ -117,14 +122,62 @@ func (w *waiter) markHeld(base *lease.Snapshot) *lease.Snapshot {
 	return lease.WithAnnotation(base, entryAnnotation, "held/"+reg.name())
 }
 
-// start runs the view's watch, owned by the waiter until close.
+// start runs the permits' watch, owned by the waiter until close.
 func (w *waiter) start(ctx context.Context) {
-	vctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	w.cancel = cancel
-	w.wg.Go(func() { w.view.run(vctx) })
+	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	w.wg.Go(func() { w.view.run(w.ctx) })
 }
 
-// close stops the watch and waits for it.
+// watchQueue starts the queue's watch, if it is not running: for the holder
+// (it hands over to the head of the queue), for a waiter that sees a permit
+// free (only the head may take it) or that reports its place (Hooks.Queued),
+// and for TryLock (a free lock with waiters is theirs).
+func (w *waiter) watchQueue() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.queueStarted || w.ctx == nil {
+		return
+	}
+	w.queueStarted = true
+	w.wg.Go(func() { w.queue.run(w.ctx) })
+}
+
+// entries returns the queue's entries when its watch has read them, else
+// nil (also after a permanent error of that watch, returned).
+func (w *waiter) entries() (map[string]entry, error) {
+	w.mu.Lock()
+	started := w.queueStarted
+	w.mu.Unlock()
+	if !started {
+		return nil, nil
+	}
+	entries, synced, err, _ := w.queue.snapshot()
+	if err != nil && lease.Permanent(err) {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	if !synced {
+		return nil, nil
+	}
+	return entries, nil
+}
+
+// queueSynced waits until the queue's watch has read the entries, ctx ends
+// or the watch fails for good.
+func (w *waiter) queueSynced(ctx context.Context) {
+	w.watchQueue()
+	for {
+		changed := w.changed.C()
+		_, synced, err, _ := w.queue.snapshot()
+		if synced || (err != nil && lease.Permanent(err)) {
+			return
+		}
+		if _, werr := holder.Wait(ctx, w.cfg.Clock, changed, -1); werr != nil {
+			return
+		}
+	}
+}
+
+// close stops the watches and waits for them.
 func (w *waiter) close() {
 	if w.cancel != nil {
 		w.cancel()
@@ -170,7 +223,7 @@ func (w *waiter) states() []holder.State {
 // is not this call, or the plain release when nobody waits.
 func (w *waiter) successor(base *lease.Snapshot) (*lease.Snapshot, lease.Record, lease.Token) {
 	now := w.cfg.Clock.Now()
-	entries, _, _, _ := w.view.snapshot()
+	entries, _ := w.entries()
 	q := order(now, w.states(), w.cands, entries)
 	for _, e := range q.live {
 		if w.isMine(e.name) {
@@ -216,7 +269,7 @@ func (w *waiter) leave(ctx context.Context) {
 // gone, or so slow that they queue again) and this call's own entry, after
 // a hand-over.
 func (w *waiter) cleanUp(ctx context.Context) {
-	entries, _, _, _ := w.view.snapshot()
+	entries, _ := w.entries()
 	q := order(w.cfg.Clock.Now(), w.states(), w.cands, entries)
 	for _, d := range q.dead {
 		c, err := lease.NewClient(w.cfg.Leases, w.cfg.Namespace, d.name)

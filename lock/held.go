@@ -66,6 +66,12 @@ func (h *Held) Deadline() time.Time { return h.term.Deadline() }
 // result.
 func (h *Held) Release(ctx context.Context) error {
 	h.once.Do(func() {
+		// The queue's watch started with the term; give it until the
+		// release deadline to have read the entries (a plain release if it
+		// has not: the waiters then take the free lock in queue order).
+		sctx, cancel := context.WithTimeout(ctx, h.timeout)
+		h.w.queueSynced(sctx)
+		cancel()
 		h.relErr = h.term.HandOver(ctx, h.w.successor)
 		h.w.cleanUp(ctx)
 		h.w.close()

@@ -577,16 +577,17 @@ func TestLockTimeoutIsAContextAndLeavesTheQueue(t *testing.T) {
 				defer cancel()
 				waiting := lockAsync(t, ctx, b)
 				synctest.Wait()
-				if n := len(queueEntries(srv, "timeout")); n != 1 {
-					t.Fatalf("%d queue entries while b waits, want 1", n)
+				// a's entry stays until a releases; b's is the other.
+				if n := len(queueEntries(srv, "timeout")); n != 2 {
+					t.Fatalf("%d queue entries while b waits, want 2 (a's and b's)", n)
 				}
 				r := <-waiting
 				if !errors.Is(r.err, context.DeadlineExceeded) || r.held != nil {
 					t.Fatalf("Lock = %v, %v; want context.DeadlineExceeded", r.held, r.err)
 				}
 				synctest.Wait()
-				if n := queueEntries(srv, "timeout"); len(n) != 0 {
-					t.Fatalf("queue entries %v left after b gave up", n)
+				if n := queueEntries(srv, "timeout"); len(n) != 1 {
+					t.Fatalf("queue entries %v after b gave up, want only a's", n)
 				}
 				if d := len(srv.Versions(ns, "timeout")) - lockVersions; d < renewals-1 || d > renewals {
 					t.Errorf("%d writes of the lock Lease while b waited, want only a's %d renewals", d, renewals)
@@ -619,7 +620,7 @@ func TestLockTimeoutIsAContextAndLeavesTheQueue(t *testing.T) {
 func queueEntries(srv *fakelease.Server, lockName string) []string {
 	var out []string
 	for _, l := range srv.List(ns) {
-		if l.Labels["leasehold.io/queue"] != "" && strings.HasPrefix(l.Name, lockName+"-q-") {
+		if l.Labels["leasehold.io/queue-entry"] != "" && strings.HasPrefix(l.Name, lockName+"-q-") {
 			out = append(out, l.Name)
 		}
 	}

@@ -20,9 +20,12 @@ import (
 // The queue's names on the wire.
 const (
 	// queueLabel is set, to the lock's queue key, on the lock's Leases (the
-	// permits) and on every queue entry, so that one label-selected watch
-	// follows them all.
+	// permits), so that one label-selected watch follows them all.
 	queueLabel = "leasehold.io/queue"
+	// entryLabel is set, to the lock's queue key, on every queue entry: the
+	// holder follows them with one label-selected watch, waiters only
+	// while a permit lies free (they need not see each other's renewals).
+	entryLabel = "leasehold.io/queue-entry"
 	// entryAnnotation, on a permit Lease, names the queue entry the permit
 	// was handed to: "granted/<entry>" by the releasing holder's write,
 	// "held/<entry>" once the waiter adopted it with a write of its own.
@@ -56,11 +59,10 @@ func queueKey(kind, name string) string {
 	return "h." + hex.EncodeToString(sum[:20])
 }
 
-// QueueSelector returns the label selector of every Lease of a lock (its
-// permits and its queue entries), for tools that show the queue. permits
-// is 1 for a Mutex.
+// QueueSelector returns the label selector of the entries of a lock's
+// queue, for tools that show the queue. permits is 1 for a Mutex.
 func QueueSelector(name string, permits int) string {
-	return queueLabel + "=" + queueKey(kindOf(permits), name)
+	return entryLabel + "=" + queueKey(kindOf(permits), name)
 }
 
 func kindOf(permits int) string {
@@ -126,6 +128,8 @@ type queueOf struct {
 // may take it (released, expired: cand.Free) or when it was granted to an
 // entry that no longer exists: that waiter left before adopting it, and
 // never will.
+//
+// entries nil means the queue is not known: no grant is then taken as void.
 func order(now time.Time, permits []holder.State, cands []*holder.Candidate, entries map[string]entry) queueOf {
 	var q queueOf
 	taken := map[string]bool{}
@@ -135,7 +139,7 @@ func order(now time.Time, permits []holder.State, cands []*holder.Candidate, ent
 		if name != "" && exists && e.snap.Record.Holder == st.Lease.Record.Holder {
 			taken[name] = true
 		}
-		if cands[i].Free(st) || (granted && !exists) {
+		if cands[i].Free(st) || (granted && !exists && entries != nil) {
 			q.free = append(q.free, i)
 		}
 	}
@@ -202,7 +206,7 @@ func register(ctx context.Context, cfg settings, key string) (*registration, err
 	}
 	now := cfg.Clock.Now()
 	rec := lease.Record{Holder: cfg.Identity, LeaseDuration: cfg.Timing.LeaseDuration, AcquireTime: now, RenewTime: now}
-	s, err := c.CreateLabelled(ctx, rec, map[string]string{queueLabel: key}, nil)
+	s, err := c.CreateLabelled(ctx, rec, map[string]string{entryLabel: key}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("lock: join the queue: %w", err)
 	}
@@ -216,6 +220,11 @@ func (r *registration) name() string { return r.client.Name() }
 // the latest version known (the view's, if newer). It returns
 // ErrQueueEntryLost when the entry is gone or names another waiter.
 func (r *registration) renew(ctx context.Context, base *lease.Snapshot) error {
+	return r.renewOn(ctx, base, false)
+}
+
+// renewOn renews on base; fresh says base was just read.
+func (r *registration) renewOn(ctx context.Context, base *lease.Snapshot, fresh bool) error {
 	if base == nil {
 		base = r.snap
 	}
@@ -225,9 +234,21 @@ func (r *registration) renew(ctx context.Context, base *lease.Snapshot) error {
 	rec := base.Record
 	rec.RenewTime = r.cfg.Clock.Now()
 	s, err := r.client.Update(ctx, lease.WithAnnotation(base, queuedAtAnnotation, strconv.FormatUint(r.pos, 10)), rec, 0)
+	if errors.Is(err, lease.ErrConflict) && !fresh {
+		// Written by someone else since: look, and renew on what is there
+		// if it is still this waiter's entry.
+		cur, gerr := r.client.Get(ctx)
+		if gerr != nil && !errors.Is(gerr, lease.ErrNotFound) {
+			return gerr
+		}
+		if gerr == nil {
+			return r.renewOn(ctx, cur, true)
+		}
+		err = gerr
+	}
 	switch {
 	case errors.Is(err, lease.ErrNotFound):
-		return fmt.Errorf("%w: entry %s/%s was deleted by another client", ErrQueueEntryLost, r.cfg.Namespace, r.name())
+		return fmt.Errorf("%w: entry %s/%s was deleted (by another client, or skipped as expired)", ErrQueueEntryLost, r.cfg.Namespace, r.name())
 	case err != nil:
 		return err
 	}

@@ -32,16 +32,17 @@ func (e entry) live(now time.Time) bool {
 	return now.Before(e.observedAt.Add(e.snap.Record.LeaseDuration))
 }
 
-// view follows, with ONE watch (label-selected, whatever the number of
-// permits), every Lease of a lock: its permit Leases, which feed one
-// holder.Observer each so that candidates and terms work on them as usual,
-// and the queue's entries. Safe for concurrent use; run must be called.
+// view follows, with ONE label-selected watch, either every permit Lease
+// of a lock (whatever the number of permits), each feeding one
+// holder.Observer so that candidates and terms work on them as usual, or
+// every entry of the lock's queue. Safe for concurrent use; run must be
+// called.
 type view struct {
 	cfg      settings
 	key      string
 	selector string
-	locks    map[string]*holder.Observer // permit Lease name -> its observer
-	changed  holder.Signal               // any Lease of the lock changed
+	locks    map[string]*holder.Observer // permit Lease name -> its observer; nil for the queue
+	changed  *holder.Signal              // notified at every change
 
 	mu      sync.Mutex
 	entries map[string]entry
@@ -50,8 +51,14 @@ type view struct {
 	watches int // watches opened
 }
 
-func newView(cfg settings, key string, locks map[string]*holder.Observer) *view {
-	return &view{cfg: cfg, key: key, selector: queueLabel + "=" + key, locks: locks, entries: map[string]entry{}}
+// newView returns the view of the permit Leases (locks set) or of the
+// queue's entries (locks nil) of the lock with queue key key.
+func newView(cfg settings, key string, locks map[string]*holder.Observer, changed *holder.Signal) *view {
+	label := entryLabel
+	if locks != nil {
+		label = queueLabel
+	}
+	return &view{cfg: cfg, key: key, selector: label + "=" + key, locks: locks, entries: map[string]entry{}, changed: changed}
 }
 
 // snapshot returns the entries, whether the view is synced and its error,
@@ -181,18 +188,21 @@ func (v *view) remove(ctx context.Context, name, rv string) {
 // endInitial completes a (re-)read: what it did not show is gone, or
 // lacks the queue label.
 func (v *view) endInitial(ctx context.Context, seen map[string]bool, rv string) {
-	for name, o := range v.locks {
-		if !seen[name] {
-			v.unseen(ctx, name, o, rv)
-		}
-	}
 	v.mu.Lock()
 	for name := range v.entries {
 		if !seen[name] {
 			delete(v.entries, name)
 		}
 	}
-	v.synced, v.err = true, nil
+	v.err = nil
+	v.mu.Unlock()
+	for name, o := range v.locks {
+		if !seen[name] {
+			v.unseen(ctx, name, o, rv)
+		}
+	}
+	v.mu.Lock()
+	v.synced = true
 	v.mu.Unlock()
 	v.changed.Notify()
 }

@@ -20,22 +20,30 @@ type turn struct {
 }
 
 // acquire waits for a permit (try: looks once, never queues). The returned
-// term is on permit index; on error the call has left the queue.
+// term is on permit index; on error the call has left the queue. A holder
+// keeps the queue's watch running for its release.
 func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, index int, err error) {
+	if try || w.cfg.queued != nil {
+		w.watchQueue()
+	}
 	if !try {
 		if err := w.join(ctx); err != nil {
 			return nil, -1, err
 		}
 	}
 	defer func() {
-		if err != nil && !try {
+		switch {
+		case err == nil:
+			w.watchQueue()
+		case !try:
 			w.leave(ctx)
 		}
 	}()
 	renewAt := w.cfg.Clock.Now().Add(w.renewEvery())
 	seen, ahead := false, -1
 	for {
-		entries, synced, verr, changed := w.view.snapshot() // invariant 1: channel first
+		changed := w.changed.C() // invariant 1: the channel before the states
+		_, synced, verr, _ := w.view.snapshot()
 		switch {
 		case verr != nil && lease.Permanent(verr):
 			return nil, -1, fmt.Errorf("lock: %w", verr)
@@ -51,7 +59,17 @@ func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, inde
 				return nil, -1, fmt.Errorf("lock: %w", err)
 			}
 		}
+		entries, err := w.entries()
+		if err != nil {
+			return nil, -1, err
+		}
 		if try {
+			if entries == nil {
+				if _, err := holder.Wait(ctx, w.cfg.Clock, changed, -1); err != nil {
+					return nil, -1, err
+				}
+				continue
+			}
 			return w.tryOnce(ctx, states, entries)
 		}
 		t, err := w.step(ctx, states, entries, &seen, &ahead)
@@ -60,8 +78,12 @@ func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, inde
 		}
 		now := w.cfg.Clock.Now()
 		if !now.Before(renewAt) {
-			w.renewEntry(ctx, entries)
 			renewAt = now.Add(w.renewEvery())
+			if t, err := w.renewEntry(ctx, entries); err != nil {
+				return nil, -1, err
+			} else if t.retrySoon {
+				continue // queued again: look at once
+			}
 		}
 		wake := earliest(t.wake, renewAt)
 		if t.retrySoon {
@@ -94,6 +116,7 @@ func (w *waiter) step(ctx context.Context, states []holder.State, entries map[st
 	reg := w.entry()
 	e, ok := entries[reg.name()]
 	switch {
+	case entries == nil:
 	case ok && e.snap.Record.Holder != w.cfg.Identity:
 		return w.requeue(ctx, fmt.Errorf("%w: entry %s/%s now names %q (edited by another client); queuing again at the back", ErrQueueEntryLost, w.cfg.Namespace, reg.name(), e.snap.Record.Holder))
 	case ok:
@@ -103,6 +126,14 @@ func (w *waiter) step(ctx context.Context, states []holder.State, entries map[st
 	}
 	now := w.cfg.Clock.Now()
 	q := order(now, states, w.cands, entries)
+	if entries == nil {
+		// Only the head of the queue may take a free permit: read the
+		// queue first (a watch that then stays open for this call).
+		if len(q.free) > 0 {
+			w.watchQueue()
+		}
+		return turn{wake: w.nextChange(now, states, q, -1)}, nil
+	}
 	r := q.rank(reg.name())
 	if r != *ahead && r >= 0 {
 		*ahead = r
@@ -223,16 +254,25 @@ func (w *waiter) requeue(ctx context.Context, why error) (turn, error) {
 	return turn{retrySoon: true}, nil
 }
 
-// renewEntry renews this call's entry on the newest version known.
-func (w *waiter) renewEntry(ctx context.Context, entries map[string]entry) {
+// renewEntry renews this call's entry on the newest version known; an
+// entry deleted or taken over by another client is replaced at the back of
+// the queue.
+func (w *waiter) renewEntry(ctx context.Context, entries map[string]entry) (turn, error) {
 	reg := w.entry()
 	base := reg.snap
 	if e, ok := entries[reg.name()]; ok && e.snap.UID == base.UID && isNewer(e.snap.ResourceVersion, base.ResourceVersion) {
 		base = e.snap
 	}
-	if err := reg.renew(ctx, base); err != nil {
+	err := reg.renew(ctx, base)
+	switch {
+	case errors.Is(err, ErrQueueEntryLost):
+		return w.requeue(ctx, fmt.Errorf("%w; queuing again at the back", err))
+	case err != nil && ctx.Err() != nil:
+		return turn{}, ctx.Err()
+	case err != nil:
 		w.cfg.Logger.V(2).Info("renewing the queue entry failed", "entry", reg.name(), "err", err)
 	}
+	return turn{}, nil
 }
 
 // tryOnce is TryLock: take a free permit if nobody is queued.

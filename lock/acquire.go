@@ -117,9 +117,12 @@ func (w *waiter) markHeld(base *lease.Snapshot) *lease.Snapshot {
 	reg := w.reg
 	w.mu.Unlock()
 	if reg == nil {
-		return lease.WithoutAnnotation(base, entryAnnotation)
+		// TryLock queues no entry: the cursor stays.
+		_, pos, _ := cursorOf(holder.State{Lease: base})
+		return lease.WithAnnotation(base, entryAnnotation, cursorValue("free", pos, ""))
 	}
-	return lease.WithAnnotation(base, entryAnnotation, "held/"+reg.name())
+	_, pos, _ := cursorOf(holder.State{Lease: base})
+	return lease.WithAnnotation(base, entryAnnotation, cursorValue("held", max(pos, reg.pos), reg.name()))
 }
 
 // start runs the permits' watch, owned by the waiter until close.
@@ -233,7 +236,8 @@ func (w *waiter) successor(base *lease.Snapshot) (*lease.Snapshot, lease.Record,
 			return obj, rec, tok
 		}
 	}
-	return lease.WithoutAnnotation(base, entryAnnotation), base.Record.Released(now), 0
+	_, pos, _ := cursorOf(holder.State{Lease: base})
+	return lease.WithAnnotation(base, entryAnnotation, cursorValue("free", pos, "")), base.Record.Released(now), 0
 }
 
 // passOn hands a permit granted to this call, which it will not use, to the

@@ -26,9 +26,13 @@ const (
 	// holder follows them with one label-selected watch, waiters only
 	// while a permit lies free (they need not see each other's renewals).
 	entryLabel = "leasehold.io/queue-entry"
-	// entryAnnotation, on a permit Lease, names the queue entry the permit
-	// was handed to: "granted/<entry>" by the releasing holder's write,
-	// "held/<entry>" once the waiter adopted it with a write of its own.
+	// entryAnnotation, on a permit Lease, is the queue's cursor and the
+	// entry the permit was handed to: "granted/<position>/<entry>" by the
+	// releasing holder's write, "held/<position>/<entry>" once the waiter
+	// adopted it (or took the free permit) with a write of its own, and
+	// "free/<position>/" after a release with nobody waiting. Waiters are
+	// served in position order, so every entry at or below the cursor has
+	// been served or skipped.
 	entryAnnotation = "leasehold.io/queue-entry"
 	// queuedAtAnnotation, on an entry, is its place in the queue: the
 	// resourceVersion that created it (written at its first renewal; until
@@ -91,6 +95,28 @@ func positionOf(s *lease.Snapshot) uint64 {
 	return n
 }
 
+// cursorOf reads a permit's entryAnnotation: the state ("granted",
+// "held", "free"), the position served last and the entry named.
+func cursorOf(st holder.State) (state string, pos uint64, name string) {
+	if st.Lease == nil {
+		return "", 0, ""
+	}
+	parts := strings.SplitN(st.Lease.Annotation(entryAnnotation), "/", 3)
+	if len(parts) != 3 {
+		return "", 0, ""
+	}
+	n, err := strconv.ParseUint(parts[1], 10, 64)
+	if err != nil {
+		return "", 0, ""
+	}
+	return parts[0], n, parts[2]
+}
+
+// cursorValue is an entryAnnotation value.
+func cursorValue(state string, pos uint64, name string) string {
+	return state + "/" + strconv.FormatUint(pos, 10) + "/" + name
+}
+
 // namedBy returns the entry a permit Lease was handed to and whether the
 // waiter has yet to adopt it; "" when the record names none (a foreign
 // holder, or a plain release).
@@ -98,14 +124,24 @@ func namedBy(st holder.State) (name string, granted bool) {
 	if st.Lease == nil || !st.Lease.Record.Held() {
 		return "", false
 	}
-	v := st.Lease.Annotation(entryAnnotation)
-	if n, ok := strings.CutPrefix(v, "granted/"); ok {
-		return n, true
-	}
-	if n, ok := strings.CutPrefix(v, "held/"); ok {
-		return n, false
+	state, _, name := cursorOf(st)
+	switch state {
+	case "granted":
+		return name, true
+	case "held":
+		return name, false
 	}
 	return "", false
+}
+
+// served is the queue's cursor: the highest position any permit records.
+func served(permits []holder.State) uint64 {
+	var c uint64
+	for _, st := range permits {
+		_, pos, _ := cursorOf(st)
+		c = max(c, pos)
+	}
+	return c
 }
 
 // queued is an entry waiting its turn.
@@ -118,6 +154,7 @@ type queued struct {
 // (expired in this view, to be skipped), and the permits that may be taken
 // now by the head of the queue.
 type queueOf struct {
+	// dead also holds expired entries at or below the cursor.
 	live, dead []queued
 	free       []int
 }
@@ -143,9 +180,16 @@ func order(now time.Time, permits []holder.State, cands []*holder.Candidate, ent
 			q.free = append(q.free, i)
 		}
 	}
+	cursor := served(permits)
 	for name, e := range entries {
 		switch {
 		case taken[name] || !e.snap.Record.Held():
+		case e.pos <= cursor:
+			// Served or skipped already: its owner removes it (served) or
+			// queues again (passed over); an expired one is nobody's.
+			if !e.live(now) {
+				q.dead = append(q.dead, queued{name, e})
+			}
 		case e.live(now):
 			q.live = append(q.live, queued{name, e})
 		default:
@@ -180,7 +224,7 @@ func grantTo(base *lease.Snapshot, e queued, now time.Time) (*lease.Snapshot, le
 		Transitions:   base.Record.Transitions + 1,
 		Strategy:      base.Record.Strategy,
 	}
-	return lease.WithAnnotation(base, entryAnnotation, "granted/"+e.name), rec, tok, nil
+	return lease.WithAnnotation(base, entryAnnotation, cursorValue("granted", e.pos, e.name)), rec, tok, nil
 }
 
 // registration is this waiter's entry in the queue.

@@ -299,3 +299,29 @@ func TestNoOvertakes(t *testing.T) {
 		t.Logf("%d hand-overs among %d waiters, %d overtakes", count, waiters, overtakes)
 	})
 }
+
+// A served holder's entry that its owner has not removed yet (it sits at or
+// below the queue's cursor) is never granted the lock again.
+func TestServedEntryIsNotGrantedAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		a := newMutex(t, srv, "served", "a")
+		h := mustLock(t, a)
+		mustRelease(t, h)
+		h = mustLock(t, a) // the cursor is now a's second entry
+		old := entryObj("served", "00000000", "x", time.Now())
+		old.Annotations = map[string]string{"leasehold.io/queued-at": "1"} // queued long ago: served
+		srv.Put(old)
+		w := queueInOrder(t, t.Context(), newMutex(t, srv, "served", "b"))[0]
+		released := time.Now()
+		mustRelease(t, h)
+		r := <-w
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if d := r.at.Sub(released); d != 0 {
+			t.Errorf("b got the lock %v after the release, want at once (x's entry is served already)", d)
+		}
+		mustRelease(t, r.held)
+	})
+}

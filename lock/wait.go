@@ -124,6 +124,9 @@ func (w *waiter) step(ctx context.Context, states []holder.State, entries map[st
 	case *seen:
 		return w.requeue(ctx, fmt.Errorf("%w: entry %s/%s was deleted (by another client, or skipped as expired); queuing again at the back", ErrQueueEntryLost, w.cfg.Namespace, reg.name()))
 	}
+	if w.passed(states, reg) {
+		return w.requeue(ctx, fmt.Errorf("%w: entry %s/%s was passed over (it expired in the releasing holder's view); queuing again at the back", ErrQueueEntryLost, w.cfg.Namespace, reg.name()))
+	}
 	now := w.cfg.Clock.Now()
 	q := order(now, states, w.cands, entries)
 	if entries == nil {
@@ -142,12 +145,28 @@ func (w *waiter) step(ctx context.Context, states []holder.State, entries map[st
 		}
 	}
 	t := turn{wake: w.nextChange(now, states, q, r)}
-	for k, i := range q.free {
-		if k == r || (r >= 0 && w.lyingFree(now, states[i])) {
+	for _, i := range q.free {
+		// One taker at a time, the head (permits free at once fill one
+		// write after another), so that the cursor only grows in order.
+		if r == 0 || (r > 0 && w.lyingFree(now, states[i])) {
 			return w.take(ctx, i, states[i], t)
 		}
 	}
 	return t, nil
+}
+
+// passed reports whether the queue's cursor has moved beyond this call's
+// entry while no permit names it: a releasing holder skipped it as expired.
+func (w *waiter) passed(states []holder.State, reg *registration) bool {
+	if served(states) <= reg.pos {
+		return false
+	}
+	for _, st := range states {
+		if _, _, name := cursorOf(st); w.isMine(name) {
+			return false
+		}
+	}
+	return true
 }
 
 // adoptGrant adopts a permit that a releasing holder granted to this call;

@@ -68,7 +68,10 @@ func (s *Snapshot) Annotation(key string) string { return s.obj.Annotations[key]
 // WatchSelected watches every Lease of namespace whose labels match
 // selector. With initial true the watch starts with the current objects
 // (ADDED events, then a bookmark annotated k8s.io/initial-events-end), so
-// it needs only the watch verb (no list); resourceVersion must then be "".
+// it needs only the watch verb (no list); resourceVersion must then be ""
+// (served from the apiserver's watch cache as it is, which may lag by the
+// cache's delay: callers that need the latest state rely on their
+// conditional writes).
 // Errors are classified as Client's are.
 func WatchSelected(ctx context.Context, leases coordinationv1client.LeasesGetter, namespace, selector, resourceVersion string, initial bool) (watch.Interface, error) {
 	opts := metav1.ListOptions{LabelSelector: selector, ResourceVersion: resourceVersion, AllowWatchBookmarks: true}
@@ -76,6 +79,7 @@ func WatchSelected(ctx context.Context, leases coordinationv1client.LeasesGetter
 		yes := true
 		opts.SendInitialEvents = &yes
 		opts.ResourceVersionMatch = metav1.ResourceVersionMatchNotOlderThan
+		opts.ResourceVersion = "0" // any: no wait for the cache to catch up
 	}
 	w, err := leases.Leases(namespace).Watch(ctx, opts)
 	if err != nil {

@@ -66,10 +66,10 @@ func (h *Held) Deadline() time.Time { return h.term.Deadline() }
 // result.
 func (h *Held) Release(ctx context.Context) error {
 	h.once.Do(func() {
-		// The queue's watch started with the term; give it until the
+		// The queue's watch started with the term; give it half the
 		// release deadline to have read the entries (a plain release if it
 		// has not: the waiters then take the free lock in queue order).
-		sctx, cancel := context.WithTimeout(ctx, h.timeout)
+		sctx, cancel := context.WithTimeout(ctx, h.timeout/2)
 		h.w.queueSynced(sctx)
 		cancel()
 		h.relErr = h.term.HandOver(ctx, h.w.successor)

@@ -223,7 +223,7 @@ func TestHandDeletedEntryQueuesAgain(t *testing.T) {
 			t.Fatal("b has no queue entry")
 		}
 		srv.Delete(ns, entry)
-		time.Sleep(6 * time.Second) // b's next entry renewal (every 5s) finds it gone
+		time.Sleep(8 * time.Second) // b's next entry renewal (every 7.5s) finds it gone
 		mu.Lock()
 		if len(lost) != 1 || !errors.Is(lost[0], lock.ErrQueueEntryLost) {
 			t.Errorf("Requeued got %v, want one ErrQueueEntryLost", lost)

@@ -16,7 +16,7 @@
 //     writes and reads per second in steady state (-shard-configs).
 //   - lock-uncontended, lock-handover (Leasehold only, in this process): a
 //     free Mutex's Lock+Release latency; release-to-next-holder latency with
-//     2, 10, 50 waiters, with API requests and conflicts per hand-over.
+//     2, 10, 50 waiters (-lock-waiters), with API requests, conflicts and overtakes per hand-over and the API request rate.
 //
 // Progress goes to stderr. The output ends with one JSON object per (bench,
 // impl) per line on stdout:

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +25,9 @@ var ErrKindMismatch = holder.ErrKindMismatch
 type LockedError struct {
 	// Holders lists every permit's lease and holder.
 	Holders []Holder
+	// Waiting is the number of waiters queued ahead: a free lock with
+	// waiters is theirs, not TryLock's.
+	Waiting int
 }
 
 // Holder describes one held permit.
@@ -34,15 +36,14 @@ type Holder struct {
 	Lease string
 	// Identity holds it; "" if released but reserved for PreferredFor.
 	Identity string
-	// PreferredFor is set when the lease is reserved for a waiter that
-	// claimed the next turn.
+	// PreferredFor is set when the lease is reserved for a planned handoff.
 	PreferredFor string
 	// ExpiresAt is when it expires in this process's view unless renewed.
 	ExpiresAt time.Time
 }
 
 func (e *LockedError) Error() string {
-	parts := make([]string, 0, len(e.Holders))
+	parts := make([]string, 0, len(e.Holders)+1)
 	for _, h := range e.Holders {
 		who := fmt.Sprintf("held by %q", h.Identity)
 		if h.Identity == "" {
@@ -50,295 +51,262 @@ func (e *LockedError) Error() string {
 		}
 		parts = append(parts, fmt.Sprintf("%s %s until at least %s", h.Lease, who, h.ExpiresAt.Format(time.RFC3339)))
 	}
+	if e.Waiting > 0 {
+		parts = append(parts, fmt.Sprintf("%d waiter(s) queued", e.Waiting))
+	}
 	return "lock: locked: " + strings.Join(parts, "; ")
 }
 
 // Is matches ErrLocked.
 func (e *LockedError) Is(target error) bool { return target == ErrLocked }
 
-// waiter follows the leases of a lock while it waits for one of them.
+// waiter is one Lock, TryLock or Acquire call: its queue entry, the view of
+// the lock's Leases (one watch) and a candidate per permit. After an
+// acquisition it stays with the Held until Release, which hands over from it.
 type waiter struct {
-	cfg     settings
-	obs     []*holder.Observer
-	cands   []*holder.Candidate
-	changed holder.Signal // any lease changed
-	stops   []context.CancelFunc
-	wgs     []*sync.WaitGroup
+	cfg   settings
+	key   string
+	names []string
+	obs   []*holder.Observer
+	cands []*holder.Candidate
+	view  *view // the permit Leases: watched from start to close
+	queue *view // the queue's entries: watched only while needed (watchQueue)
+
+	changed holder.Signal // either view changed
+
+	mu           sync.Mutex
+	reg          *registration   // nil for TryLock
+	mine         map[string]bool // every entry this call created
+	queueStarted bool
+	ctx          context.Context // of the watches, ended by close
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
 }
 
 func newWaiter(cfg settings, names []string, kind string) (*waiter, error) {
-	w := &waiter{cfg: cfg}
+	w := &waiter{cfg: cfg, key: queueKey(kind, cfg.Name), names: names, mine: map[string]bool{}}
+	locks := map[string]*holder.Observer{}
 	for _, name := range names {
 		c, err := lease.NewClient(cfg.Leases, cfg.Namespace, name)
 		if err != nil {
 			return nil, fmt.Errorf("lock: %w", err)
 		}
-		o := holder.NewObserver(c, cfg.Clock, cfg.Timing.RetryPeriod)
+		o := holder.NewObserver(c, cfg.Clock, cfg.Timing.RetryPeriod) // fed by the view
 		cand, err := holder.NewCandidate(o, holder.CandidateConfig{
 			Identity: cfg.Identity, Timing: cfg.Timing, Clock: cfg.Clock, Hooks: cfg.hooks,
 			KeepOnPreference: true, // a lock is held until released
 			Kind:             kind,
+			Labels:           map[string]string{queueLabel: w.key},
+			Decorate:         w.markHeld,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("lock: %w", err)
 		}
+		locks[name] = o
 		w.obs = append(w.obs, o)
 		w.cands = append(w.cands, cand)
 	}
+	w.view = newView(cfg, w.key, locks, &w.changed)
+	w.queue = newView(cfg, w.key, nil, &w.changed)
 	return w, nil
 }
 
-// start runs an observer and a relay of its changes per lease.
+// markHeld records, on an acquiring write, which entry holds the permit.
+func (w *waiter) markHeld(base *lease.Snapshot) *lease.Snapshot {
+	w.mu.Lock()
+	reg := w.reg
+	w.mu.Unlock()
+	if reg == nil {
+		// TryLock queues no entry: the cursor stays.
+		_, pos, _ := cursorOf(holder.State{Lease: base})
+		return lease.WithAnnotation(base, entryAnnotation, cursorValue("free", pos, ""))
+	}
+	_, pos, _ := cursorOf(holder.State{Lease: base})
+	return lease.WithAnnotation(base, entryAnnotation, cursorValue("held", max(pos, reg.pos), reg.name()))
+}
+
+// start runs the permits' watch, owned by the waiter until close.
 func (w *waiter) start(ctx context.Context) {
-	for _, o := range w.obs {
-		octx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		wg := &sync.WaitGroup{}
-		relay := w.changed.Relay(o) // invariant 1: before the observer runs
-		wg.Go(func() { _ = o.Run(octx) })
-		wg.Go(func() { relay(octx) })
-		w.stops = append(w.stops, cancel)
-		w.wgs = append(w.wgs, wg)
-	}
+	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	w.wg.Go(func() { w.view.run(w.ctx) })
 }
 
-// stop ends the observers of every lease except keep (-1: all) and waits.
-func (w *waiter) stop(keep int) {
-	for i := range w.stops {
-		if i != keep {
-			w.stops[i]()
-			w.wgs[i].Wait()
-		}
-	}
-}
-
-// progress is what acquire carries from one pass to the next.
-type progress struct {
-	start    time.Time
-	raced    map[int]string     // lease -> version we lost a race on
-	lastMark map[int]holderMark // lease -> holder's write at the previous pass
-	claimed  int                // lease we hold a claim on, -1 none
-}
-
-// found is what one pass over the leases saw.
-type found struct {
-	term      *holder.Term
-	index     int
-	locked    LockedError
-	wait      time.Duration // until the earliest expiry; -1: until a change
-	synced    bool          // every lease has been read
-	retrySoon bool          // a race or a transient error: look again soon
-	claimable int           // a held lease whose holder wrote since the last pass, -1 none
-}
-
-// acquire takes one of the leases: blocking until one is free in this
-// process's view when try is false, else making one pass.
-func (w *waiter) acquire(ctx context.Context, try bool) (*holder.Term, int, error) {
-	p := &progress{start: w.cfg.Clock.Now(), raced: map[int]string{}, lastMark: map[int]holderMark{}, claimed: -1}
-	defer func() {
-		if p.claimed >= 0 {
-			w.unclaim(p.claimed)
-		}
-	}()
-	for {
-		changed := w.changed.C() // invariant 1: the channel before the states
-		f, err := w.pass(ctx, p)
-		switch {
-		case err != nil:
-			return nil, -1, err
-		case f.term != nil:
-			if p.claimed == f.index {
-				p.claimed = -1 // our acquisition cleared the claim
-			}
-			return f.term, f.index, nil
-		case try && f.synced && !f.retrySoon:
-			return nil, -1, &f.locked
-		}
-		if !try {
-			w.maybeClaim(ctx, p, f)
-		}
-		if err := w.wait(ctx, p, f, changed); err != nil {
-			return nil, -1, err
-		}
-	}
-}
-
-// pass tries each lease once, starting at a random one so that waiters
-// spread over a semaphore's permits.
-func (w *waiter) pass(ctx context.Context, p *progress) (found, error) {
-	f := found{wait: -1, synced: true, claimable: -1}
-	for i, o := range w.obs {
-		// Every permit's Lease is read before any is taken: one recorded
-		// as another kind refuses the whole lock.
-		st, _ := o.State()
-		if !st.Synced && (st.Err == nil || !lease.Permanent(st.Err)) {
-			f.synced = false
-			return f, nil
-		}
-		if err := w.cands[i].CheckKind(st); err != nil {
-			return f, fmt.Errorf("lock: %w", err)
-		}
-	}
-	offset := rand.IntN(len(w.obs))
-	for k := range w.obs {
-		i := (offset + k) % len(w.obs)
-		if err := w.tryOne(ctx, p, &f, i); err != nil || f.term != nil {
-			return f, err
-		}
-	}
-	return f, nil
-}
-
-// tryOne looks at lease i and, when it may be taken, tries to take it. It
-// records what it saw in f and returns only errors that end the wait.
-func (w *waiter) tryOne(ctx context.Context, p *progress, f *found, i int) error {
-	st, _ := w.obs[i].State()
-	switch {
-	case st.Err != nil && lease.Permanent(st.Err):
-		// Also after the first read: an observer whose watch is refused
-		// has stopped, and waiting on it would never see the release.
-		return st.Err
-	case !st.Synced:
-		f.synced = false
-		return nil
-	}
-	mark := markOf(st)
-	prev, seen := p.lastMark[i]
-	p.lastMark[i] = mark
-	if rv, ok := p.raced[i]; ok {
-		if rv == versionOf(st) {
-			f.retrySoon = true // the winner's write is on its way
-			return nil
-		}
-		delete(p.raced, i)
-	}
-	term, err := w.cands[i].TryAcquire(ctx)
-	var held *holder.HeldError
-	switch {
-	case err == nil:
-		f.term, f.index = term, i
-	case errors.As(err, &held):
-		w.noteHeld(f, i, held)
-		if seen && mark != prev && st.Lease.Record.Held() && st.Lease.Record.PreferredHolder == "" {
-			f.claimable = i // invariant 9: the holder just wrote
-		}
-	case errors.Is(err, lease.ErrConflict), errors.Is(err, lease.ErrAlreadyExists):
-		if w.cfg.hooks.Conflict != nil {
-			w.cfg.hooks.Conflict()
-		}
-		p.raced[i] = versionOf(st)
-		f.retrySoon = true
-	case ctx.Err() != nil:
-		return ctx.Err()
-	case lease.Permanent(err), errors.Is(err, holder.ErrKindMismatch):
-		return err
-	default:
-		if w.cfg.hooks.AttemptFailed != nil {
-			w.cfg.hooks.AttemptFailed(err)
-		}
-		w.cfg.Logger.V(2).Info("lock attempt failed, will retry", "err", err)
-		f.retrySoon = true
-	}
-	return nil
-}
-
-func (w *waiter) noteHeld(f *found, i int, held *holder.HeldError) {
-	c := w.obs[i].Client()
-	f.locked.Holders = append(f.locked.Holders, Holder{
-		Lease: c.Namespace() + "/" + c.Name(), Identity: held.Holder,
-		PreferredFor: held.PreferredFor, ExpiresAt: held.ExpiresAt,
-	})
-	if d := held.ExpiresAt.Sub(w.cfg.Clock.Now()); f.wait < 0 || d < f.wait {
-		f.wait = max(d, 0)
-	}
-}
-
-// maybeClaim is the claim policy: a waiter that has waited ClaimAfter and
-// holds no claim reserves the next turn on a lease whose holder just wrote.
-func (w *waiter) maybeClaim(ctx context.Context, p *progress, f found) {
-	if p.claimed >= 0 || f.claimable < 0 || w.cfg.claimAfter <= 0 || w.cfg.Clock.Since(p.start) < w.cfg.claimAfter {
+// watchQueue starts the queue's watch, if it is not running: for the holder
+// (it hands over to the head of the queue), for a waiter that sees a permit
+// free (only the head may take it) or that reports its place (Hooks.Queued),
+// and for TryLock (a free lock with waiters is theirs).
+func (w *waiter) watchQueue() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.queueStarted || w.ctx == nil {
 		return
 	}
-	if w.claim(ctx, f.claimable) {
-		p.claimed = f.claimable
+	w.queueStarted = true
+	w.wg.Go(func() { w.queue.run(w.ctx) })
+}
+
+// entries returns the queue's entries when its watch has read them, else
+// nil (also after a permanent error of that watch, returned).
+func (w *waiter) entries() (map[string]entry, error) {
+	w.mu.Lock()
+	started := w.queueStarted
+	w.mu.Unlock()
+	if !started {
+		return nil, nil
+	}
+	entries, synced, err, _ := w.queue.snapshot()
+	if err != nil && lease.Permanent(err) {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	if !synced {
+		return nil, nil
+	}
+	return entries, nil
+}
+
+// queueSynced waits until the queue's watch has read the entries, ctx ends
+// or the watch fails for good.
+func (w *waiter) queueSynced(ctx context.Context) {
+	w.watchQueue()
+	for {
+		changed := w.changed.C()
+		_, synced, err, _ := w.queue.snapshot()
+		if synced || (err != nil && lease.Permanent(err)) {
+			return
+		}
+		if _, werr := holder.Wait(ctx, w.cfg.Clock, changed, -1); werr != nil {
+			return
+		}
 	}
 }
 
-// wait blocks until a lease changes, the earliest expiry, or (after a race
-// or an error) RetryPeriod. A race whose winner never showed up through the
-// watch makes that lease's observer re-read.
-func (w *waiter) wait(ctx context.Context, p *progress, f found, changed <-chan struct{}) error {
-	wait := f.wait
-	if f.retrySoon && (wait < 0 || wait > w.cfg.Timing.RetryPeriod) {
-		wait = w.cfg.Timing.RetryPeriod
+// close stops the watches and waits for them.
+func (w *waiter) close() {
+	if w.cancel != nil {
+		w.cancel()
 	}
-	timedOut, err := holder.Wait(ctx, w.cfg.Clock, changed, wait)
-	if err != nil || !timedOut {
+	w.wg.Wait()
+}
+
+func (w *waiter) entry() *registration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.reg
+}
+
+// join registers a (new) queue entry for this call.
+func (w *waiter) join(ctx context.Context) error {
+	reg, err := register(ctx, w.cfg, w.key)
+	if err != nil {
 		return err
 	}
-	for i, rv := range p.raced {
-		if st, _ := w.obs[i].State(); versionOf(st) == rv {
-			w.obs[i].Resync()
-		}
-		delete(p.raced, i)
-	}
+	w.mu.Lock()
+	w.reg, w.mine[reg.name()] = reg, true
+	w.mu.Unlock()
 	return nil
 }
 
-// claim reserves the next turn on lease i by setting spec.preferredHolder.
-func (w *waiter) claim(ctx context.Context, i int) bool {
-	st, _ := w.obs[i].State()
-	if st.Lease == nil || st.Lease.Record.PreferredHolder != "" {
-		return false
+func (w *waiter) isMine(name string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.mine[name]
+}
+
+// states returns every permit's state.
+func (w *waiter) states() []holder.State {
+	out := make([]holder.State, len(w.obs))
+	for i, o := range w.obs {
+		out[i], _ = o.State()
 	}
-	rec := st.Lease.Record
-	rec.PreferredHolder = w.cfg.Identity
-	s, err := w.obs[i].Client().Update(ctx, st.Lease, rec, 0) // invariant 4
+	return out
+}
+
+// successor is what a releasing holder (or a waiter passing on a grant it
+// will not use) writes: a grant to the first live waiter of the queue that
+// is not this call, or the plain release when nobody waits.
+func (w *waiter) successor(base *lease.Snapshot) (*lease.Snapshot, lease.Record, lease.Token) {
+	now := w.cfg.Clock.Now()
+	entries, _ := w.entries()
+	q := order(now, w.states(), w.cands, entries)
+	for _, e := range q.live {
+		if w.isMine(e.name) {
+			continue
+		}
+		if obj, rec, tok, err := grantTo(base, e, now); err == nil {
+			return obj, rec, tok
+		}
+	}
+	_, pos, _ := cursorOf(holder.State{Lease: base})
+	return lease.WithAnnotation(base, entryAnnotation, cursorValue("free", pos, "")), base.Record.Released(now), 0
+}
+
+// passOn hands a permit granted to this call, which it will not use, to the
+// next waiter (or releases it), with one conditional write.
+func (w *waiter) passOn(ctx context.Context, i int, granted *lease.Snapshot) {
+	obj, rec, tok := w.successor(granted)
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.Timing.RenewDeadline)
+	defer cancel()
+	s, err := w.obs[i].Client().Update(pctx, obj, rec, tok) // invariant 4
 	if err != nil {
-		w.cfg.Logger.V(2).Info("claiming the next turn failed", "err", err)
-		return false
+		w.cfg.Logger.V(2).Info("passing on an unused grant failed; it expires", "lease", granted.Name, "err", err)
+		return
 	}
 	w.obs[i].Offer(s)
-	return true
 }
 
-// unclaim withdraws a claim when the waiter gives up.
-func (w *waiter) unclaim(i int) {
-	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.Timing.RenewDeadline)
-	defer cancel()
-	c := w.obs[i].Client()
-	for attempt := 0; attempt < 3; attempt++ {
-		s, err := c.Get(ctx)
-		if err != nil || s.Record.PreferredHolder != w.cfg.Identity {
-			return
-		}
-		rec := s.Record
-		rec.PreferredHolder = ""
-		if _, err := c.Update(ctx, s, rec, 0); !errors.Is(err, lease.ErrConflict) {
-			return
+// leave is a waiter's exit without a lock: it removes its entry, then
+// passes on any permit its view shows granted to it. A grant still on its
+// way is passed on by the other waiters: it names an entry that no longer
+// exists (see order).
+func (w *waiter) leave(ctx context.Context) {
+	if reg := w.entry(); reg != nil {
+		reg.remove(ctx)
+	}
+	for i, st := range w.states() {
+		if name, granted := namedBy(st); granted && w.isMine(name) && st.Lease.Record.Holder == w.cfg.Identity {
+			w.passOn(ctx, i, st.Lease)
 		}
 	}
 }
 
-// holderMark is what a holder changes when it takes or renews a lease; a
-// claim or its withdrawal leaves it alone.
-type holderMark struct {
-	uid         string
-	holder      string
-	transitions int32
-	renew       int64 // RenewTime in Unix microseconds (its precision on the wire)
+// cleanUp deletes the entries this process saw expire (their waiters are
+// gone, or so slow that they queue again) and this call's own entry, after
+// a hand-over.
+func (w *waiter) cleanUp(ctx context.Context) {
+	entries, _ := w.entries()
+	q := order(w.cfg.Clock.Now(), w.states(), w.cands, entries)
+	for _, d := range q.dead {
+		c, err := lease.NewClient(w.cfg.Leases, w.cfg.Namespace, d.name)
+		if err == nil {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.Timing.RenewDeadline)
+			_ = c.Delete(dctx, d.snap.UID)
+			cancel()
+		}
+	}
+	if reg := w.entry(); reg != nil {
+		reg.remove(ctx)
+	}
 }
 
-func markOf(st holder.State) holderMark {
-	if st.Lease == nil {
-		return holderMark{}
+// lockedError describes the permits and the queue for TryLock.
+func (w *waiter) lockedError(states []holder.State, waiting int) *LockedError {
+	e := &LockedError{Waiting: waiting}
+	now := w.cfg.Clock.Now()
+	for i, st := range states {
+		c := w.obs[i].Client()
+		h := Holder{Lease: c.Namespace() + "/" + c.Name(), Identity: st.Holder()}
+		switch {
+		case st.Lease == nil:
+		case st.Lease.Record.Held():
+			h.ExpiresAt = st.ObservedAt.Add(st.Lease.Record.LeaseDuration)
+		default:
+			h.PreferredFor = st.Lease.Record.PreferredHolder
+			h.ExpiresAt = now
+		}
+		if h.ExpiresAt.Before(now) {
+			h.ExpiresAt = now
+		}
+		e.Holders = append(e.Holders, h)
 	}
-	r := st.Lease.Record
-	return holderMark{uid: string(st.Lease.UID), holder: r.Holder, transitions: r.Transitions, renew: r.RenewTime.UnixMicro()}
-}
-
-func versionOf(st holder.State) string {
-	if st.Lease == nil {
-		return ""
-	}
-	return st.Lease.ResourceVersion
+	return e
 }

@@ -44,14 +44,10 @@ type Config struct {
 	// RetryPeriod: interval between renewals and between retries. Default:
 	// RenewDeadline/5 (2s).
 	RetryPeriod time.Duration
-	// ClaimAfter: a waiter that has waited this long claims the next turn by
-	// setting spec.preferredHolder, so that it is not starved by luckier
-	// waiters: at the next release the others hold back for two retry
-	// periods. The claim is written right after the waiter sees the holder
-	// renew or take the lease, never on the lease of a holder that has
-	// stopped writing: a claim changes the record, which restarts every
-	// observer's expiry wait. Default: LeaseDuration. Negative disables
-	// claims.
+	// ClaimAfter is ignored: waiters are served in the order they queued
+	// (see the package doc), so no waiter needs to claim a turn.
+	//
+	// Deprecated: the queue makes it unnecessary.
 	ClaimAfter time.Duration
 	// Clock is the time source. Default: the real clock.
 	Clock clock.Clock
@@ -74,6 +70,14 @@ type Hooks struct {
 	// Conflict is called when an acquisition attempt loses a race (HTTP
 	// 409).
 	Conflict func()
+	// Queued is called while waiting whenever the number of live waiters
+	// queued ahead of this one changes (0: next in line).
+	Queued func(ahead int)
+	// Requeued is called when the waiter's queue entry was deleted or
+	// edited by another client, or skipped because it expired in the
+	// releasing holder's view: the waiter queues again at the back. The
+	// error matches ErrQueueEntryLost and names the entry.
+	Requeued func(err error)
 }
 
 // Validate reports every problem with the Config for a Mutex at once, each
@@ -86,8 +90,9 @@ func (c Config) Validate() error {
 // settings is a completed Config: the shared core plus the lock's own.
 type settings struct {
 	holder.Config
-	claimAfter time.Duration
-	hooks      holder.Hooks
+	hooks    holder.Hooks
+	queued   func(ahead int)
+	requeued func(err error)
 }
 
 func (c Config) complete(permits int) (settings, error) {
@@ -104,10 +109,11 @@ func (c Config) complete(permits int) (settings, error) {
 			errs = append(errs, fmt.Errorf("Name %q does not give valid Lease names for %d permits: %q is not a valid Lease name", c.Name, permits, longest))
 		}
 	}
-	s := settings{Config: core, claimAfter: c.ClaimAfter, hooks: holder.Hooks(c.Hooks)}
-	if s.claimAfter == 0 {
-		s.claimAfter = core.Timing.LeaseDuration
+	if max := 253 - entrySuffixLen; len(c.Name) > max {
+		errs = append(errs, fmt.Errorf("Name %q is %d characters long, more than %d: the lock's queue entries are named <Name>-q-<8 hex digits>, at most 253 characters", c.Name, len(c.Name), max))
 	}
+	s := settings{Config: core, queued: c.Hooks.Queued, requeued: c.Hooks.Requeued,
+		hooks: holder.Hooks{Renewed: c.Hooks.Renewed, AttemptFailed: c.Hooks.AttemptFailed, Conflict: c.Hooks.Conflict}}
 	if err := errors.Join(errs...); err != nil {
 		return s, fmt.Errorf("lock: invalid config: %w", err)
 	}

@@ -1,5 +1,6 @@
 // Package lock provides distributed locks on Kubernetes Leases: Mutex (one
-// holder) and Semaphore (N holders), with fencing tokens.
+// holder) and Semaphore (N holders), with fencing tokens, serving waiters in
+// the order they queued.
 //
 //	m, _ := lock.NewMutex(lock.Config{Leases: cs.CoordinationV1(), Namespace: "db", Name: "migrate"})
 //	held, err := m.Lock(ctx)          // a timeout is a context deadline
@@ -7,23 +8,101 @@
 //	defer held.Release(context.Background())
 //	migrate(held.Context(), held.Token())
 //
-// Waiters watch the Lease and try one conditional update when it is released
-// or expires in their own view; when several race for a release, exactly one
-// write wins (HTTP 409 for the others, which go back to watching). A waiter
-// that has waited longer than ClaimAfter reserves the next turn through
-// spec.preferredHolder, so no waiter starves under steady contention. The
-// claim is written right after a write of the holder, so it prolongs a
-// crashed holder's lease by no more than the latency of one request.
+// # The queue
 //
-// The guarantees and clock assumptions are those of package lease: Held's
-// Context ends strictly before another process can see the lease expire,
-// provided clock rates differ by less than
+// The lock itself is the Lease Name (a Semaphore: Name-0 … Name-(N−1), one
+// per permit), written in client-go's format: the holder in holderIdentity,
+// so a client-go elector or kubectl never sees it free while it is held.
+// A waiter queues by creating a Lease of its own, Name-q-<random>, labelled
+// leasehold.io/queue-entry=<key>, that names it in holderIdentity and is
+// renewed every LeaseDuration/2 while it waits; the resourceVersion that
+// created it is its place in the queue (recorded on the entry at its first
+// renewal as leasehold.io/queued-at). A waiter watches the lock's Leases
+// with ONE label-selected watch (leasehold.io/queue=<key>), whatever the
+// number of permits, and receives no wake-up it must act on other than its
+// own turn. The holder also watches the entries, to know the next waiter.
+//
+// Release is a hand-over: the holder writes the lock Lease, in ONE
+// conditional write, to the first live waiter of its view: holderIdentity
+// that waiter, a fresh acquire and renew time, leaseTransitions + 1 and the
+// token of the new term (the resourceVersion this write replaces), plus the
+// annotation leasehold.io/queue-entry=granted/<position>/<entry>. The
+// waiter learns it from its watch and adopts the lock with a conditional
+// write of its own (…=held/<position>/<entry>), from which its term and
+// hard deadline start. A hand-over costs two writes of the lock Lease and no
+// conflict; the waiter's entry costs one create, its renewals and one delete.
+// With nobody waiting, Release writes the usual release (holder "").
+//
+// A waiter is live while its entry is renewed within the entry's duration in
+// the releasing holder's view (the local time it saw the entry change, never
+// a remote timestamp). A crashed waiter is therefore skipped once its own
+// entry expires, not the whole queue; its expired entry is deleted by the
+// holder that skipped it. A waiter that gives up (ctx, timeout) deletes its
+// entry and passes on a grant it finds; a grant that reaches it after it left
+// names an entry that no longer exists, and the next waiter takes the lock at
+// once. A waiter whose entry was deleted or edited by another client (kubectl
+// delete, for example) is told through Hooks.Requeued (ErrQueueEntryLost) and
+// queues again at the back.
+//
+// # Safety
+//
+// At most one term per permit, and tokens that only grow, rest on the holder
+// package's invariants and on conditional writes alone; the queue decides
+// only who writes next, never whether a write may succeed:
+//
+//  1. Every write of a permit Lease (take, grant, adopt, renew, release) is
+//     conditional on the resourceVersion last seen (holder invariant 4), so
+//     of two writers on one version exactly one succeeds.
+//  2. A holder grants only after its term has ended (Release stops renewing
+//     and cancels the term's context first, holder invariant 10/11), and
+//     only while the Lease still shows its term.
+//  3. A grantee starts its term only with its own conditional write on the
+//     grant's version, and counts its hard deadline from that write's send
+//     (holder invariant 13). Between the grant and that write nobody acts
+//     under the lock. A grant never adopted expires after its leaseDuration
+//     in every observer's view, like a crashed holder's record.
+//  4. A waiter takes a permit without a grant only when it is free in its
+//     own view: released, expired (holder invariant 2), or granted to an
+//     entry that no longer exists. An entry is deleted only by its waiter,
+//     which never adopts afterwards, or by a holder that saw it expire, or by
+//     hand; an adoption racing the take is one of two writes on the same
+//     version (1). A term that has been adopted is never taken this way:
+//     its record says held/, not granted/.
+//  5. The token of every term is the version its first write replaced
+//     (holder invariant 8), whether that write was a take or a grant.
+//
+// # Order and liveness
+//
+// Waiters are served in queue order: a holder grants to the first live entry
+// above the queue's cursor (the position it records in
+// leasehold.io/queue-entry), so an entry at or below the cursor was served
+// or skipped and is never granted again. A watch delivers entries in
+// resourceVersion order, so a holder that sees an entry has seen every entry
+// queued before it. Overtaking happens only when a holder's view shows a live
+// waiter's entry as expired (its renewals did not reach the holder for a
+// LeaseDuration): that waiter is passed over, sees the cursor beyond its
+// place, and queues again. A free permit (released by a client-go holder, or
+// by a Leasehold holder that saw nobody waiting) is taken by the head of the
+// queue; if the head does not take it within a LeaseDuration, any waiter may.
+//
+// # Guarantees and clock assumptions
+//
+// Those of package lease: Held's Context ends strictly before another
+// process can see the lease expire, provided clock rates differ by less than
 // (LeaseDuration−RenewDeadline)/(LeaseDuration+RenewDeadline); work that
 // ignores its context or a paused process is only stopped by resources that
-// check the fencing token. A lock holder is never preempted by a
-// preferredHolder; the reservation takes effect at its release, and lasts two
-// retry periods: a waiter that claimed the turn and then vanished holds the
-// others back no longer than that.
+// check the fencing token.
+//
+// # Costs and non-guarantees
+//
+// Every waiter renews its entry (at 500 waiters and LeaseDuration 15s, 67
+// writes a second); each waiter's watch receives the lock Lease's two writes
+// per hand-over; the holder's watch of the entries starts with every entry.
+// RBAC needs get, watch, create, update and delete on Leases (delete: the
+// entries). Anyone who may update Leases can reorder or empty the queue by
+// hand; the lock stays safe (conditional writes), the order does not.
+// Mixed fleets: a client-go elector on a lock's Lease does not queue; it
+// takes the lock only when it is released with nobody waiting or expires.
 //
 // A Lease records the kind of lock it serves (annotation leasehold.io/lock:
 // "mutex", or "semaphore/N" on each permit's Lease). A Mutex and a

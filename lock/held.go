@@ -59,13 +59,22 @@ func (h *Held) Lease() string { return h.lease }
 // Deadline returns when Context ends unless a renewal succeeds first.
 func (h *Held) Deadline() time.Time { return h.term.Deadline() }
 
-// Release gives the lock up so that a waiter takes it at once, stops renewing
-// and waits for the background work. Call it after the guarded work has
-// stopped. Idempotent; later calls return the first result.
+// Release hands the lock to the first live waiter of the queue in one
+// conditional write (or releases it when nobody waits), stops renewing,
+// leaves the queue and waits for the background work. Call it after the
+// guarded work has stopped. Idempotent; later calls return the first
+// result.
 func (h *Held) Release(ctx context.Context) error {
 	h.once.Do(func() {
-		h.relErr = h.term.Release(ctx)
-		h.w.stop(-1)
+		// The queue's watch started with the term; give it half the
+		// release deadline to have read the entries (a plain release if it
+		// has not: the waiters then take the free lock in queue order).
+		sctx, cancel := context.WithTimeout(ctx, h.timeout/2)
+		h.w.queueSynced(sctx)
+		cancel()
+		h.relErr = h.term.HandOver(ctx, h.w.successor)
+		h.w.cleanUp(ctx)
+		h.w.close()
 	})
 	return h.relErr
 }

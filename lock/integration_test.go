@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,7 +48,7 @@ func TestIntegration(t *testing.T) {
 	t.Run("PartitionedHolder", func(t *testing.T) { testPartitionedHolder(t, cs) })
 	t.Run("Semaphore", func(t *testing.T) { testSemaphore(t, cs) })
 	t.Run("NamespacesAndRBAC", func(t *testing.T) { testNamespacesAndRBAC(t, cp, cs) })
-	t.Run("ConflictsPerHandOver", func(t *testing.T) { testConflictsPerHandOver(t, cs) })
+	t.Run("FIFOHandOver", func(t *testing.T) { testFIFOHandOver(t, cp) })
 }
 
 func timeout(t *testing.T) context.Context {
@@ -348,7 +349,7 @@ func testNamespacesAndRBAC(t *testing.T, cp *testenv.ControlPlane, cs kubernetes
 	}
 	t.Run("other namespace", func(t *testing.T) {
 		_, err := mutex(teamA, "team-b", "a").Lock(ctx)
-		forbidden(t, err, "get", "team-b")
+		forbidden(t, err, "create", "team-b") // its queue entry
 	})
 	t.Run("read-only role, no lease yet", func(t *testing.T) {
 		_, err := mutex(viewer, "readonly", "v").Lock(ctx)
@@ -363,112 +364,130 @@ func testNamespacesAndRBAC(t *testing.T, cp *testenv.ControlPlane, cs kubernetes
 			t.Fatal(err)
 		}
 		_, err = mutex(viewer, "readonly", "v").Lock(ctx)
-		forbidden(t, err, "update", "readonly")
+		forbidden(t, err, "create", "readonly") // its queue entry
+		_, err = mutex(viewer, "readonly", "v").TryLock(ctx)
+		forbidden(t, err, "update", "readonly") // TryLock does not queue
 		if s, err := c.Get(ctx); err != nil || s.Record.Holder != "" || s.Record.PreferredHolder != "" {
 			t.Errorf("lease after the refused Lock: %+v, %v", s, err)
 		}
 	})
 }
 
-// One holder and 10 waiters: each release is one hand-over, won by exactly
-// one waiter; the others lose the race (409) or hold back for a claim. The
-// winner holds briefly, the previous holder queues again, so 10 waiters stay.
-func testConflictsPerHandOver(t *testing.T, cs kubernetes.Interface) {
-	for _, tc := range []struct {
-		name       string
-		claimAfter time.Duration
-	}{
-		{"claims off", -1},
-		{"default ClaimAfter", 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			const waiters, handOvers = 10, 12
-			ctx, cancel := context.WithCancel(timeout(t))
-			name := "handover-" + strings.ToLower(strings.ReplaceAll(tc.name, " ", "-"))
-			var conflicts atomic.Int64
-			type won struct {
-				m *lock.Mutex
-				h *lock.Held
-			}
-			wins := make(chan won, waiters+1)
-			var wg sync.WaitGroup
-			defer wg.Wait()
-			defer cancel() // before the Wait: on failure, stop the waiters
-			queue := func(m *lock.Mutex) {
-				wg.Go(func() {
-					h, err := m.Lock(ctx)
-					if err != nil {
-						if ctx.Err() == nil {
-							t.Error(err)
-						}
-						return
-					}
-					wins <- won{m, h}
-				})
-			}
-			var ms []*lock.Mutex
-			for i := range waiters + 1 {
-				ms = append(ms, newMutex(t, cs.CoordinationV1(), name, fmt.Sprintf("w%02d", i), fast, func(c *lock.Config) {
-					c.ClaimAfter = tc.claimAfter
-					c.Hooks.Conflict = func() { conflicts.Add(1) }
-				}))
-			}
-			cur := won{ms[0], nil}
-			var err error
-			if cur.h, err = ms[0].Lock(ctx); err != nil {
-				t.Fatal(err)
-			}
-			for _, m := range ms[1:] {
-				queue(m)
-			}
-			var per []int64
-			var tokens []lease.Token
-			for range handOvers {
-				time.Sleep(300 * time.Millisecond) // every waiter is watching
-				select {
-				case w := <-wins:
-					t.Fatalf("%s acquired while %s held the lock", w.m.Identity(), cur.m.Identity())
-				default:
-				}
-				before := conflicts.Load()
-				if err := cur.h.Release(ctx); err != nil {
-					t.Fatal(err)
-				}
-				prev := cur
-				cur = <-wins
-				time.Sleep(200 * time.Millisecond) // losers of the race settle
-				select {
-				case w := <-wins:
-					t.Fatalf("one release, two winners: %s and %s", cur.m.Identity(), w.m.Identity())
-				default:
-				}
-				per = append(per, conflicts.Load()-before)
-				tokens = append(tokens, cur.h.Token())
-				queue(prev.m)
-			}
-			if err := cur.h.Release(ctx); err != nil {
-				t.Error(err)
-			}
-			// Drain: everyone left gets the lock in turn and releases it.
-			for range waiters {
-				w := <-wins
-				if err := w.h.Release(ctx); err != nil {
+// One holder and 10 waiters that queued one after the other: each release
+// hands the lock to the next waiter in queue order, with no conflict and
+// exactly two writes of the lock Lease (the grant and the new holder's
+// adoption); the previous holder queues again at the back.
+func testFIFOHandOver(t *testing.T, cp *testenv.ControlPlane) {
+	const waiters, handOvers = 10, 25
+	ctx, cancel := context.WithCancel(timeout(t))
+	const name = "fifo"
+	cs, puts := countingClient(t, cp, name)
+	var conflicts atomic.Int64
+	type won struct {
+		m *lock.Mutex
+		h *lock.Held
+	}
+	wins := make(chan won, waiters+1)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // before the Wait: on failure, stop the waiters
+	var ms []*lock.Mutex
+	queuedAhead := map[string]chan int{}
+	for i := range waiters + 1 {
+		id := fmt.Sprintf("w%02d", i)
+		ahead := make(chan int, 100)
+		queuedAhead[id] = ahead
+		ms = append(ms, newMutex(t, cs.CoordinationV1(), name, id, fast, func(c *lock.Config) {
+			c.Hooks.Conflict = func() { conflicts.Add(1) }
+			c.Hooks.Queued = func(n int) { ahead <- n }
+		}))
+	}
+	// queue starts m's Lock and returns once m is in the queue (its
+	// first Queued report), so that the order of calls is the queue order.
+	queue := func(m *lock.Mutex) {
+		wg.Go(func() {
+			h, err := m.Lock(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
 					t.Error(err)
 				}
+				return
 			}
-			for i := 1; i < len(tokens); i++ {
-				if tokens[i] <= tokens[i-1] {
-					t.Errorf("tokens not increasing: %v", tokens)
-				}
-			}
-			var sum int64
-			for _, n := range per {
-				sum += n
-				if n >= waiters {
-					t.Errorf("%d conflicts in one hand-over with %d waiters: a waiter raced twice", n, waiters)
-				}
-			}
-			t.Logf("%s: conflicts per hand-over with %d waiters: %v (mean %.1f)", tc.name, waiters, per, float64(sum)/float64(len(per)))
+			wins <- won{m, h}
 		})
+		select {
+		case <-queuedAhead[m.Identity()]:
+		case <-ctx.Done():
+		}
+	}
+	cur := won{ms[0], nil}
+	var err error
+	if cur.h, err = ms[0].Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	order := []*lock.Mutex{}
+	for _, m := range ms[1:] {
+		queue(m)
+		order = append(order, m)
+	}
+	var tokens []lease.Token
+	for k := range handOvers {
+		before, c0 := puts.Load(), conflicts.Load()
+		if err := cur.h.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		prev := cur
+		cur = <-wins
+		if want := order[0]; cur.m != want {
+			t.Fatalf("hand-over %d went to %s, want %s, the first in the queue", k, cur.m.Identity(), want.Identity())
+		}
+		order = append(order[1:], prev.m)
+		if n := conflicts.Load() - c0; n != 0 {
+			t.Errorf("hand-over %d: %d conflicts", k, n)
+		}
+		if writes := puts.Load() - before; writes != 2 {
+			t.Errorf("hand-over %d: the lock Lease was written %d times, want 2 (grant, adoption)", k, writes)
+		}
+		tokens = append(tokens, cur.h.Token())
+		queue(prev.m)
+	}
+	if err := cur.h.Release(ctx); err != nil {
+		t.Error(err)
+	}
+	for range waiters {
+		w := <-wins
+		if err := w.h.Release(ctx); err != nil {
+			t.Error(err)
+		}
+	}
+	for i := 1; i < len(tokens); i++ {
+		if tokens[i] <= tokens[i-1] {
+			t.Errorf("tokens not increasing: %v", tokens)
+		}
 	}
 }
+
+// countingClient returns a clientset of cp whose PUTs of the Lease name
+// are counted.
+func countingClient(t *testing.T, cp *testenv.ControlPlane, name string) (kubernetes.Interface, *atomic.Int64) {
+	t.Helper()
+	var puts atomic.Int64
+	cfg := cp.Config()
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/leases/"+name) {
+				puts.Add(1)
+			}
+			return rt.RoundTrip(r)
+		})
+	})
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs, &puts
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -392,6 +392,7 @@ func TestWaiterWakesOnReleaseWithoutPolling(t *testing.T) {
 		synctest.Wait()
 
 		gets, watches, creates, updates := srv.Count("get"), srv.Count("watch"), srv.Count("create"), srv.Count("update")
+		lockVersions := len(srv.Versions(ns, "wake"))
 		renewed := renewals.Load()
 		time.Sleep(5 * time.Minute)
 		synctest.Wait()
@@ -405,18 +406,18 @@ func TestWaiterWakesOnReleaseWithoutPolling(t *testing.T) {
 		if d := srv.Count("create") - creates; d != 0 {
 			t.Errorf("%d creates while the lock was validly held", d)
 		}
-		// The only writes: a's renewals (one per RetryPeriod) and b's one
-		// claim of the next turn, right after the first renewal it sees
-		// once it has waited ClaimAfter (15s).
+		// The only writes: a's renewals (one per RetryPeriod) and the
+		// renewals of b's queue entry (one per LeaseDuration/2).
 		renews := renewals.Load() - renewed
-		if d := int64(srv.Count("update") - updates); d != renews+1 {
-			t.Errorf("%d updates during the hold, want %d renewals + 1 claim", d, renews)
+		lockWrites := int64(len(srv.Versions(ns, "wake")) - lockVersions)
+		if lockWrites != renews {
+			t.Errorf("%d writes of the lock Lease during the hold, want only a's %d renewals", lockWrites, renews)
 		}
 		if renews < 148 || renews > 150 {
 			t.Errorf("%d renewals in 5 minutes, want 150 (one per 2s)", renews)
 		}
-		if _, preferred := holderOf(t, srv, "wake"); preferred != "b" {
-			t.Errorf("preferredHolder = %q, want b's claim", preferred)
+		if entry := int64(srv.Count("update")-updates) - lockWrites; entry < 39 || entry > 40 {
+			t.Errorf("%d renewals of b's queue entry in 5 minutes, want 40 (one per 7.5s)", entry)
 		}
 
 		released := time.Now()
@@ -431,8 +432,8 @@ func TestWaiterWakesOnReleaseWithoutPolling(t *testing.T) {
 		if r.held.Token() <= h.Token() {
 			t.Errorf("token %v after %v", r.held.Token(), h.Token())
 		}
-		if holder, preferred := holderOf(t, srv, "wake"); holder != "b" || preferred != "" {
-			t.Errorf("holder %q preferred %q, want b and the claim cleared", holder, preferred)
+		if holder, _ := holderOf(t, srv, "wake"); holder != "b" {
+			t.Errorf("holder %q, want b", holder)
 		}
 		mustRelease(t, r.held)
 	})
@@ -468,8 +469,8 @@ func TestCrashedHolderTakenAfterItsLeaseDuration(t *testing.T) {
 				if *l.Spec.HolderIdentity != "b" || *l.Spec.LeaseTransitions != 8 {
 					t.Errorf("after take-over: %+v", l.Spec)
 				}
-				if n := srv.Count("update"); n != 1 {
-					t.Errorf("%d updates, want only the take-over", n)
+				if n := len(srv.Versions(ns, "crash")); n != 3 {
+					t.Errorf("%d versions of the lock Lease, want 3: the ghost's, the queue label, the take-over", n)
 				}
 				mustRelease(t, r.held)
 			})
@@ -557,56 +558,46 @@ func TestLostRenewalsEndContextBeforeExpiry(t *testing.T) {
 	})
 }
 
-func TestLockTimeoutIsAContextAndLeavesNoClaim(t *testing.T) {
-	for _, timeout := range []time.Duration{5 * time.Second, 20 * time.Second} {
-		// 5s: b gives up before ClaimAfter and never writes. 20s: b claims
-		// the next turn (at a's first renewal after 15s) and withdraws the
-		// claim when it gives up.
+func TestLockTimeoutIsAContextAndLeavesTheQueue(t *testing.T) {
+	for _, timeout := range []time.Duration{3 * time.Second, 20 * time.Second} {
+		// 3s: b gives up before its entry's first renewal; 20s: after
+		// two renewals. Either way it leaves nothing behind.
 		t.Run(timeout.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				srv := fakelease.New()
-				var renewals atomic.Int64
-				a := newMutex(t, srv, "timeout", "a", func(c *lock.Config) {
-					c.Hooks.Renewed = func(time.Duration, error) { renewals.Add(1) }
-				})
+				a := newMutex(t, srv, "timeout", "a")
 				b := newMutex(t, srv, "timeout", "b")
 				c := newMutex(t, srv, "timeout", "c")
 				h := mustLock(t, a)
 				time.Sleep(500 * time.Millisecond)
-				updates := srv.Count("update")
+				lockVersions := len(srv.Versions(ns, "timeout"))
+				renewals := int((timeout + 500*time.Millisecond) / (2 * time.Second))
 
-				renewed := renewals.Load()
 				ctx, cancel := context.WithTimeout(t.Context(), timeout)
 				defer cancel()
 				waiting := lockAsync(t, ctx, b)
-				if timeout > lock.DefaultLeaseDuration {
-					time.Sleep(lock.DefaultLeaseDuration + time.Second)
-					if _, preferred := holderOf(t, srv, "timeout"); preferred != "b" {
-						t.Fatalf("preferredHolder = %q after ClaimAfter, want b", preferred)
-					}
+				synctest.Wait()
+				// a's entry stays until a releases; b's is the other.
+				if n := len(queueEntries(srv, "timeout")); n != 2 {
+					t.Fatalf("%d queue entries while b waits, want 2 (a's and b's)", n)
 				}
 				r := <-waiting
 				if !errors.Is(r.err, context.DeadlineExceeded) || r.held != nil {
 					t.Fatalf("Lock = %v, %v; want context.DeadlineExceeded", r.held, r.err)
 				}
 				synctest.Wait()
-				if holder, preferred := holderOf(t, srv, "timeout"); holder != "a" || preferred != "" {
-					t.Fatalf("after the timeout: holder %q preferred %q, want a and no claim", holder, preferred)
+				if n := queueEntries(srv, "timeout"); len(n) != 1 {
+					t.Fatalf("queue entries %v after b gave up, want only a's", n)
 				}
-				byB := int64(srv.Count("update")-updates) - (renewals.Load() - renewed)
-				want := int64(0)
-				if timeout > lock.DefaultLeaseDuration {
-					want = 2 // the claim and its withdrawal
-				}
-				if byB != want {
-					t.Errorf("b wrote %d times, want %d", byB, want)
+				if d := len(srv.Versions(ns, "timeout")) - lockVersions; d < renewals-1 || d > renewals {
+					t.Errorf("%d writes of the lock Lease while b waited, want only a's %d renewals", d, renewals)
 				}
 				if h.Err() != nil {
 					t.Fatalf("a lost the lock: %v", h.Err())
 				}
 
 				// Nothing of b is left: the next waiter is served at once on
-				// the release, not after a lease duration reserved for b.
+				// the release.
 				time.Sleep(time.Second)
 				next := lockAsync(t, t.Context(), c)
 				synctest.Wait()
@@ -623,6 +614,17 @@ func TestLockTimeoutIsAContextAndLeavesNoClaim(t *testing.T) {
 			})
 		})
 	}
+}
+
+// queueEntries returns the names of the lock's queue entries on srv.
+func queueEntries(srv *fakelease.Server, lockName string) []string {
+	var out []string
+	for _, l := range srv.List(ns) {
+		if l.Labels["leasehold.io/queue-entry"] != "" && strings.HasPrefix(l.Name, lockName+"-q-") {
+			out = append(out, l.Name)
+		}
+	}
+	return out
 }
 
 func TestSemaphoreNeverExceedsPermits(t *testing.T) {
@@ -729,19 +731,12 @@ func TestFairnessUnderSteadyContention(t *testing.T) {
 		wg.Wait()
 		iv.check(t, 1)
 
-		// Bound: a waiter may claim the next turn once it has waited
-		// ClaimAfter (15s), and does so at the holder's next write: holds
-		// (1s) are shorter than RetryPeriod, so that is the next take-over,
-		// within one hold. One claim is outstanding at a time, and each is
-		// served at the next release, one hold later. A contender that has
-		// been served starts a new wait of 15s before it may claim again, and
-		// 15s is longer than the 5 holds in question, so at most the other 4
-		// contenders win a claim before ours: ours is claimed by the 5th
-		// take-over after it became eligible and served at the 6th:
-		// ClaimAfter + (contenders+1) holds = 21s. (Hand-overs take no
-		// virtual time.) Without claims (ClaimAfter < 0) the same loop
-		// measures waits of 40s and more.
-		bound := lock.DefaultLeaseDuration + (contenders+1)*hold
+		// Bound: waiters are served in the order they queued. A contender
+		// that releases queues again behind the other 4, which are all
+		// waiting (holds take virtual time, hand-overs none), so it waits
+		// exactly their 4 holds. The former claim rule allowed 21s here, and
+		// a free-for-all without claims 40s and more.
+		bound := (contenders - 1) * hold
 		var report []string
 		for i := range contenders {
 			id := fmt.Sprintf("c%d", i)
@@ -771,7 +766,8 @@ func TestForbiddenNamesTheVerb(t *testing.T) {
 		verb  string
 		setup func(*fakelease.Server)
 	}{
-		{"get", nil},
+		// A Lease created by another client (no queue label): one read.
+		{"get", func(srv *fakelease.Server) { srv.Put(leaseObj("rbac", "", 1, 2, time.Now())) }},
 		{"create", nil}, // the lease does not exist yet
 		{"update", func(srv *fakelease.Server) { srv.Put(leaseObj("rbac", "", 1, 2, time.Now())) }},
 		// A held lease: the first read succeeds, the watch is then refused;
@@ -813,6 +809,7 @@ func TestForbiddenNamesTheVerb(t *testing.T) {
 func TestConfigValidationNamesEveryField(t *testing.T) {
 	srv := fakelease.New()
 	name251 := strings.Repeat("n", 251)
+	name242 := strings.Repeat("n", 242)
 	for _, tc := range []struct {
 		name    string
 		cfg     lock.Config
@@ -830,7 +827,7 @@ func TestConfigValidationNamesEveryField(t *testing.T) {
 		}), false, 0, []string{"RenewDeadline 10s must be less than LeaseDuration 10s"}},
 		{"zero permits", config(srv, "x", "a"), true, 0, []string{"permits 0"}},
 		{"negative permits and bad namespace", config(srv, "x", "a", func(c *lock.Config) { c.Namespace = "-" }), true, -3, []string{"permits -3", `Namespace "-"`}},
-		{"name too long only with the permit suffix", config(srv, name251, "a"), true, 11, []string{`Name "` + name251 + `"`, "11 permits", name251 + "-10"}},
+		{"name too long for the queue entries", config(srv, name251, "a"), false, 0, []string{`Name "` + name251 + `"`, "more than 242", "-q-<8 hex digits>"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := tc.cfg
@@ -854,16 +851,16 @@ func TestConfigValidationNamesEveryField(t *testing.T) {
 		})
 	}
 	t.Run("valid", func(t *testing.T) {
-		cfg := config(srv, name251, "")
+		cfg := config(srv, name242, "")
 		m, err := lock.NewMutex(cfg)
 		if err != nil {
-			t.Fatalf("a 251-character name is a valid Mutex: %v", err)
+			t.Fatalf("a 242-character name is a valid Mutex: %v", err)
 		}
 		if m.Identity() == "" || cfg.Identity != "" {
 			t.Errorf("default identity %q; caller's Identity %q must stay empty", m.Identity(), cfg.Identity)
 		}
 		if _, err := lock.NewSemaphore(cfg, 10); err != nil {
-			t.Fatalf("%s-9 is a valid Lease name: %v", name251, err)
+			t.Fatalf("%s-9 is a valid Lease name: %v", name242, err)
 		}
 		if _, err := lock.NewMutex(config(srv, "x", "a", func(c *lock.Config) { c.ClaimAfter = -1 })); err != nil {
 			t.Fatalf("negative ClaimAfter disables claims: %v", err)

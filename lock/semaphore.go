@@ -11,11 +11,12 @@ import (
 )
 
 // Semaphore is a counted lock: at most N holders at once. It uses N Leases,
-// Name-0 … Name-(N−1), one per permit, each an ordinary lock; an acquirer
-// watches all of them and takes whichever frees first. Separate Leases keep
-// each permit's renewals and races independent (no hot object that every
-// holder writes), and each permit stays readable by kubectl and compatible
-// with the Lease conventions.
+// Name-0 … Name-(N−1), one per permit, each an ordinary lock, and one queue
+// for all of them: a releasing holder hands its permit to the first waiter.
+// A waiter follows all permits and the queue with one watch, whatever N.
+// Separate Leases keep each permit's renewals independent (no hot object
+// that every holder writes), and each permit stays readable by kubectl and
+// compatible with the Lease conventions.
 //
 // Semaphore is safe for concurrent use; each Acquire is independent.
 type Semaphore struct {
@@ -89,10 +90,9 @@ func acquire(ctx context.Context, cfg settings, names []string, try bool, mem *m
 		mem.put(names[j], st)
 	}
 	if err != nil {
-		w.stop(-1)
+		w.close()
 		return nil, err
 	}
-	w.stop(i)
 	return &Held{term: term, permit: i, lease: fmt.Sprintf("%s/%s", cfg.Namespace, names[i]), w: w, timeout: cfg.Timing.RenewDeadline}, nil
 }
 
@@ -127,7 +127,10 @@ func claimName(ctx context.Context, cfg settings, kind string) error {
 		case s.Record.Held():
 			return fmt.Errorf("lock: %w", &holder.KindError{Namespace: cfg.Namespace, Name: cfg.Name, Want: kind, Found: "mutex"})
 		}
-		_, err = c.Update(ctx, lease.WithAnnotation(s, lease.KindAnnotation, kind), s.Record, 0)
+		// The label puts it in the view of a Mutex of this name, which
+		// then finds it recorded as a semaphore.
+		s = lease.WithLabel(lease.WithAnnotation(s, lease.KindAnnotation, kind), queueLabel, queueKey("mutex", cfg.Name))
+		_, err = c.Update(ctx, s, s.Record, 0)
 		if err == nil {
 			return nil
 		}

@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/lock"
 	"github.com/leasehold/leasehold/shard"
 )
 
@@ -39,7 +40,8 @@ func newDescribeCmd(a *app) *cobra.Command {
 		Long: `describe shows Leases (NAME or lease/NAME) in full: the holder and state, when
 the holder acquired and last renewed the lease, the lease duration, the number
 of transitions, the holder's fencing token (recorded by Leasehold holders), the
-preferred holder of a requested handoff, and the Lease's Events.
+preferred holder of a requested handoff, the queue of waiters of a lock
+(leasehold lock, Go Mutex and Semaphore), and the Lease's Events.
 
 Events are there when the electors record them: leasehold run records
 LeaderElection Events (became leader, stopped leading) when RBAC lets it
@@ -105,6 +107,7 @@ func (d *describeCmd) describe(ctx context.Context, cs kubernetes.Interface, ns,
 	l := s.Object()
 	now := d.now()
 	describeLease(d.io.Out, l, now)
+	describeQueue(ctx, d.io.Out, cs, l, now)
 	events, err := leaseEvents(ctx, cs, l)
 	if err != nil {
 		fmt.Fprintf(d.io.Out, "Events:\t<unable to list: %v>\n", err)
@@ -199,6 +202,24 @@ func describeState(v leaseView) string {
 		return fmt.Sprintf("expired %s ago %s", duration.HumanDuration(-v.ExpiresIn), how)
 	default:
 		return fmt.Sprintf("held, expires in %s %s", duration.HumanDuration(v.ExpiresIn), how)
+	}
+}
+
+// describeQueue shows the waiters of a lock's queue, first first; nothing
+// for a Lease that is not a lock's.
+func describeQueue(ctx context.Context, w io.Writer, cs kubernetes.Interface, l *coordinationv1.Lease, now time.Time) {
+	q, err := lock.ReadQueue(ctx, cs.CoordinationV1(), l)
+	switch {
+	case err != nil:
+		fmt.Fprintf(w, "%-18s<unable to list: %v>\n", "Queue:", err)
+	case l.Labels == nil || len(q) == 0 && l.Labels["leasehold.io/queue"] == "":
+	case len(q) == 0:
+		fmt.Fprintf(w, "%-18s%s\n", "Queue:", "<empty>")
+	default:
+		fmt.Fprintf(w, "%-18s%d waiter(s), served in this order:\n", "Queue:", len(q))
+		for i, e := range q {
+			fmt.Fprintf(w, "  %d. %s (entry %s, renewed %s ago)\n", i+1, e.Identity, e.Lease, duration.HumanDuration(now.Sub(e.RenewTime)))
+		}
 	}
 }
 

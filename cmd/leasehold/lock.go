@@ -46,7 +46,9 @@ COMMAND exits. It waits for the lock, woken by a watch rather than polling,
 unless --wait=false; --timeout bounds the wait. With --permits N greater than 1
 the lock is a semaphore of N permits on the Leases NAME-0 ... NAME-(N-1), and
 at most N commands hold one at a time. N is at most 64: each permit is a Lease
-of its own, and a waiting lock reads and watches every one of them.
+of its own. Waiters queue (a Lease NAME-q-<random> each, renewed while they
+wait) and are served in order: a releasing holder hands the lock to the
+first. While waiting, lock prints how many waiters are ahead.
 
 COMMAND runs in a process group of its own, with stdin, stdout and stderr
 passed through and these variables added to its environment:
@@ -64,7 +66,8 @@ itself is killed, COMMAND gets SIGKILL (Linux) and the lock expires after
 
 Before it waits, lock checks that the Kubernetes API answers, that the
 namespace exists and that RBAC allows the verbs it needs on the Lease (get,
-watch, update, and create while the Lease does not exist). While the API
+watch, update, and create while the Lease does not exist; its queue entries
+also need create and delete). While the API
 cannot be reached it retries, printing the first error at once and then each
 different one, until --timeout passes (5s with --wait=false).
 
@@ -137,7 +140,14 @@ func (l *lockCmd) newAcquirer(leases coordinationv1client.LeasesGetter, ns, name
 	cfg := lock.Config{
 		Leases: leases, Namespace: ns, Name: name, Identity: l.identity,
 		LeaseDuration: l.timing.LeaseDuration, RenewDeadline: l.timing.RenewDeadline, RetryPeriod: l.timing.RetryPeriod,
-		Hooks:  lock.Hooks{AttemptFailed: status.report},
+		Hooks: lock.Hooks{
+			AttemptFailed: status.report,
+			// The place in the queue while waiting, and an entry lost.
+			Queued: func(ahead int) {
+				fmt.Fprintf(l.io.Err, "leasehold: waiting for lock %s/%s: %d waiter(s) ahead in the queue\n", ns, name, ahead)
+			},
+			Requeued: func(err error) { fmt.Fprintf(l.io.Err, "leasehold: %v\n", err) },
+		},
 		Logger: l.logger(),
 	}
 	if l.permits <= 1 {

@@ -66,8 +66,13 @@ func TestLock(t *testing.T) {
 
 		// A waiter takes the lock when a's command ends; a exits with its
 		// command's status and releases, so the waiter gets it at once.
-		w := startCLI(t, cp, "lock", "excl", "--", "sh", "-c", `echo "token=$LEASEHOLD_TOKEN"; exit 4`)
-		time.Sleep(300 * time.Millisecond) // let it start waiting
+		w := startCLI(t, cp, "lock", "excl", "--identity", "waiter-w", "--", "sh", "-c", `echo "token=$LEASEHOLD_TOKEN"; exit 4`)
+		w.Stderr.WaitFor(t, "waiting for lock default/excl: 0 waiter(s) ahead in the queue", 20*time.Second)
+		// describe shows the queue, and the waiter first in it.
+		r = cli(t, cp, "describe", "excl")
+		if !strings.Contains(r.stdout, "1 waiter(s), served in this order:") || !strings.Contains(r.stdout, "1. waiter-w (entry excl-q-") {
+			t.Errorf("describe while waiter-w waits lacks the queue:\n%s", r.stdout)
+		}
 		a.Signal(syscall.SIGTERM)
 		if code := a.Wait(t); code != 6 || !strings.Contains(a.Stdout.String(), "got TERM") {
 			t.Errorf("a exited %d after SIGTERM, stdout %q; want its command's 6 after SIGTERM", code, a.Stdout)

@@ -43,6 +43,38 @@ type Report struct {
 	// MaxNoLeaderAll is the longest time with no term open over the whole
 	// run (faults included), for information.
 	MaxNoLeaderAll time.Duration
+	// Starved lists, for a lock fleet, the processes running at the end that
+	// saw more than twice the fleet's size of other processes' terms begin,
+	// after the last fault healed, without one of their own in between: a
+	// FIFO queue serves a waiter within the fleet's size.
+	Starved []string
+}
+
+// Starved returns, for each process of alive, a description if it saw more
+// than limit terms of other processes start within w without a term of its
+// own in between.
+func Starved(terms []candidate.Term, alive []string, w Window, limit int) []string {
+	sorted := append([]candidate.Term(nil), terms...)
+	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Start < sorted[j].Start })
+	var out []string
+	for _, id := range alive {
+		others, worst := 0, 0
+		for _, t := range sorted {
+			if t.Start < w.From || t.Start > w.To {
+				continue
+			}
+			if t.ID == id {
+				others = 0
+				continue
+			}
+			others++
+			worst = max(worst, others)
+		}
+		if worst > limit {
+			out = append(out, fmt.Sprintf("%s waited while %d terms of others began (limit %d)", id, worst, limit))
+		}
+	}
+	return out
 }
 
 // Violations lists every safety violation: unexcused overlaps, tokens going

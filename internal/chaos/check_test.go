@@ -328,3 +328,22 @@ func TestCheckRunPerShard(t *testing.T) {
 		t.Errorf("terms %d, blame %v", r.Terms, r.Blame)
 	}
 }
+
+func TestStarved(t *testing.T) {
+	term := func(id string, start int64) candidate.Term {
+		return candidate.Term{ID: id, Impl: "lock", Start: start, End: start + 1}
+	}
+	// a and b take turns; c gets one turn, then waits while a and b hold
+	// five times.
+	terms := []candidate.Term{term("a", 1), term("b", 3), term("c", 5), term("a", 7), term("b", 9), term("a", 11), term("b", 13), term("a", 15), term("c", 17)}
+	w := Window{From: 0, To: 20}
+	if got := Starved(terms, []string{"a", "b", "c"}, w, 4); len(got) != 1 || !strings.HasPrefix(got[0], "c waited while 5 terms") {
+		t.Errorf("Starved = %q, want c after 5 terms of others", got)
+	}
+	if got := Starved(terms, []string{"a", "b", "c"}, w, 5); len(got) != 0 {
+		t.Errorf("Starved with limit 5 = %q, want none", got)
+	}
+	if got := Starved(terms, []string{"a", "b", "c"}, Window{From: 0, To: 12}, 4); len(got) != 0 {
+		t.Errorf("Starved before c's long wait = %q, want none", got)
+	}
+}

@@ -159,7 +159,25 @@ func Run(ctx context.Context, env Env, impl string, sched Schedule) (*Result, er
 	}
 	slack := sched.Timing.RenewDeadline + time.Second
 	res.Report = CheckRun(terms, r.store.Writes(), r.pauses, slack, live, whole)
+	if impl == "lock" {
+		alive := r.aliveAtEnd()
+		res.Starved = Starved(terms, alive, live, 2*len(alive))
+	}
 	return res, nil
+}
+
+// aliveAtEnd returns the ids of the processes of the fleet's slots that
+// neither exited nor were killed.
+func (r *run) aliveAtEnd() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var ids []string
+	for _, id := range r.slot {
+		if id != "" && r.started[id] && !r.killed[id] && (!r.exited[id] || r.clean[id]) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
 
 // newResult returns the Result of sched against impl before it runs: the

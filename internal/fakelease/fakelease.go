@@ -8,6 +8,7 @@ package fakelease
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 	"sync"
 
@@ -30,6 +31,7 @@ type event struct {
 	rv  uint64
 	key key
 	ev  watch.Event
+	old *coordinationv1.Lease // the version before, nil when none
 }
 
 // Server is the fake API. Safe for concurrent use.
@@ -156,6 +158,20 @@ func (s *Server) Lease(ns, name string) *coordinationv1.Lease {
 	return nil
 }
 
+// List returns every Lease of namespace ns, sorted by name.
+func (s *Server) List(ns string) []*coordinationv1.Lease {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*coordinationv1.Lease
+	for k, l := range s.objs {
+		if k.ns == ns {
+			out = append(out, l.DeepCopy())
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
 // Put stores l as if another client wrote it (create or unconditional update).
 func (s *Server) Put(l *coordinationv1.Lease) *coordinationv1.Lease {
 	s.mu.Lock()
@@ -187,27 +203,54 @@ func (s *Server) Delete(ns, name string) {
 	s.rv++
 	gone := old.DeepCopy()
 	gone.ResourceVersion = strconv.FormatUint(s.rv, 10)
-	s.publishLocked(k, watch.Event{Type: watch.Deleted, Object: gone})
+	s.publishLocked(k, watch.Event{Type: watch.Deleted, Object: gone}, old)
 }
 
 func (s *Server) storeLocked(k key, l *coordinationv1.Lease, typ watch.EventType) {
 	s.rv++
 	l.ResourceVersion = strconv.FormatUint(s.rv, 10)
+	old := s.objs[k]
 	s.objs[k] = l
 	if s.versions == nil {
 		s.versions = map[key][]*coordinationv1.Lease{}
 	}
 	s.versions[k] = append(s.versions[k], l.DeepCopy())
-	s.publishLocked(k, watch.Event{Type: typ, Object: l.DeepCopy()})
+	s.publishLocked(k, watch.Event{Type: typ, Object: l.DeepCopy()}, old)
 }
 
-func (s *Server) publishLocked(k key, ev watch.Event) {
-	s.history = append(s.history, event{rv: s.rv, key: k, ev: ev})
+func (s *Server) publishLocked(k key, ev watch.Event, old *coordinationv1.Lease) {
+	e := event{rv: s.rv, key: k, ev: ev, old: old}
+	s.history = append(s.history, e)
 	for w := range s.watchers {
-		if w.matches(k, ev.Object) {
+		if ev, ok := w.filter(e); ok {
 			w.sendLocked(ev)
 		}
 	}
+}
+
+// filter returns the event as watch w sees it: a name watch sees its
+// Lease's events; a label-selected watch sees an object entering the
+// selection as ADDED and leaving it as DELETED, as the apiserver does.
+func (w *fakeWatch) filter(e event) (watch.Event, bool) {
+	if w.sel == nil {
+		return e.ev, e.key == w.key
+	}
+	if e.key.ns != w.key.ns {
+		return e.ev, false
+	}
+	was := e.old != nil && w.sel.Matches(labels.Set(e.old.Labels))
+	l, _ := e.ev.Object.(*coordinationv1.Lease)
+	is := e.ev.Type != watch.Deleted && l != nil && w.sel.Matches(labels.Set(l.Labels))
+	switch {
+	case is && !was:
+		return watch.Event{Type: watch.Added, Object: e.ev.Object}, true
+	case is:
+		return e.ev, true
+	case was && l != nil:
+		gone := l.DeepCopy()
+		return watch.Event{Type: watch.Deleted, Object: gone}, true
+	}
+	return e.ev, false
 }
 
 func (s *Server) request(verb, name string) error {
@@ -285,44 +328,36 @@ func (l *leases) Update(_ context.Context, in *coordinationv1.Lease, _ metav1.Up
 	return cp.DeepCopy(), nil
 }
 
-func (l *leases) Delete(_ context.Context, name string, _ metav1.DeleteOptions) error {
+func (l *leases) Delete(_ context.Context, name string, opts metav1.DeleteOptions) error {
 	s := l.s
 	s.mu.Lock()
 	err := s.request("delete", name)
-	exists := s.objs[key{l.ns, name}] != nil
+	obj := s.objs[key{l.ns, name}]
 	s.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	if !exists {
+	if obj == nil {
 		return apierrors.NewNotFound(gr, name)
+	}
+	if p := opts.Preconditions; p != nil && p.UID != nil && *p.UID != obj.UID {
+		return apierrors.NewConflict(gr, name, fmt.Errorf("precondition failed: UID in precondition: %v, UID in object meta: %v", *p.UID, obj.UID))
 	}
 	s.Delete(l.ns, name)
 	return nil
 }
 
-// Watch serves a watch of one Lease (a metadata.name field selector) or of
-// every Lease of the namespace that matches a label selector. With
-// SendInitialEvents the current objects come first as ADDED events, then a
-// bookmark annotated k8s.io/initial-events-end, as a real apiserver does.
 func (l *leases) Watch(_ context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 	s := l.s
-	w := &fakeWatch{s: s, ch: make(chan watch.Event, 4096)}
+	if opts.LabelSelector != "" {
+		return l.watchSelected(opts)
+	}
 	sel, err := fields.ParseSelector(opts.FieldSelector)
 	if err != nil {
 		return nil, apierrors.NewBadRequest(err.Error())
 	}
-	name, byName := sel.RequiresExactMatch("metadata.name")
-	switch {
-	case byName:
-		w.key = key{l.ns, name}
-	case opts.LabelSelector != "":
-		ls, err := labels.Parse(opts.LabelSelector)
-		if err != nil {
-			return nil, apierrors.NewBadRequest(err.Error())
-		}
-		w.ns, w.labels, name = l.ns, ls, "*"
-	default:
+	name, ok := sel.RequiresExactMatch("metadata.name")
+	if !ok {
 		return nil, apierrors.NewBadRequest("fakelease: watch needs a metadata.name field selector or a label selector")
 	}
 	s.mu.Lock()
@@ -330,20 +365,12 @@ func (l *leases) Watch(_ context.Context, opts metav1.ListOptions) (watch.Interf
 	if err := s.request("watch", name); err != nil {
 		return nil, err
 	}
-	initial := opts.SendInitialEvents != nil && *opts.SendInitialEvents
-	switch {
-	case opts.ResourceVersion == "" || initial:
-		for k, obj := range s.objs {
-			if w.matches(k, obj) {
-				w.sendLocked(watch.Event{Type: watch.Added, Object: obj.DeepCopy()})
-			}
-		}
-		if initial {
-			bm := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
-				ResourceVersion: strconv.FormatUint(s.rv, 10),
-				Annotations:     map[string]string{metav1.InitialEventsAnnotationKey: "true"},
-			}}
-			w.sendLocked(watch.Event{Type: watch.Bookmark, Object: bm})
+	k := key{l.ns, name}
+	w := &fakeWatch{s: s, key: k, ch: make(chan watch.Event, 1024)}
+	switch opts.ResourceVersion {
+	case "":
+		if obj := s.objs[k]; obj != nil {
+			w.sendLocked(watch.Event{Type: watch.Added, Object: obj.DeepCopy()})
 		}
 	default:
 		from, err := strconv.ParseUint(opts.ResourceVersion, 10, 64)
@@ -354,8 +381,60 @@ func (l *leases) Watch(_ context.Context, opts metav1.ListOptions) (watch.Interf
 			return nil, apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (%d)", from, s.compacted))
 		}
 		for _, e := range s.history {
-			if e.rv > from && w.matches(e.key, e.ev.Object) {
+			if e.rv > from && e.key == k {
 				w.sendLocked(e.ev)
+			}
+		}
+	}
+	s.watchers[w] = struct{}{}
+	return w, nil
+}
+
+// watchSelected serves a label-selected watch of a namespace, with the
+// initial state first when opts.SendInitialEvents is set (ended by a
+// bookmark annotated k8s.io/initial-events-end, as the apiserver does).
+func (l *leases) watchSelected(opts metav1.ListOptions) (watch.Interface, error) {
+	s := l.s
+	sel, err := labels.Parse(opts.LabelSelector)
+	if err != nil {
+		return nil, apierrors.NewBadRequest(err.Error())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.request("watch", "-l "+opts.LabelSelector); err != nil {
+		return nil, err
+	}
+	w := &fakeWatch{s: s, key: key{ns: l.ns}, sel: sel, ch: make(chan watch.Event, 4096)}
+	initial := opts.SendInitialEvents != nil && *opts.SendInitialEvents
+	switch {
+	case initial:
+		names := make([]string, 0, len(s.objs))
+		for k, obj := range s.objs {
+			if k.ns == l.ns && sel.Matches(labels.Set(obj.Labels)) {
+				names = append(names, k.name)
+			}
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			w.sendLocked(watch.Event{Type: watch.Added, Object: s.objs[key{l.ns, n}].DeepCopy()})
+		}
+		mark := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
+			ResourceVersion: strconv.FormatUint(s.rv, 10),
+			Annotations:     map[string]string{"k8s.io/initial-events-end": "true"},
+		}}
+		w.sendLocked(watch.Event{Type: watch.Bookmark, Object: mark})
+	case opts.ResourceVersion == "":
+	default:
+		from, err := strconv.ParseUint(opts.ResourceVersion, 10, 64)
+		if err != nil {
+			return nil, apierrors.NewBadRequest("invalid resourceVersion " + opts.ResourceVersion)
+		}
+		if from < s.compacted {
+			return nil, apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (%d)", from, s.compacted))
+		}
+		for _, e := range s.history {
+			if ev, ok := w.filter(e); ok && e.rv > from {
+				w.sendLocked(ev)
 			}
 		}
 	}
@@ -365,19 +444,10 @@ func (l *leases) Watch(_ context.Context, opts metav1.ListOptions) (watch.Interf
 
 type fakeWatch struct {
 	s      *Server
-	key    key             // one Lease, or
-	ns     string          // every Lease of ns whose labels match
-	labels labels.Selector // (nil for a one-Lease watch)
+	sel    labels.Selector // nil: a watch of the one Lease key.name
+	key    key
 	ch     chan watch.Event
 	closed bool
-}
-
-func (w *fakeWatch) matches(k key, obj any) bool {
-	if w.labels == nil {
-		return w.key == k
-	}
-	l, ok := obj.(*coordinationv1.Lease)
-	return ok && k.ns == w.ns && w.labels.Matches(labels.Set(l.Labels))
 }
 
 func (w *fakeWatch) sendLocked(ev watch.Event) {

@@ -43,6 +43,13 @@ type CandidateConfig struct {
 	// (lease.KindAnnotation); a Lease recorded as another kind is refused
 	// with a *KindError and never written.
 	Kind string
+	// Labels are set on the Lease by every acquiring write and when the
+	// Lease is created.
+	Labels map[string]string
+	// Decorate, if set, changes the object of every acquiring write (an
+	// acquisition or an adoption) just before it is sent, for annotations
+	// of the caller's own (a lock's queue entry).
+	Decorate func(*lease.Snapshot) *lease.Snapshot
 	// Instance, if set, is the container instance this process runs in,
 	// recorded on the Lease at every acquisition (lease.InstanceAnnotation)
 	// so that followers with a Witness can take over as soon as the kubelet
@@ -50,7 +57,7 @@ type CandidateConfig struct {
 	Instance *lease.Instance
 	// Witness, if set, lets the candidate take a lease before it expires
 	// when the holder's published instance is confirmed stopped
-	// (invariant 13). Whoever feeds it must call the Observer's Poke after
+	// (invariant 14). Whoever feeds it must call the Observer's Poke after
 	// new evidence, so that a waiting Acquire looks again.
 	Witness Witness
 }
@@ -298,7 +305,7 @@ func (c *Candidate) waitFor(st State, now time.Time) time.Duration {
 		return 0
 	}
 	if inst := st.Lease.Instance; inst != nil && c.cfg.Witness != nil && c.cfg.Witness.Stopped(*inst) {
-		// Invariant 13: the instance that took this term has stopped, as
+		// Invariant 14: the instance that took this term has stopped, as
 		// the kubelet confirmed; nothing of it can renew or act any more,
 		// and its writes in flight are conditional (4) and fenced (8).
 		return 0
@@ -316,6 +323,72 @@ func (c *Candidate) waitFor(st State, now time.Time) time.Duration {
 		d = c.cfg.Timing.LeaseDuration
 	}
 	return st.ObservedAt.Add(d).Sub(now)
+}
+
+// decorate adds the kind, the labels, the instance (for the term's
+// transition count) and the caller's annotations to the object of an
+// acquiring write.
+func (c *Candidate) decorate(base *lease.Snapshot, transitions int32) *lease.Snapshot {
+	if c.cfg.Kind != "" {
+		base = lease.WithAnnotation(base, lease.KindAnnotation, c.cfg.Kind)
+	}
+	c.mu.Lock()
+	inst := c.instance
+	c.mu.Unlock()
+	if inst != nil {
+		base = lease.WithAnnotation(base, lease.InstanceAnnotation, lease.InstanceValue(*inst, transitions))
+	}
+	for k, v := range c.cfg.Labels {
+		base = lease.WithLabel(base, k, v)
+	}
+	if c.cfg.Decorate != nil {
+		base = c.cfg.Decorate(base)
+	}
+	return base
+}
+
+// Free reports whether the lease in st may be taken now in this
+// candidate's view: released (and not reserved for another), expired, or
+// offered to it (the rules of TryAcquire, without writing).
+func (c *Candidate) Free(st State) bool {
+	return st.Synced && c.waitFor(st, c.cfg.Clock.Now()) <= 0
+}
+
+// Take makes one acquiring attempt on st without judging whether the lease
+// may be taken: for a lock whose queue decides who takes a lease that is
+// free, expired, or granted to a waiter that left (lock's package doc). The
+// write is conditional on st's version (invariant 4).
+func (c *Candidate) Take(ctx context.Context, st State) (*Term, error) {
+	term, _, err := c.attempt(ctx, st)
+	return term, err
+}
+
+// Adopt starts a term on a lease that another process granted to this
+// candidate: a record that already names this identity, written by the
+// previous holder as it released (a lock's hand-over). Invariant 13: the
+// term begins with a conditional write of its own, and its hard deadline is
+// counted from when that write was sent, never from the grant, whose send
+// time this process does not know. The token is the grant's (the version
+// the grant replaced, recorded in TokenAnnotation); a grant without one is
+// refused.
+func (c *Candidate) Adopt(ctx context.Context, granted *lease.Snapshot) (*Term, error) {
+	if granted == nil || granted.Record.Holder != c.cfg.Identity || granted.Token.IsZero() {
+		return nil, fmt.Errorf("holder: adopt: the lease is not granted to %q with a token", c.cfg.Identity)
+	}
+	base := c.decorate(granted, granted.Record.Transitions)
+	sent := c.cfg.Clock.Now()
+	rec := base.Record
+	rec.LeaseDuration = c.cfg.Timing.LeaseDuration
+	rec.RenewTime = sent
+	reqCtx, cancel := context.WithTimeout(ctx, c.cfg.Timing.RenewDeadline)
+	defer cancel()
+	snap, err := c.obs.Client().Update(reqCtx, base, rec, granted.Token) // invariant 4
+	if err != nil {
+		return nil, err
+	}
+	c.setOwn(snap.ResourceVersion)
+	c.obs.Offer(snap)
+	return c.startTerm(ctx, snap, granted.Token, sent), nil
 }
 
 // reservation is how long a released lease stays reserved for its preferred
@@ -348,7 +421,7 @@ func (c *Candidate) attempt(ctx context.Context, st State) (*Term, string, error
 	client := c.obs.Client()
 	base := st.Lease
 	if base == nil {
-		created, err := client.Create(ctx, lease.Record{}.Released(c.cfg.Clock.Now()))
+		created, err := client.CreateLabelled(ctx, lease.Record{}.Released(c.cfg.Clock.Now()), c.cfg.Labels, nil)
 		if err != nil {
 			return nil, "", err
 		}
@@ -357,18 +430,10 @@ func (c *Candidate) attempt(ctx context.Context, st State) (*Term, string, error
 	}
 	// Invariant 8: the token is the version this write replaces.
 	tok, err := lease.TokenOf(base.ResourceVersion)
-	if c.cfg.Kind != "" && err == nil {
-		base = lease.WithAnnotation(base, lease.KindAnnotation, c.cfg.Kind)
-	}
-	c.mu.Lock()
-	inst := c.instance
-	c.mu.Unlock()
-	if inst != nil && err == nil {
-		base = lease.WithAnnotation(base, lease.InstanceAnnotation, lease.InstanceValue(*inst, base.Record.Transitions+1))
-	}
 	if err != nil {
 		return nil, base.ResourceVersion, err
 	}
+	base = c.decorate(base, base.Record.Transitions+1)
 	sent := c.cfg.Clock.Now()
 	rec := lease.Record{
 		Holder:        c.cfg.Identity,

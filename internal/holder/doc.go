@@ -47,7 +47,14 @@
 //     target takes it by a conditional write on an offering version; the
 //     holder resumes only after a conditional write of its own replaces
 //     that version (a new acquisition, which ends the offer).
-//  13. A lease is taken before it expires only on positive evidence that
+//  13. A term begins only with a conditional write of its own: an
+//     acquisition, or the adoption of a lease granted to it by the previous
+//     holder's hand-over (Candidate.Adopt). Its hard deadline is counted from
+//     the send of that write, never from the grant, whose send time it does
+//     not know; until then nobody acts under the lease: the previous holder
+//     stopped before it granted, and the grantee has not started. A grant
+//     that is never adopted expires like any unrenewed record (invariant 2).
+//  14. A lease is taken before it expires only on positive evidence that
 //     the exact container instance that took the term (published with the
 //     acquiring write, tied to its transition count and credited only
 //     while the token annotation names the record's holder) has stopped:

@@ -157,6 +157,17 @@ func (o *Observer) Poke() {
 	o.notify()
 }
 
+// Absent records that the Lease is gone as of resourceVersion rv, for an
+// Observer fed by the caller (Offer and Absent) instead of by Run.
+func (o *Observer) Absent(rv string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if rv != "" {
+		o.lastRV = rv
+	}
+	o.forceAbsent()
+}
+
 // apply must be called with o.mu held.
 func (o *Observer) apply(s *lease.Snapshot, rv string) {
 	if o.state.Synced && o.lastRV != "" && rv != "" {

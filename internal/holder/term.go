@@ -352,6 +352,21 @@ func (t *Term) SetSuccessor(id string) {
 // handoff request written meanwhile) is re-read and retried while the lease
 // is still ours, until ctx ends. Release is idempotent.
 func (t *Term) Release(ctx context.Context) error {
+	return t.HandOver(ctx, nil)
+}
+
+// Successor says what a releasing holder writes on base, the version it
+// writes on: the object (base, or a copy with other annotations), the record
+// (base.Record.Released, or a record naming the next holder) and the token to
+// record (zero: none).
+type Successor func(base *lease.Snapshot) (obj *lease.Snapshot, rec lease.Record, tok lease.Token)
+
+// HandOver ends the term as Release does, but writes what next returns for
+// the version it writes on (a record naming the next holder, in one
+// conditional write); nil next is the plain release.
+// Invariant 11 holds for both: nothing is written once the lease no longer
+// shows this term.
+func (t *Term) HandOver(ctx context.Context, next Successor) error {
 	t.halt()
 	t.cancel(ErrReleased)
 	t.mu.Lock()
@@ -359,11 +374,13 @@ func (t *Term) Release(ctx context.Context) error {
 	t.mu.Unlock()
 	client := t.c.obs.Client()
 	for !lost && t.ours(base) {
-		rec := base.Record.Released(t.c.cfg.Clock.Now())
-		if successor != "" {
+		obj, rec, tok := base, base.Record.Released(t.c.cfg.Clock.Now()), lease.Token(0)
+		if next != nil {
+			obj, rec, tok = next(base)
+		} else if successor != "" {
 			rec.PreferredHolder = successor
 		}
-		snap, err := client.Update(ctx, base, rec, 0) // invariant 4
+		snap, err := client.Update(ctx, obj, rec, tok) // invariant 4
 		if err == nil {
 			t.mu.Lock()
 			t.snap, t.lost = snap, true

@@ -12,12 +12,13 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// LeaseRules are the permissions a Leasehold candidate needs on Leases.
+// LeaseRules are the permissions a Leasehold candidate or lock needs on
+// Leases (delete: a lock waiter removes its queue entry).
 func LeaseRules() []rbacv1.PolicyRule {
 	return []rbacv1.PolicyRule{{
 		APIGroups: []string{"coordination.k8s.io"},
 		Resources: []string{"leases"},
-		Verbs:     []string{"get", "list", "watch", "create", "update"},
+		Verbs:     []string{"get", "list", "watch", "create", "update", "delete"},
 	}}
 }
 

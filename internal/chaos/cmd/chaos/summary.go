@@ -38,6 +38,10 @@ type summary struct {
 	// writes outside every term of their writer; runs with no term or no
 	// accepted write. Each fails the command, as do errs.
 	failedRuns, orphans, orphanWrites, emptyRuns int
+	// Waiters of a lock fleet served later than the fleet's size allows
+	// (chaos.Report.Starved); each fails the command.
+	starved      int
+	starvedSeeds []uint64
 	// Seeds of the schedules with each of those problems.
 	failedSeeds, errSeeds, orphanSeeds, orphanWriteSeeds, emptySeeds []uint64
 }
@@ -126,6 +130,10 @@ func (s *summary) add(o outcome) {
 	s.stale += len(res.Fence.Stale)
 	s.unfenceable += res.Fence.Unfenceable
 	s.backwards += len(res.TokensBackwards)
+	if len(res.Starved) > 0 {
+		s.starved += len(res.Starved)
+		s.starvedSeeds = append(s.starvedSeeds, res.Seed)
+	}
 	if res.Fence.Orphans > 0 {
 		s.orphanWrites += res.Fence.Orphans
 		s.orphanWriteSeeds = append(s.orphanWriteSeeds, res.Seed)
@@ -147,6 +155,7 @@ func (s *summary) atFault() []problem {
 		{"processes left over", s.orphans, s.orphanSeeds},
 		{"writes outside every term (orphan writes)", s.orphanWrites, s.orphanWriteSeeds},
 		{"runs with no term or no accepted write", s.emptyRuns, s.emptySeeds},
+		{"lock waiters starved", s.starved, s.starvedSeeds},
 	}
 }
 
@@ -222,7 +231,7 @@ func allKinds() []chaos.Kind {
 var resultColumns = []string{"fleet", "schedules", "terms", "overlaps", "paused-overlaps", "writes", "fenced-writes", "stale-writes",
 	"of-them-unfenceable", "tokens-back", "by-leasehold", "by-client-go", "errors", "max-no-leader-after-heal", "max-no-leader-run",
 	"seeds-leasehold-broke", "seeds-client-go-broke", "failed-runs", "orphans", "orphan-writes", "empty-runs",
-	"by-python", "seeds-python-broke"}
+	"by-python", "seeds-python-broke", "waiters-starved"}
 
 // row is the results-table row of s for fleet impl.
 func (s *summary) row(impl string) []string {
@@ -231,7 +240,7 @@ func (s *summary) row(impl string) []string {
 		fmt.Sprint(s.unfenceable), fmt.Sprint(s.backwards), fmt.Sprint(s.byLeasehold), fmt.Sprint(s.byClientGo), fmt.Sprint(s.errs),
 		s.maxNoLeader.Round(time.Millisecond).String(), s.maxNoLeaderAll.Round(time.Millisecond).String(),
 		seeds(s.leaseholdSeeds), seeds(s.clientGoSeeds), fmt.Sprint(s.failedRuns), fmt.Sprint(s.orphans), fmt.Sprint(s.orphanWrites), fmt.Sprint(s.emptyRuns),
-		fmt.Sprint(s.byPython), seeds(s.pythonSeeds)}
+		fmt.Sprint(s.byPython), seeds(s.pythonSeeds), fmt.Sprint(s.starved)}
 }
 
 // byLeaseholdMembers counts the violations blamed on the fleet's Leasehold

@@ -1,0 +1,311 @@
+package lock
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/leasehold/leasehold/internal/holder"
+	"github.com/leasehold/leasehold/lease"
+)
+
+// The queue's names on the wire.
+const (
+	// queueLabel is set, to the lock's queue key, on the lock's Leases (the
+	// permits), so that one label-selected watch follows them all.
+	queueLabel = "leasehold.io/queue"
+	// entryLabel is set, to the lock's queue key, on every queue entry: the
+	// holder follows them with one label-selected watch, waiters only
+	// while a permit lies free (they need not see each other's renewals).
+	entryLabel = "leasehold.io/queue-entry"
+	// entryAnnotation, on a permit Lease, is the queue's cursor and the
+	// entry the permit was handed to: "granted/<position>/<entry>" by the
+	// releasing holder's write, "held/<position>/<entry>" once the waiter
+	// adopted it (or took the free permit) with a write of its own, and
+	// "free/<position>/" after a release with nobody waiting. Waiters are
+	// served in position order, so every entry at or below the cursor has
+	// been served or skipped.
+	entryAnnotation = "leasehold.io/queue-entry"
+	// queuedAtAnnotation, on an entry, is its place in the queue: the
+	// resourceVersion that created it (written at its first renewal; until
+	// then the entry's own resourceVersion is that version).
+	queuedAtAnnotation = "leasehold.io/queued-at"
+	// entrySuffixLen is the length of "-q-" plus 8 hex digits.
+	entrySuffixLen = 11
+)
+
+// ErrQueueEntryLost is matched (errors.Is) by what Hooks.Requeued receives
+// when this waiter's queue entry was deleted or edited by someone else, or
+// skipped as expired: the waiter queues again, at the back.
+var ErrQueueEntryLost = errors.New("lock: queue entry lost")
+
+// queueKey is the label value that groups a lock's Leases: for a Mutex its
+// name, for a Semaphore of N permits "s<N>.<name>", when that fits a label
+// value (63 characters), else a digest of it. Locks of different kinds on
+// one name therefore never share a queue (and refuse each other: kind).
+func queueKey(kind, name string) string {
+	k := name
+	if n, ok := strings.CutPrefix(kind, "semaphore/"); ok {
+		k = "s" + n + "." + name
+	}
+	if len(k) <= 63 {
+		return k
+	}
+	sum := sha256.Sum256([]byte(k))
+	return "h." + hex.EncodeToString(sum[:20])
+}
+
+// QueueSelector returns the label selector of the entries of a lock's
+// queue, for tools that show the queue. permits is 1 for a Mutex.
+func QueueSelector(name string, permits int) string {
+	return entryLabel + "=" + queueKey(kindOf(permits), name)
+}
+
+func kindOf(permits int) string {
+	if permits == 1 {
+		return "mutex"
+	}
+	return fmt.Sprintf("semaphore/%d", permits)
+}
+
+func entryName(lock string) (string, error) {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return lock + "-q-" + hex.EncodeToString(b[:]), nil
+}
+
+// positionOf is an entry's place in the queue.
+func positionOf(s *lease.Snapshot) uint64 {
+	if v := s.Annotation(queuedAtAnnotation); v != "" {
+		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+			return n
+		}
+	}
+	n, _ := strconv.ParseUint(s.ResourceVersion, 10, 64)
+	return n
+}
+
+// cursorOf reads a permit's entryAnnotation: the state ("granted",
+// "held", "free"), the position served last and the entry named.
+func cursorOf(st holder.State) (state string, pos uint64, name string) {
+	if st.Lease == nil {
+		return "", 0, ""
+	}
+	parts := strings.SplitN(st.Lease.Annotation(entryAnnotation), "/", 3)
+	if len(parts) != 3 {
+		return "", 0, ""
+	}
+	n, err := strconv.ParseUint(parts[1], 10, 64)
+	if err != nil {
+		return "", 0, ""
+	}
+	return parts[0], n, parts[2]
+}
+
+// cursorValue is an entryAnnotation value.
+func cursorValue(state string, pos uint64, name string) string {
+	return state + "/" + strconv.FormatUint(pos, 10) + "/" + name
+}
+
+// namedBy returns the entry a permit Lease was handed to and whether the
+// waiter has yet to adopt it; "" when the record names none (a foreign
+// holder, or a plain release).
+func namedBy(st holder.State) (name string, granted bool) {
+	if st.Lease == nil || !st.Lease.Record.Held() {
+		return "", false
+	}
+	state, _, name := cursorOf(st)
+	switch state {
+	case "granted":
+		return name, true
+	case "held":
+		return name, false
+	}
+	return "", false
+}
+
+// served is the queue's cursor: the highest position any permit records.
+func served(permits []holder.State) uint64 {
+	var c uint64
+	for _, st := range permits {
+		_, pos, _ := cursorOf(st)
+		c = max(c, pos)
+	}
+	return c
+}
+
+// queued is an entry waiting its turn.
+type queued struct {
+	name string
+	entry
+}
+
+// queueOf is the queue in one view: live waiters in order, the dead ones
+// (expired in this view, to be skipped), and the permits that may be taken
+// now by the head of the queue.
+type queueOf struct {
+	// dead also holds expired entries at or below the cursor.
+	live, dead []queued
+	free       []int
+}
+
+// order computes the queue from the permits' states and the entries at now.
+// An entry named by a permit whose record still names its waiter is a
+// holder (or a grantee), not a waiter. A permit is free when the candidate
+// may take it (released, expired: cand.Free) or when it was granted to an
+// entry that no longer exists: that waiter left before adopting it, and
+// never will.
+//
+// entries nil means the queue is not known: no grant is then taken as void.
+func order(now time.Time, permits []holder.State, cands []*holder.Candidate, entries map[string]entry) queueOf {
+	var q queueOf
+	taken := map[string]bool{}
+	for i, st := range permits {
+		name, granted := namedBy(st)
+		e, exists := entries[name]
+		if name != "" && exists && e.snap.Record.Holder == st.Lease.Record.Holder {
+			taken[name] = true
+		}
+		if cands[i].Free(st) || (granted && !exists && entries != nil) {
+			q.free = append(q.free, i)
+		}
+	}
+	cursor := served(permits)
+	for name, e := range entries {
+		switch {
+		case taken[name] || !e.snap.Record.Held():
+		case e.pos <= cursor:
+			// Served or skipped already: its owner removes it (served) or
+			// queues again (passed over); an expired one is nobody's.
+			if !e.live(now) {
+				q.dead = append(q.dead, queued{name, e})
+			}
+		case e.live(now):
+			q.live = append(q.live, queued{name, e})
+		default:
+			q.dead = append(q.dead, queued{name, e})
+		}
+	}
+	byPos := func(a, b queued) int { return cmp.Or(cmp.Compare(a.pos, b.pos), strings.Compare(a.name, b.name)) }
+	slices.SortFunc(q.live, byPos)
+	slices.SortFunc(q.dead, byPos)
+	return q
+}
+
+// rank returns the place of the entry name among the live waiters, -1 if
+// it is not one.
+func (q queueOf) rank(name string) int {
+	return slices.IndexFunc(q.live, func(e queued) bool { return e.name == name })
+}
+
+// grantTo returns the write that hands the permit at base to the waiter of
+// entry e: its identity and duration, a new term (transitions+1), and the
+// token of that term, the version this write replaces (invariant 8).
+func grantTo(base *lease.Snapshot, e queued, now time.Time) (*lease.Snapshot, lease.Record, lease.Token, error) {
+	tok, err := lease.TokenOf(base.ResourceVersion)
+	if err != nil {
+		return nil, lease.Record{}, 0, err
+	}
+	rec := lease.Record{
+		Holder:        e.snap.Record.Holder,
+		LeaseDuration: e.snap.Record.LeaseDuration,
+		AcquireTime:   now,
+		RenewTime:     now,
+		Transitions:   base.Record.Transitions + 1,
+		Strategy:      base.Record.Strategy,
+	}
+	return lease.WithAnnotation(base, entryAnnotation, cursorValue("granted", e.pos, e.name)), rec, tok, nil
+}
+
+// registration is this waiter's entry in the queue.
+type registration struct {
+	cfg    settings
+	key    string
+	client *lease.Client
+	snap   *lease.Snapshot
+	pos    uint64
+}
+
+// register creates a queue entry for the waiter: a Lease named
+// <lock>-q-<random>, labelled with the queue key, holding the waiter's
+// identity and duration. Its creating version is its place in the queue.
+func register(ctx context.Context, cfg settings, key string) (*registration, error) {
+	name, err := entryName(cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("lock: queue entry name: %w", err)
+	}
+	c, err := lease.NewClient(cfg.Leases, cfg.Namespace, name)
+	if err != nil {
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	now := cfg.Clock.Now()
+	rec := lease.Record{Holder: cfg.Identity, LeaseDuration: cfg.Timing.LeaseDuration, AcquireTime: now, RenewTime: now}
+	s, err := c.CreateLabelled(ctx, rec, map[string]string{entryLabel: key}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("lock: join the queue: %w", err)
+	}
+	return &registration{cfg: cfg, key: key, client: c, snap: s, pos: positionOf(s)}, nil
+}
+
+func (r *registration) name() string { return r.client.Name() }
+
+// renew rewrites the entry's record (a fresh renewTime) so that it stays
+// live in every view; the first renewal also records its place. base is
+// the latest version known (the view's, if newer). It returns
+// ErrQueueEntryLost when the entry is gone or names another waiter.
+func (r *registration) renew(ctx context.Context, base *lease.Snapshot) error {
+	return r.renewOn(ctx, base, false)
+}
+
+// renewOn renews on base; fresh says base was just read.
+func (r *registration) renewOn(ctx context.Context, base *lease.Snapshot, fresh bool) error {
+	if base == nil {
+		base = r.snap
+	}
+	if base.Record.Holder != r.cfg.Identity || base.UID != r.snap.UID {
+		return fmt.Errorf("%w: entry %s/%s was changed by another client (holder %q)", ErrQueueEntryLost, r.cfg.Namespace, r.name(), base.Record.Holder)
+	}
+	rec := base.Record
+	rec.RenewTime = r.cfg.Clock.Now()
+	s, err := r.client.Update(ctx, lease.WithAnnotation(base, queuedAtAnnotation, strconv.FormatUint(r.pos, 10)), rec, 0)
+	if errors.Is(err, lease.ErrConflict) && !fresh {
+		// Written by someone else since: look, and renew on what is there
+		// if it is still this waiter's entry.
+		cur, gerr := r.client.Get(ctx)
+		if gerr != nil && !errors.Is(gerr, lease.ErrNotFound) {
+			return gerr
+		}
+		if gerr == nil {
+			return r.renewOn(ctx, cur, true)
+		}
+		err = gerr
+	}
+	switch {
+	case errors.Is(err, lease.ErrNotFound):
+		return fmt.Errorf("%w: entry %s/%s was deleted (by another client, or skipped as expired)", ErrQueueEntryLost, r.cfg.Namespace, r.name())
+	case err != nil:
+		return err
+	}
+	r.snap = s
+	return nil
+}
+
+// remove deletes the entry (this incarnation only), bounded by
+// RenewDeadline, also after ctx ended.
+func (r *registration) remove(ctx context.Context) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timing.RenewDeadline)
+	defer cancel()
+	if err := r.client.Delete(dctx, r.snap.UID); err != nil && !errors.Is(err, lease.ErrNotFound) {
+		r.cfg.Logger.V(2).Info("removing the queue entry failed; it expires on its own", "entry", r.name(), "err", err)
+	}
+}

@@ -1,0 +1,327 @@
+package lock_test
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/leasehold/leasehold/internal/fakelease"
+	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/lock"
+)
+
+var handOvers = flag.Int("handovers", 300, "TestNoOvertakes: hand-overs to check")
+
+// queueInOrder starts Lock on each mutex in turn, each after the previous
+// one is in the queue, and returns their results in call order.
+func queueInOrder(t *testing.T, ctx context.Context, ms ...*lock.Mutex) []<-chan result {
+	t.Helper()
+	var out []<-chan result
+	for _, m := range ms {
+		out = append(out, lockAsync(t, ctx, m))
+		synctest.Wait()
+	}
+	return out
+}
+
+func TestWaitersServedInQueueOrderWithTwoWritesEach(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		const n = 8
+		h := mustLock(t, newMutex(t, srv, "fifo", "holder"))
+		var ms []*lock.Mutex
+		for i := range n {
+			ms = append(ms, newMutex(t, srv, "fifo", fmt.Sprintf("w%d", i)))
+		}
+		waits := queueInOrder(t, t.Context(), ms...)
+		for i, w := range waits {
+			versions, conflicts := len(srv.Versions(ns, "fifo")), srv.Conflicts()
+			mustRelease(t, h)
+			synctest.Wait()
+			for j := i + 1; j < n; j++ {
+				pending(t, waits[j])
+			}
+			r := <-w
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if got := len(srv.Versions(ns, "fifo")) - versions; got != 2 {
+				t.Errorf("hand-over to w%d: %d writes of the lock Lease, want 2 (the grant and w%d's adoption)", i, got, i)
+			}
+			if c := srv.Conflicts() - conflicts; c != 0 {
+				t.Errorf("hand-over to w%d: %d conflicts", i, c)
+			}
+			h = r.held
+		}
+		mustRelease(t, h)
+	})
+}
+
+// Waiting on a semaphore costs one watch, whatever its number of permits.
+func TestSemaphoreWaitCostsOneWatch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		const permits = 64
+		var held []*lock.Held
+		for i := range permits {
+			s, err := lock.NewSemaphore(config(srv, "many", fmt.Sprintf("h%d", i)), permits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := s.Acquire(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			held = append(held, h)
+		}
+		synctest.Wait()
+		s, err := lock.NewSemaphore(config(srv, "many", "waiter"), permits)
+		if err != nil {
+			t.Fatal(err)
+		}
+		watches := srv.Count("watch")
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		done := make(chan *lock.Held, 1)
+		go func() {
+			h, err := s.Acquire(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			done <- h
+		}()
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if d := srv.Count("watch") - watches; d != 1 {
+			t.Errorf("waiting on a semaphore of %d permits opened %d watches, want 1", permits, d)
+		}
+		mustRelease(t, held[37])
+		h := <-done
+		if h == nil {
+			t.Fatal("no permit")
+		}
+		if h.Permit() != 37 {
+			t.Errorf("got permit %d, want 37, the one released", h.Permit())
+		}
+		held[37] = h
+		for _, h := range held {
+			mustRelease(t, h)
+		}
+	})
+}
+
+// entryObj is a queue entry as a waiter that crashed right after queuing
+// left it: never renewed.
+func entryObj(lockName, suffix, holder string, now time.Time) *coordinationv1.Lease {
+	rec := lease.Record{Holder: holder, LeaseDuration: 15 * time.Second, AcquireTime: now, RenewTime: now}
+	return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
+		Namespace: ns, Name: lockName + "-q-" + suffix,
+		Labels: map[string]string{"leasehold.io/queue-entry": lockName},
+	}, Spec: rec.ToSpec()}
+}
+
+func TestCrashedWaiterSkipped(t *testing.T) {
+	t.Run("expired before the release: skipped at once", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			srv := fakelease.New()
+			h := mustLock(t, newMutex(t, srv, "skip", "a"))
+			srv.Put(entryObj("skip", "00000000", "ghost", time.Now()))
+			w := queueInOrder(t, t.Context(), newMutex(t, srv, "skip", "b"))[0]
+			time.Sleep(20 * time.Second) // the ghost's entry expires (15s)
+			released := time.Now()
+			mustRelease(t, h)
+			r := <-w
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if d := r.at.Sub(released); d != 0 {
+				t.Errorf("b waited %v after the release; the ghost's expired entry must be skipped", d)
+			}
+			synctest.Wait()
+			if srv.Lease(ns, "skip-q-00000000") != nil {
+				t.Error("the ghost's expired entry was not removed")
+			}
+			mustRelease(t, r.held)
+		})
+	})
+	t.Run("alive at the release: its grant expires, then the next takes over", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			srv := fakelease.New()
+			h := mustLock(t, newMutex(t, srv, "skip", "a"))
+			srv.Put(entryObj("skip", "00000000", "ghost", time.Now()))
+			w := queueInOrder(t, t.Context(), newMutex(t, srv, "skip", "b"))[0]
+			time.Sleep(5 * time.Second)
+			mustRelease(t, h)
+			granted := time.Now()
+			if holder, _ := holderOf(t, srv, "skip"); holder != "ghost" {
+				t.Fatalf("holder %q after the release, want the ghost, first in the queue", holder)
+			}
+			r := <-w
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if d := r.at.Sub(granted); d != lock.DefaultLeaseDuration {
+				t.Errorf("b took over %v after the unadopted grant, want its LeaseDuration %v", d, lock.DefaultLeaseDuration)
+			}
+			mustRelease(t, r.held)
+		})
+	})
+}
+
+func TestGivingUpAtTheHeadBlocksNobody(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		h := mustLock(t, newMutex(t, srv, "giveup", "a"))
+		ctx, cancel := context.WithCancel(t.Context())
+		b := queueInOrder(t, ctx, newMutex(t, srv, "giveup", "b"))[0]
+		c := queueInOrder(t, t.Context(), newMutex(t, srv, "giveup", "c"))[0]
+		time.Sleep(3 * time.Second)
+		cancel() // b, first in line, gives up
+		if r := <-b; !errors.Is(r.err, context.Canceled) {
+			t.Fatalf("b: %v, want context.Canceled", r.err)
+		}
+		synctest.Wait()
+		released := time.Now()
+		mustRelease(t, h)
+		r := <-c
+		if r.err != nil || r.at.Sub(released) != 0 {
+			t.Fatalf("c: %v after %v, want the lock at once", r.err, r.at.Sub(released))
+		}
+		mustRelease(t, r.held)
+	})
+}
+
+func TestHandDeletedEntryQueuesAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		h := mustLock(t, newMutex(t, srv, "edit", "a"))
+		var mu sync.Mutex
+		var lost []error
+		b := newMutex(t, srv, "edit", "b", func(c *lock.Config) {
+			c.Hooks.Requeued = func(err error) {
+				mu.Lock()
+				lost = append(lost, err)
+				mu.Unlock()
+			}
+		})
+		w := queueInOrder(t, t.Context(), b)[0]
+		var entry string
+		for _, l := range srv.List(ns) {
+			if l.Labels["leasehold.io/queue-entry"] != "" && *l.Spec.HolderIdentity == "b" {
+				entry = l.Name
+			}
+		}
+		if entry == "" {
+			t.Fatal("b has no queue entry")
+		}
+		srv.Delete(ns, entry)
+		time.Sleep(8 * time.Second) // b's next entry renewal (every 7.5s) finds it gone
+		mu.Lock()
+		if len(lost) != 1 || !errors.Is(lost[0], lock.ErrQueueEntryLost) {
+			t.Errorf("Requeued got %v, want one ErrQueueEntryLost", lost)
+		}
+		mu.Unlock()
+		mustRelease(t, h)
+		r := <-w
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		mustRelease(t, r.held)
+	})
+}
+
+// No overtakes over many hand-overs: 20 waiters lock, hold 1s and lock
+// again; each acquisition goes to the waiter that queued first.
+func TestNoOvertakes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		const waiters = 20
+		target := *handOvers
+		var (
+			mu        sync.Mutex
+			queuedAt  = map[int]time.Time{}
+			count     int
+			overtakes int
+		)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		var wg sync.WaitGroup
+		for i := range waiters {
+			m := newMutex(t, srv, "overtake", fmt.Sprintf("w%d", i))
+			mu.Lock()
+			queuedAt[i] = time.Now()
+			mu.Unlock()
+			wg.Go(func() {
+				for {
+					h, err := m.Lock(ctx)
+					if err != nil {
+						return
+					}
+					mu.Lock()
+					me := queuedAt[i]
+					delete(queuedAt, i)
+					for _, at := range queuedAt {
+						if at.Before(me) {
+							overtakes++
+							break
+						}
+					}
+					count++
+					done := count >= target
+					mu.Unlock()
+					time.Sleep(time.Second)
+					if err := h.Release(context.WithoutCancel(ctx)); err != nil {
+						t.Error(err)
+					}
+					if done {
+						cancel()
+						return
+					}
+					mu.Lock()
+					queuedAt[i] = time.Now()
+					mu.Unlock()
+				}
+			})
+			time.Sleep(time.Millisecond) // queue in index order
+		}
+		wg.Wait()
+		if overtakes != 0 {
+			t.Errorf("%d overtakes in %d hand-overs", overtakes, count)
+		}
+		t.Logf("%d hand-overs among %d waiters, %d overtakes", count, waiters, overtakes)
+	})
+}
+
+// A served holder's entry that its owner has not removed yet (it sits at or
+// below the queue's cursor) is never granted the lock again.
+func TestServedEntryIsNotGrantedAgain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		a := newMutex(t, srv, "served", "a")
+		h := mustLock(t, a)
+		mustRelease(t, h)
+		h = mustLock(t, a) // the cursor is now a's second entry
+		old := entryObj("served", "00000000", "x", time.Now())
+		old.Annotations = map[string]string{"leasehold.io/queued-at": "1"} // queued long ago: served
+		srv.Put(old)
+		w := queueInOrder(t, t.Context(), newMutex(t, srv, "served", "b"))[0]
+		released := time.Now()
+		mustRelease(t, h)
+		r := <-w
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if d := r.at.Sub(released); d != 0 {
+			t.Errorf("b got the lock %v after the release, want at once (x's entry is served already)", d)
+		}
+		mustRelease(t, r.held)
+	})
+}

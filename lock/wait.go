@@ -1,0 +1,320 @@
+package lock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/leasehold/leasehold/internal/holder"
+	"github.com/leasehold/leasehold/lease"
+)
+
+// turn is what one look at the view decided.
+type turn struct {
+	term      *holder.Term
+	index     int
+	wake      time.Time // look again at the latest then (zero: on a change only)
+	retrySoon bool
+}
+
+// acquire waits for a permit (try: looks once, never queues). The returned
+// term is on permit index; on error the call has left the queue. A holder
+// keeps the queue's watch running for its release.
+func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, index int, err error) {
+	if try || w.cfg.queued != nil {
+		w.watchQueue()
+	}
+	if !try {
+		if err := w.join(ctx); err != nil {
+			return nil, -1, err
+		}
+	}
+	defer func() {
+		switch {
+		case err == nil:
+			w.watchQueue()
+		case !try:
+			w.leave(ctx)
+		}
+	}()
+	renewAt := w.cfg.Clock.Now().Add(w.renewEvery())
+	seen, ahead := false, -1
+	for {
+		changed := w.changed.C() // invariant 1: the channel before the states
+		_, synced, verr, _ := w.view.snapshot()
+		switch {
+		case verr != nil && lease.Permanent(verr):
+			return nil, -1, fmt.Errorf("lock: %w", verr)
+		case !synced:
+			if _, err := holder.Wait(ctx, w.cfg.Clock, changed, -1); err != nil {
+				return nil, -1, err
+			}
+			continue
+		}
+		states := w.states()
+		for i, st := range states {
+			if err := w.cands[i].CheckKind(st); err != nil {
+				return nil, -1, fmt.Errorf("lock: %w", err)
+			}
+		}
+		entries, err := w.entries()
+		if err != nil {
+			return nil, -1, err
+		}
+		if try {
+			if entries == nil {
+				if _, err := holder.Wait(ctx, w.cfg.Clock, changed, -1); err != nil {
+					return nil, -1, err
+				}
+				continue
+			}
+			return w.tryOnce(ctx, states, entries)
+		}
+		t, err := w.step(ctx, states, entries, &seen, &ahead)
+		if err != nil || t.term != nil {
+			return t.term, t.index, err
+		}
+		now := w.cfg.Clock.Now()
+		if !now.Before(renewAt) {
+			renewAt = now.Add(w.renewEvery())
+			if t, err := w.renewEntry(ctx, entries); err != nil {
+				return nil, -1, err
+			} else if t.retrySoon {
+				continue // queued again: look at once
+			}
+		}
+		wake := earliest(t.wake, renewAt)
+		if t.retrySoon {
+			wake = earliest(wake, now.Add(w.cfg.Timing.RetryPeriod))
+		}
+		if _, err := holder.Wait(ctx, w.cfg.Clock, changed, wake.Sub(now)); err != nil {
+			return nil, -1, err
+		}
+	}
+}
+
+// renewEvery is how often a waiter renews its entry: half its duration,
+// so that one renewal may fail before it expires anywhere. (Every waiter
+// renews: at 500 waiters and 15s that is 67 writes a second; a renewal that
+// fails twice costs the waiter its place, never safety.)
+func (w *waiter) renewEvery() time.Duration { return w.cfg.Timing.LeaseDuration / 2 }
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
+}
+
+// step is one decision of a queued waiter: adopt a permit granted to it;
+// queue again if its entry is gone; take a free permit when it is at the
+// head (or the head has let one lie free for a whole LeaseDuration).
+func (w *waiter) step(ctx context.Context, states []holder.State, entries map[string]entry, seen *bool, ahead *int) (turn, error) {
+	if t, done, err := w.adoptGrant(ctx, states); done || err != nil {
+		return t, err
+	}
+	reg := w.entry()
+	e, ok := entries[reg.name()]
+	switch {
+	case entries == nil:
+	case ok && e.snap.Record.Holder != w.cfg.Identity:
+		return w.requeue(ctx, fmt.Errorf("%w: entry %s/%s now names %q (edited by another client); queuing again at the back", ErrQueueEntryLost, w.cfg.Namespace, reg.name(), e.snap.Record.Holder))
+	case ok:
+		*seen = true
+	case *seen:
+		return w.requeue(ctx, fmt.Errorf("%w: entry %s/%s was deleted (by another client, or skipped as expired); queuing again at the back", ErrQueueEntryLost, w.cfg.Namespace, reg.name()))
+	}
+	if w.passed(states, reg) {
+		return w.requeue(ctx, fmt.Errorf("%w: entry %s/%s was passed over (it expired in the releasing holder's view); queuing again at the back", ErrQueueEntryLost, w.cfg.Namespace, reg.name()))
+	}
+	now := w.cfg.Clock.Now()
+	q := order(now, states, w.cands, entries)
+	if entries == nil {
+		// Only the head of the queue may take a free permit: read the
+		// queue first (a watch that then stays open for this call).
+		if len(q.free) > 0 {
+			w.watchQueue()
+		}
+		return turn{wake: w.nextChange(now, states, q, -1)}, nil
+	}
+	r := q.rank(reg.name())
+	if r != *ahead && r >= 0 {
+		*ahead = r
+		if w.cfg.queued != nil {
+			w.cfg.queued(r)
+		}
+	}
+	t := turn{wake: w.nextChange(now, states, q, r)}
+	for _, i := range q.free {
+		// One taker at a time, the head (permits free at once fill one
+		// write after another), so that the cursor only grows in order.
+		if r == 0 || (r > 0 && w.lyingFree(now, states[i])) {
+			return w.take(ctx, i, states[i], t)
+		}
+	}
+	return t, nil
+}
+
+// passed reports whether the queue's cursor has moved beyond this call's
+// entry while no permit names it: a releasing holder skipped it as expired.
+func (w *waiter) passed(states []holder.State, reg *registration) bool {
+	if served(states) <= reg.pos {
+		return false
+	}
+	for _, st := range states {
+		if _, _, name := cursorOf(st); w.isMine(name) {
+			return false
+		}
+	}
+	return true
+}
+
+// adoptGrant adopts a permit that a releasing holder granted to this call;
+// a second grant (two permits released at once) is passed on.
+func (w *waiter) adoptGrant(ctx context.Context, states []holder.State) (turn, bool, error) {
+	for i, st := range states {
+		name, granted := namedBy(st)
+		if !granted || !w.isMine(name) || st.Lease.Record.Holder != w.cfg.Identity {
+			continue
+		}
+		term, err := w.cands[i].Adopt(ctx, st.Lease) // invariant 13
+		switch {
+		case err == nil:
+			for j, other := range states {
+				if n, g := namedBy(other); j != i && g && w.isMine(n) && other.Lease.Record.Holder == w.cfg.Identity {
+					w.passOn(ctx, j, other.Lease)
+				}
+			}
+			return turn{term: term, index: i}, true, nil
+		case ctx.Err() != nil:
+			return turn{}, true, ctx.Err()
+		case lease.Permanent(err):
+			return turn{}, true, fmt.Errorf("lock: %w", err)
+		}
+		w.cfg.Logger.V(2).Info("adopting a granted lock failed", "lease", st.Lease.Name, "err", err)
+		return turn{retrySoon: true}, false, nil
+	}
+	return turn{}, false, nil
+}
+
+// take makes one conditional write to take a free permit.
+func (w *waiter) take(ctx context.Context, i int, st holder.State, t turn) (turn, error) {
+	term, err := w.cands[i].Take(ctx, st)
+	switch {
+	case err == nil:
+		return turn{term: term, index: i}, nil
+	case errors.Is(err, lease.ErrConflict), errors.Is(err, lease.ErrAlreadyExists):
+		if w.cfg.hooks.Conflict != nil {
+			w.cfg.hooks.Conflict()
+		}
+		t.retrySoon = true // the winner's write comes through the watch
+		return t, nil
+	case ctx.Err() != nil:
+		return t, ctx.Err()
+	case lease.Permanent(err), errors.Is(err, holder.ErrKindMismatch):
+		return t, fmt.Errorf("lock: %w", err)
+	}
+	if w.cfg.hooks.AttemptFailed != nil {
+		w.cfg.hooks.AttemptFailed(err)
+	}
+	w.cfg.Logger.V(2).Info("lock attempt failed, will retry", "err", err)
+	t.retrySoon = true
+	return t, nil
+}
+
+// lyingFree reports whether a free permit has not changed for a whole
+// LeaseDuration since it became free in this view: the head of the queue
+// is alive (its entry is renewed) but does not take it, so any waiter may.
+func (w *waiter) lyingFree(now time.Time, st holder.State) bool {
+	return !now.Before(w.freeSince(st).Add(w.cfg.Timing.LeaseDuration))
+}
+
+func (w *waiter) freeSince(st holder.State) time.Time {
+	if st.Lease == nil || !st.Lease.Record.Held() {
+		return st.ObservedAt
+	}
+	return st.ObservedAt.Add(st.Lease.Record.LeaseDuration)
+}
+
+// nextChange is the earliest moment at which time alone changes the
+// decision: a permit expires or lies free long enough, or a live waiter
+// ahead of this one expires.
+func (w *waiter) nextChange(now time.Time, states []holder.State, q queueOf, r int) time.Time {
+	var at time.Time
+	later := func(t time.Time) {
+		if t.After(now) {
+			at = earliest(at, t)
+		}
+	}
+	for _, st := range states {
+		if st.Lease != nil && st.Lease.Record.Held() {
+			later(st.ObservedAt.Add(st.Lease.Record.LeaseDuration))
+		}
+		later(w.freeSince(st).Add(w.cfg.Timing.LeaseDuration))
+	}
+	for k := 0; k < r && k < len(q.live); k++ {
+		later(q.live[k].observedAt.Add(q.live[k].snap.Record.LeaseDuration))
+	}
+	return at
+}
+
+// requeue registers a new entry after the old one was lost, and says so.
+func (w *waiter) requeue(ctx context.Context, why error) (turn, error) {
+	w.cfg.Logger.Info("queue entry lost", "err", why.Error())
+	if w.cfg.requeued != nil {
+		w.cfg.requeued(why)
+	}
+	if old := w.entry(); old != nil {
+		old.remove(ctx)
+	}
+	if err := w.join(ctx); err != nil {
+		return turn{}, err
+	}
+	return turn{retrySoon: true}, nil
+}
+
+// renewEntry renews this call's entry on the newest version known; an
+// entry deleted or taken over by another client is replaced at the back of
+// the queue.
+func (w *waiter) renewEntry(ctx context.Context, entries map[string]entry) (turn, error) {
+	reg := w.entry()
+	base := reg.snap
+	if e, ok := entries[reg.name()]; ok && e.snap.UID == base.UID && isNewer(e.snap.ResourceVersion, base.ResourceVersion) {
+		base = e.snap
+	}
+	err := reg.renew(ctx, base)
+	switch {
+	case errors.Is(err, ErrQueueEntryLost):
+		return w.requeue(ctx, fmt.Errorf("%w; queuing again at the back", err))
+	case err != nil && ctx.Err() != nil:
+		return turn{}, ctx.Err()
+	case err != nil:
+		w.cfg.Logger.V(2).Info("renewing the queue entry failed", "entry", reg.name(), "err", err)
+	}
+	return turn{}, nil
+}
+
+// tryOnce is TryLock: take a free permit if nobody is queued.
+func (w *waiter) tryOnce(ctx context.Context, states []holder.State, entries map[string]entry) (*holder.Term, int, error) {
+	q := order(w.cfg.Clock.Now(), states, w.cands, entries)
+	if len(q.live) == 0 && len(q.free) > 0 {
+		i := q.free[0]
+		term, err := w.cands[i].Take(ctx, states[i])
+		if err == nil {
+			return term, i, nil
+		}
+		if !errors.Is(err, lease.ErrConflict) && !errors.Is(err, lease.ErrAlreadyExists) {
+			return nil, -1, fmt.Errorf("lock: %w", err)
+		}
+	}
+	return nil, -1, w.lockedError(states, len(q.live))
+}
+
+// isNewer compares two resourceVersions (decimal, as etcd gives them).
+func isNewer(a, b string) bool {
+	x, errA := strconv.ParseUint(a, 10, 64)
+	y, errB := strconv.ParseUint(b, 10, 64)
+	return errA == nil && errB == nil && x > y
+}

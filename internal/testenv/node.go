@@ -548,7 +548,10 @@ func (c *Cluster) waitNodeReady(ctx context.Context) error {
 		if err == nil {
 			for _, cond := range n.Status.Conditions {
 				if cond.Type == corev1.NodeReady && cond.Status == corev1.ConditionTrue {
-					return c.waitDefaultServiceAccount(ctx)
+					if err := c.waitDefaultServiceAccount(ctx); err != nil {
+						return err
+					}
+					return c.waitServiceRules(ctx)
 				}
 			}
 		}
@@ -579,6 +582,40 @@ func (c *Cluster) waitDefaultServiceAccount(ctx context.Context) error {
 		}
 	}
 	return fmt.Errorf("testenv: no default ServiceAccount after a minute; kube-controller-manager log:\n%s", c.NodeLog("kube-controller-manager"))
+}
+
+// waitServiceRules waits until kube-proxy has written the node's rules for
+// the `kubernetes` Service (a DNAT to the apiserver), so that the first pod
+// that talks to the apiserver does not find the Service's address dead.
+func (c *Cluster) waitServiceRules(ctx context.Context) error {
+	var out []byte
+	for range 600 {
+		var err error
+		out, err = exec.CommandContext(ctx, "nsenter", "-t", strconv.Itoa(c.holder.cmd.Process.Pid), "-n", "--", "iptables-save", "-t", "nat").Output()
+		if err == nil && hasServiceDNAT(out) {
+			return nil
+		}
+		if err := c.exited("kube-proxy"); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("testenv: kube-proxy has not written the rules of the kubernetes Service after a minute; its log:\n%s", c.NodeLog("kube-proxy"))
+}
+
+// hasServiceDNAT reports whether an iptables-save listing has the DNAT of
+// the `kubernetes` Service's endpoint.
+func hasServiceDNAT(rules []byte) bool {
+	for line := range bytes.Lines(rules) {
+		if bytes.Contains(line, []byte("default/kubernetes:https")) && bytes.Contains(line, []byte("-j DNAT")) {
+			return true
+		}
+	}
+	return false
 }
 
 // SignalNode sends sig to one of the node's processes: "containerd",

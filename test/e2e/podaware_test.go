@@ -27,7 +27,7 @@ const slowLease = `patches:
 
 // leaderContainer returns the leading pod and the host PID of its
 // container's main process (leasehold).
-func (f *fleet) leaderContainer(ctx context.Context, t *testing.T, container string) (string, int) {
+func (f *fleet) leaderContainer(ctx context.Context, t testing.TB, container string) (string, int) {
 	t.Helper()
 	leader := f.steadyLeader(ctx, t)
 	p, err := f.cs.CoreV1().Pods(f.ns).Get(ctx, leader, metav1.GetOptions{})

@@ -88,21 +88,7 @@ func (f *fleet) deleteLeader(ctx context.Context, t testing.TB) (gap time.Durati
 // starting (in another pod, or in the restarted container).
 func (f *fleet) killLeader(ctx context.Context, t testing.TB, container string) (time.Duration, string, Event) {
 	t.Helper()
-	leader := f.steadyLeader(ctx, t)
-	p, err := f.cs.CoreV1().Pods(f.ns).Get(ctx, leader, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var id string
-	for _, st := range p.Status.ContainerStatuses {
-		if st.Name == container {
-			id = st.ContainerID
-		}
-	}
-	pid, err := ContainerPID(ctx, f.c, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	leader, pid := f.leaderContainer(ctx, t, container)
 	t0 := Mono()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill %d: %v", pid, err)

@@ -76,6 +76,7 @@ type Cluster struct {
 	holder  *proc
 	cgroups *cgroupTree
 	procs   map[string]*proc
+	argv    map[string][]string // name -> bin and args of a process spawnNode started
 	ca      *clientCA
 }
 
@@ -98,7 +99,7 @@ func StartCluster(ctx context.Context, opts ClusterOptions) (_ *Cluster, err err
 	if err != nil {
 		return nil, fmt.Errorf("testenv: %w", err)
 	}
-	c := &Cluster{NodeDir: dir, nodeBin: nodeBin, procs: map[string]*proc{}}
+	c := &Cluster{NodeDir: dir, nodeBin: nodeBin, procs: map[string]*proc{}, argv: map[string][]string{}}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, c.Stop())
@@ -400,6 +401,7 @@ func (c *Cluster) spawnNode(name, bin string, args ...string) error {
 		return err
 	}
 	c.procs[name] = p
+	c.argv[name] = append([]string{bin}, args...)
 	return nil
 }
 
@@ -632,4 +634,40 @@ func (c *Cluster) SignalNode(name string, sig syscall.Signal) error {
 	default:
 	}
 	return p.cmd.Process.Signal(sig)
+}
+
+// KillNode SIGKILLs one of the node's processes ("kubelet", "kube-proxy",
+// "containerd") and waits until it is gone; RestartNode starts it again.
+func (c *Cluster) KillNode(name string) error {
+	p := c.procs[name]
+	if p == nil || c.argv[name] == nil {
+		return fmt.Errorf("testenv: the node has no process %q", name)
+	}
+	p.stopping.Store(true)
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		return fmt.Errorf("testenv: kill %s: %w", name, err)
+	}
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("testenv: %s still runs 30s after SIGKILL", name)
+	}
+}
+
+// RestartNode starts again, with the same arguments, a node process that
+// KillNode (or a crash) ended. Its log continues in the same file.
+func (c *Cluster) RestartNode(name string) error {
+	argv := c.argv[name]
+	if argv == nil {
+		return fmt.Errorf("testenv: the node has no process %q", name)
+	}
+	if p := c.procs[name]; p != nil {
+		select {
+		case <-p.exited:
+		default:
+			return fmt.Errorf("testenv: %s is running", name)
+		}
+	}
+	return c.spawnNode(name, argv[0], argv[1:]...)
 }

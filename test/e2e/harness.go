@@ -183,7 +183,15 @@ func (r *Recorder) watchPods(ctx context.Context) {
 					r.following[key] = true
 					r.mu.Unlock()
 					if !seen {
-						r.wg.Go(func() { r.follow(ctx, p.Name) })
+						r.wg.Go(func() {
+							r.follow(ctx, p.Name)
+							// A stream that ends while the container still
+							// runs (the kubelet restarted) is opened again;
+							// lines read twice are kept once.
+							r.mu.Lock()
+							delete(r.following, key)
+							r.mu.Unlock()
+						})
 					}
 				}
 			}

@@ -179,3 +179,121 @@ func TestSidecarFollowsItsApp(t *testing.T) {
 		t.Fatalf("the sidecar of %s kept the lease after its app died: %v", leader, err)
 	}
 }
+
+// TestPodAwareKubeletKilled: the kubelet is killed (SIGKILL), then the
+// leading container is killed. The Pod's status still says the container
+// runs: stale, so nobody takes over early. Once a new kubelet runs and
+// reports the container terminated, a follower does.
+func TestPodAwareKubeletKilled(t *testing.T) {
+	c := node(t)
+	ctx := t.Context()
+	f := leaseholdFleet(t, c, "e2e-pa-kubelet-kill", "base", slowLease)
+	old, pid := f.leaderContainer(ctx, t, "worker")
+	if err := c.KillNode("kubelet"); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	defer func() {
+		if !restarted {
+			_ = c.RestartNode("kubelet")
+		}
+	}()
+	t0 := Mono()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	f.noStartWithin(ctx, t, t0, 20*time.Second, "the kubelet was killed and "+old+"'s container was killed")
+	if err := c.RestartNode("kubelet"); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	t1 := Mono()
+	next, err := f.rec.FirstStartAfter(ctx, t1, time.Minute)
+	if err != nil {
+		t.Fatalf("no takeover within a minute of the kubelet's restart: %v", err)
+	}
+	t.Logf("kubelet killed: no takeover for 20s; %s leads %s after the kubelet restarted", next.Pod, ms(time.Duration(next.Mono-t1)))
+}
+
+// TestPodAwareOOMKill: the kernel's OOM killer kills the leading
+// container's main process; the kubelet reports it OOMKilled, and a
+// follower takes over long before the two-minute lease duration.
+func TestPodAwareOOMKill(t *testing.T) {
+	c := node(t)
+	ctx := t.Context()
+	f := leaseholdFleet(t, c, "e2e-pa-oom", "base", slowLease)
+	old, pid := f.leaderContainer(ctx, t, "worker")
+	t0 := Mono()
+	if err := OOMKill(ctx, pid); err != nil {
+		t.Fatal(err)
+	}
+	next, err := f.rec.FirstStartAfter(ctx, t0, time.Minute)
+	if err != nil {
+		t.Fatalf("no takeover within a minute of %s's container being OOM-killed (lease duration 2m): %v", old, err)
+	}
+	var reason string
+	if err := Eventually(ctx, time.Minute, func() (bool, string) {
+		p, err := f.cs.CoreV1().Pods(f.ns).Get(ctx, old, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, st := range p.Status.ContainerStatuses {
+			if st.Name == "worker" && st.LastTerminationState.Terminated != nil {
+				reason = st.LastTerminationState.Terminated.Reason
+				return true, ""
+			}
+		}
+		return false, "the kubelet has not reported the container's termination"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if reason != "OOMKilled" {
+		t.Fatalf("the kubelet reports %s's container terminated with reason %q, want OOMKilled", old, reason)
+	}
+	t.Logf("OOM kill, pod-aware: %s leads %s after the cap; the kubelet says %s", next.Pod, ms(time.Duration(next.Mono-t0)), reason)
+}
+
+// TestPodAwarePartitionedHolder: the leader's pod loses its link to the
+// apiserver (iptables in its network namespace) but keeps running, and its
+// kubelet keeps reporting it running. Nobody takes over before the lease
+// expires: not within LeaseDuration − RetryPeriod of the cut (15s − 2s, as
+// deploy/base runs), and the old leader's work stops before the new one's
+// starts.
+func TestPodAwarePartitionedHolder(t *testing.T) {
+	c := node(t)
+	ctx := t.Context()
+	f := leaseholdFleet(t, c, "e2e-pa-partition", "base", "")
+	old, pid := f.leaderContainer(ctx, t, "worker")
+	addrs, err := APIServerAddresses(ctx, c, f.cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := Mono()
+	heal, err := Partition(ctx, pid, addrs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := heal(); err != nil {
+			t.Error(err)
+		}
+	}()
+	next, err := f.rec.FirstStartAfter(ctx, t0, time.Minute, old)
+	if err != nil {
+		t.Fatalf("no takeover within a minute of cutting %s off: %v", old, err)
+	}
+	after := time.Duration(next.Mono - t0)
+	if min := 13 * time.Second; after < min {
+		t.Errorf("%s took over %s after %s was cut off from the apiserver, before its lease could expire (%s)", next.Pod, ms(after), old, ms(min))
+	}
+	var stopped bool
+	for _, e := range f.rec.Events() {
+		if e.Pod == old && e.Ev == "stop" && e.Mono >= t0 && e.Mono < next.Mono {
+			stopped = true
+		}
+	}
+	if !stopped {
+		t.Errorf("%s's work did not stop before %s's started: events %v", old, next.Pod, f.rec.Events())
+	}
+	t.Logf("partitioned holder: %s leads %s after the cut", next.Pod, ms(after))
+}

@@ -4,7 +4,7 @@
 
 GO ?= go
 
-.PHONY: all build deps controlplane node node-deps image test integration unit vet e2e demo cluster bench bench-node clean python-wheel
+.PHONY: all build deps controlplane node node-deps image test integration unit vet e2e demo cluster bench bench-node clean python-wheel chaos-node
 
 all: build
 
@@ -78,6 +78,14 @@ e2e: deps node-deps controlplane node
 BENCH_NODE_N ?= 5
 bench-node: deps node-deps controlplane node
 	LEASEHOLD_BENCH_NODE=1 LEASEHOLD_BENCH_NODE_N=$(BENCH_NODE_N) $(GO) test -tags e2e -count=1 -timeout 90m -run '^TestBenchNode$$' -v ./test/e2e
+
+# Fault schedules on the real node (container kill, kubelet stopped,
+# partition, pod delete) against deploy/base pods; one line per schedule
+# and a table. CHAOS_NODE_SCHEDULES schedules from seed CHAOS_NODE_SEED.
+CHAOS_NODE_SCHEDULES ?= 10
+CHAOS_NODE_SEED ?= 1
+chaos-node: deps node-deps controlplane node
+	LEASEHOLD_CHAOS_NODE_SCHEDULES=$(CHAOS_NODE_SCHEDULES) LEASEHOLD_CHAOS_NODE_SEED=$(CHAOS_NODE_SEED) $(GO) test -tags e2e -count=1 -timeout 120m -run '^TestChaosOnNode$$' -v ./test/e2e
 
 # The tour runs `leasehold demo` against a local control plane that
 # hack/demo starts for it and stops after.

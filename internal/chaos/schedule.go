@@ -40,6 +40,17 @@ const (
 	// EtcdRestart restarts etcd (same address and data) under a running
 	// kube-apiserver.
 	EtcdRestart Kind = "etcd-restart"
+	// ContainerKill SIGKILLs the main process of the leading pod's
+	// container on the real node (test/e2e); the kubelet reports it
+	// terminated and starts it again.
+	ContainerKill Kind = "container-kill"
+	// KubeletStop freezes the real node's kubelet (SIGSTOP) for Dur and
+	// SIGKILLs the leading container meanwhile, so the Pod's status says it
+	// runs when it does not (stale); then SIGCONT.
+	KubeletStop Kind = "kubelet-stop"
+	// PodDelete deletes the leading pod on the real node (the kubelet sends
+	// SIGTERM; the leader hands over).
+	PodDelete Kind = "pod-delete"
 	// ClockRate is not a step of the schedule: it counts the Leasehold
 	// candidates whose elector's clock runs fast or slow for the whole run
 	// (Schedule.Rates).
@@ -48,6 +59,11 @@ const (
 
 // Kinds lists every fault kind a schedule draws from, in a fixed order.
 var Kinds = []Kind{ReqLatency, RespLatency, Degrade, Partition, Reset, Pause, Kill, APIRestart, EtcdRestart}
+
+// NodeKinds are the kinds a schedule on the real node draws from: a fleet
+// of pods (test/e2e), where Partition cuts the leading pod off from the
+// apiserver with iptables in its network namespace.
+var NodeKinds = []Kind{ContainerKill, KubeletStop, Partition, PodDelete}
 
 // Timing is the election timing the candidates run with.
 type Timing struct{ LeaseDuration, RenewDeadline, RetryPeriod time.Duration }
@@ -214,12 +230,14 @@ func Generate(seed uint64, candidates int, d time.Duration, t Timing, kinds ...K
 			f.Delay = between(rd*7/10, rd)
 			f.Dur = between(time.Second, ld)
 			f.Then = between(ld+500*time.Millisecond, 2*ld+time.Second)
-		case Partition, Pause:
+		case Partition, Pause, KubeletStop:
 			f.Leader = true
 			f.Dur = between(ld+500*time.Millisecond, 2*ld+time.Second)
 		case Kill:
 			f.Leader = true
 			f.Dur = between(0, ld)
+		case ContainerKill, PodDelete:
+			f.Leader = true
 		case Reset, APIRestart, EtcdRestart:
 		}
 		s.Faults = append(s.Faults, f)

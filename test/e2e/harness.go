@@ -140,6 +140,8 @@ type Event struct {
 	Pod  string
 	Ev   string
 	Mono int64
+	// Token is the term's fencing token, for a worker of `leasehold run`.
+	Token string
 }
 
 // Recorder follows the logs of every container named container in a
@@ -213,15 +215,16 @@ func (r *Recorder) follow(ctx context.Context, pod string) {
 	sc := bufio.NewScanner(s)
 	for sc.Scan() {
 		var l struct {
-			Ev   string `json:"ev"`
-			Mono int64  `json:"mono"`
+			Ev    string `json:"ev"`
+			Mono  int64  `json:"mono"`
+			Token string `json:"token"`
 		}
 		if json.Unmarshal(sc.Bytes(), &l) != nil || (l.Ev != "start" && l.Ev != "stop") || l.Mono == 0 {
 			continue
 		}
 		r.mu.Lock()
-		if !slices.Contains(r.events, Event{Pod: pod, Ev: l.Ev, Mono: l.Mono}) {
-			r.events = append(r.events, Event{Pod: pod, Ev: l.Ev, Mono: l.Mono})
+		if e := (Event{Pod: pod, Ev: l.Ev, Mono: l.Mono, Token: l.Token}); !slices.Contains(r.events, e) {
+			r.events = append(r.events, e)
 		}
 		r.mu.Unlock()
 	}

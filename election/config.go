@@ -90,8 +90,11 @@ type Config struct {
 
 	// Successor, if set, is asked whom to hand the lease to when Run's
 	// context ends while this candidate leads (a shutdown: SIGTERM at a pod
-	// deletion or rollout). It is called after the work has returned, with a
-	// context bounded by RetryPeriod; the lease is then released reserved for
+	// deletion or rollout). It is called as soon as that context ends and
+	// before the work's context is cancelled, with a context bounded by
+	// RetryPeriod: the work runs on under its term meanwhile, so the lookup
+	// adds nothing to the time without a leader. Once the work has returned,
+	// the lease is released reserved for
 	// the identity it returns, which takes it at once while the others wait
 	// two retry periods. "" releases to anyone. leasehold run chooses a
 	// replica that survives the rollout.

@@ -50,6 +50,8 @@ type Elector struct {
 
 	running  atomic.Bool
 	detected bool // pod-aware: own instance looked for (by Run only)
+	// succ is the current term's successor choice (Run's goroutine only).
+	succ *successorChoice
 
 	mu        sync.Mutex
 	term      *holder.Term            // set while fn runs
@@ -228,8 +230,25 @@ func (e *Elector) reportPodAware(part string, on bool, detail string) {
 func (e *Elector) lead(ctx context.Context, term *holder.Term, fn func(context.Context) error) (bool, error) {
 	fnCtx, cancel := context.WithCancelCause(term.Context())
 	defer cancel(nil)
-	stopRelay := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
-	defer stopRelay()
+	// A shutdown chooses the successor first, while the work still runs
+	// under its term, and only then stops the work: the lookup is not part
+	// of the time without a leader.
+	succ := &successorChoice{done: make(chan struct{})}
+	stopRelay := context.AfterFunc(ctx, func() {
+		defer close(succ.done)
+		if e.cfg.Successor != nil {
+			sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), e.core.Timing.RetryPeriod)
+			succ.name, succ.asked = e.cfg.Successor(sctx), true
+			scancel()
+		}
+		cancel(context.Cause(ctx))
+	})
+	defer func() {
+		if !stopRelay() {
+			<-succ.done // the relay started: wait for it
+		}
+	}()
+	e.succ = succ
 	fnCtx = context.WithValue(fnCtx, tokenKey{}, term.Token())
 
 	e.setLeading(term, cancel)
@@ -293,17 +312,23 @@ func (e *Elector) handOver(ctx context.Context, term *holder.Term, fnErr error) 
 	return nil
 }
 
+// successorChoice is the successor a shutdown chose for the current term;
+// done is closed once the choice is made (name and asked are then set).
+type successorChoice struct {
+	done  chan struct{}
+	name  string
+	asked bool
+}
+
 // settle ends a term whose work has returned: it stops renewing, releases
 // the lease (or leaves it to expire on shutdown with KeepLeaseOnCancel) and
 // completes a pending Resign. It reports whether a Resign was pending.
 func (e *Elector) settle(ctx context.Context, term *holder.Term) (bool, error) {
 	resigning := e.clearLeading()
 	release := ctx.Err() == nil || !e.cfg.KeepLeaseOnCancel
-	if release && ctx.Err() != nil && e.cfg.Successor != nil {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.core.Timing.RetryPeriod)
-		to := e.cfg.Successor(sctx)
-		cancel()
-		if to != "" && to != e.core.Identity {
+	if release && ctx.Err() != nil && e.succ != nil {
+		<-e.succ.done // the relay of the shutdown has run (ctx is done)
+		if to := e.succ.name; e.succ.asked && to != "" && to != e.core.Identity {
 			term.SetSuccessor(to)
 			e.log.Info("releasing the lease to a successor", "successor", to)
 		}

@@ -220,7 +220,8 @@ func mustClient(t *testing.T, srv *fakelease.Server) *lease.Client {
 }
 
 // TestShutdownReleasesToSuccessor: a leader shut down while leading asks
-// Successor and releases the lease reserved for it: the successor leads at
+// Successor while its work still runs, then stops the work and releases the
+// lease reserved for the successor: the successor leads at
 // once, another follower does not compete; a successor who is not there
 // holds the others back only two retry periods.
 func TestShutdownReleasesToSuccessor(t *testing.T) {
@@ -236,17 +237,24 @@ func TestShutdownReleasesToSuccessor(t *testing.T) {
 				srv := fakelease.New()
 				var ts terms
 				var asked atomic.Int32
+				var aWork atomic.Pointer[context.Context]
 				a := newElector(t, srv, "a", func(c *election.Config) {
 					c.Successor = func(ctx context.Context) string {
 						asked.Add(1)
 						if _, ok := ctx.Deadline(); !ok {
 							t.Error("Successor's context has no deadline")
 						}
+						if w := aWork.Load(); w == nil || (*w).Err() != nil {
+							t.Error("Successor asked after the work's context ended: the lookup is time without a leader")
+						}
 						return tc.successor
 					}
 				})
 				var r runner
-				stopA := r.start(t.Context(), "a", a, ts.work("a", untilDone))
+				stopA := r.start(t.Context(), "a", a, ts.work("a", func(ctx context.Context) error {
+					aWork.Store(&ctx)
+					return untilDone(ctx)
+				}))
 				synctest.Wait()
 				if !a.IsLeader() {
 					t.Fatal("a does not lead")

@@ -132,17 +132,12 @@ func cgroupMountPoints() (map[string]string, error) {
 }
 
 // HogEnv, set to a memory cgroup's folder, makes the e2e test binary a
-// memory hog (TestMain): it joins that cgroup, makes itself the one
-// process the kernel's OOM killer never picks, and allocates until killed.
+// memory hog (TestMain): it joins that cgroup and allocates until killed.
 const HogEnv = "LEASEHOLD_E2E_HOG"
 
 // hog is the memory hog's body; it never returns.
 func hog(dir string) {
 	procs := filepath.Join(dir, "cgroup.procs")
-	if err := os.WriteFile("/proc/self/oom_score_adj", []byte("-1000"), 0o644); err != nil {
-		fmt.Fprintln(os.Stderr, "hog:", err)
-		os.Exit(2)
-	}
 	if err := os.WriteFile(procs, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, "hog:", err)
 		os.Exit(2)
@@ -160,11 +155,13 @@ func hog(dir string) {
 
 // OOMKill makes the kernel's OOM killer kill the main process of the
 // container whose main process is pid: it caps the container's memory
-// cgroup a little above what it uses, then a hog joins the cgroup and
-// allocates until the kernel must kill a process there. The hog cannot be
-// picked (oom_score_adj -1000), so the container's largest process is:
-// its main one. The hog is killed once pid has died (or after a minute);
-// the cap goes with the container's cgroup, which the runtime removes.
+// cgroup a little above what it uses, marks pid as the process to pick
+// first (oom_score_adj 1000, the most a process may be raised to without
+// privilege), then a hog joins the cgroup and allocates until the kernel
+// must kill a process there. The hog can use at most the 16 MiB of
+// headroom, less than pid's score, so pid is picked. The hog is killed once
+// pid has died (or after a minute); the cap and the score go with the
+// container, whose cgroup the runtime removes.
 func OOMKill(ctx context.Context, pid int) error {
 	dir, err := memoryCgroup(pid)
 	if err != nil {
@@ -185,6 +182,9 @@ func OOMKill(ctx context.Context, pid int) error {
 	}
 	if err := os.WriteFile(limit, []byte(strconv.FormatInt(used+16<<20, 10)), 0o644); err != nil {
 		return fmt.Errorf("cap %s: %w", limit, err)
+	}
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte("1000"), 0o644); err != nil {
+		return err
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -131,35 +131,13 @@ func cgroupMountPoints() (map[string]string, error) {
 	return out, sc.Err()
 }
 
-// HogEnv, set to a memory cgroup's folder, makes the e2e test binary a
-// memory hog (TestMain): it joins that cgroup and allocates until killed.
-const HogEnv = "LEASEHOLD_E2E_HOG"
-
-// hog is the memory hog's body; it never returns.
-func hog(dir string) {
-	procs := filepath.Join(dir, "cgroup.procs")
-	if err := os.WriteFile(procs, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		fmt.Fprintln(os.Stderr, "hog:", err)
-		os.Exit(2)
-	}
-	var keep [][]byte
-	for {
-		b := make([]byte, 1<<20)
-		for i := 0; i < len(b); i += 4096 {
-			b[i] = 1
-		}
-		keep = append(keep, b)
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // OOMKill makes the kernel's OOM killer kill the main process of the
 // container whose main process is pid: it caps the container's memory
 // cgroup a little above what it uses, marks pid as the process to pick
 // first (oom_score_adj 1000, the most a process may be raised to without
 // privilege), then a hog joins the cgroup and allocates until the kernel
-// must kill a process there. The hog can use at most the 16 MiB of
-// headroom, less than pid's score, so pid is picked. The hog is killed once
+// must kill a process there. The hog can grow by at most the 16 MiB of
+// headroom, which scores below pid, so pid is picked. The hog is killed once
 // pid has died (or after a minute); the cap and the score go with the
 // container, whose cgroup the runtime removes.
 func OOMKill(ctx context.Context, pid int) error {
@@ -186,12 +164,9 @@ func OOMKill(ctx context.Context, pid int) error {
 	if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte("1000"), 0o644); err != nil {
 		return err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(self, "-test.run=^$")
-	cmd.Env = append(os.Environ(), HogEnv+"="+dir)
+	// The hog is small (tail reading /dev/zero keeps all it reads, as no
+	// line ever ends): its size never outweighs pid's score.
+	cmd := exec.Command("/bin/sh", "-c", `echo $$ > "$1" && exec tail /dev/zero`, "sh", filepath.Join(dir, "cgroup.procs"))
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return err

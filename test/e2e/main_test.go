@@ -19,9 +19,6 @@ import (
 var cluster *testenv.Cluster
 
 func TestMain(m *testing.M) {
-	if dir := os.Getenv(HogEnv); dir != "" {
-		hog(dir) // OOMKill's memory hog: never returns
-	}
 	flag.Parse()
 	if testing.Short() {
 		os.Exit(m.Run()) // every test skips itself

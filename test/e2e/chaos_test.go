@@ -258,14 +258,19 @@ func targetPod(ctx context.Context, f *fleet, fault chaos.Fault) (string, int, e
 
 // nodeTerms turns the workers' start and stop lines, and the kills of
 // their containers (a SIGKILLed worker logs no "stop"), into terms: a term
-// runs from a pod's "start" to its next "stop" or to the kill of its
-// container; one still open ends at now.
+// runs from a pod's "start" to its next "stop" (of the same shard, for the
+// workers of `run --shards`) or to the kill of its container; one still
+// open ends at now.
 func nodeTerms(events, kills []Event, now int64) []candidate.Term {
 	all := append(slices.Clone(events), kills...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Mono < all[j].Mono })
 	var rec candidate.Recorder
 	for _, e := range all {
-		rec.Add(candidate.Event{Ev: e.Ev, ID: e.Pod, Impl: "leasehold", Mono: e.Mono, Token: e.Token})
+		ev := candidate.Event{Ev: e.Ev, ID: e.Pod, Impl: "leasehold", Mono: e.Mono, Token: e.Token}
+		if n, err := strconv.Atoi(e.Shard); err == nil {
+			ev.Shard = &n
+		}
+		rec.Add(ev)
 	}
 	return rec.Terms(now)
 }

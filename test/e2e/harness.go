@@ -142,6 +142,8 @@ type Event struct {
 	Mono int64
 	// Token is the term's fencing token, for a worker of `leasehold run`.
 	Token string
+	// Shard is the shard of a worker of `leasehold run --shards`, else "".
+	Shard string
 }
 
 // Recorder follows the logs of every container named container in a
@@ -218,12 +220,13 @@ func (r *Recorder) follow(ctx context.Context, pod string) {
 			Ev    string `json:"ev"`
 			Mono  int64  `json:"mono"`
 			Token string `json:"token"`
+			Shard string `json:"shard"`
 		}
 		if json.Unmarshal(sc.Bytes(), &l) != nil || (l.Ev != "start" && l.Ev != "stop") || l.Mono == 0 {
 			continue
 		}
 		r.mu.Lock()
-		if e := (Event{Pod: pod, Ev: l.Ev, Mono: l.Mono, Token: l.Token}); !slices.Contains(r.events, e) {
+		if e := (Event{Pod: pod, Ev: l.Ev, Mono: l.Mono, Token: l.Token, Shard: l.Shard}); !slices.Contains(r.events, e) {
 			r.events = append(r.events, e)
 		}
 		r.mu.Unlock()

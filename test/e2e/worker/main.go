@@ -3,8 +3,9 @@
 // prints a "start" line, then a "stop" line when SIGTERM or SIGINT arrives,
 // and exits. As migrate (the child of `leasehold lock`) it prints "start",
 // works MIGRATE_SECONDS (default 3), prints "end" and exits. Each line is
-// JSON with the pod's name, the fencing token and CLOCK_MONOTONIC in
-// nanoseconds, which every process on the machine shares.
+// JSON with the pod's name, the fencing token, the shard (under `leasehold
+// run --shards`) and CLOCK_MONOTONIC in nanoseconds, which every process on
+// the machine shares.
 package main
 
 import (
@@ -25,12 +26,14 @@ type Line struct {
 	Pod   string `json:"pod"`
 	Token string `json:"token"`
 	Mono  int64  `json:"mono"`
+	// Shard is LEASEHOLD_SHARD, set for a child of `leasehold run --shards`.
+	Shard string `json:"shard,omitempty"`
 }
 
 func emit(ev string) {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	b, _ := json.Marshal(Line{Ev: ev, Pod: os.Getenv("POD_NAME"), Token: os.Getenv("LEASEHOLD_TOKEN"), Mono: ts.Nano()})
+	b, _ := json.Marshal(Line{Ev: ev, Pod: os.Getenv("POD_NAME"), Token: os.Getenv("LEASEHOLD_TOKEN"), Mono: ts.Nano(), Shard: os.Getenv("LEASEHOLD_SHARD")})
 	os.Stdout.Write(append(b, '\n'))
 }
 

@@ -324,17 +324,17 @@ func nodeTable(rs []nodeResult) string {
 	for _, k := range chaos.NodeKinds {
 		names = append(names, string(k))
 	}
-	fmt.Fprintf(&b, "| schedules | %s | failed faults | terms | overlaps | tokens back | no leader at end | container-kill failover p50 / max |\n", strings.Join(names, " | "))
+	fmt.Fprintf(&b, "| schedules | %s | failed faults | terms | overlaps | tokens back | no leader at end | container-kill failover p50 / p99 / max |\n", strings.Join(names, " | "))
 	b.WriteString("|" + strings.Repeat("---|", len(chaos.NodeKinds)+7) + "\n")
 	var counts []string
 	for _, k := range chaos.NodeKinds {
 		counts = append(counts, strconv.Itoa(injected[k]))
 	}
-	p50, mx := "-", "-"
+	p50, p99, mx := "-", "-", "-"
 	if len(fo) > 0 {
-		p50, mx = ms(pct(fo, 0.5)), ms(fo[len(fo)-1])
+		p50, p99, mx = ms(pct(fo, 50)), ms(pct(fo, 99)), ms(fo[len(fo)-1])
 	}
-	fmt.Fprintf(&b, "| %d | %s | %d | %d | %d | %d | %d | %s / %s |", len(rs), strings.Join(counts, " | "), failed, terms, overlaps, back, noLeader, p50, mx)
+	fmt.Fprintf(&b, "| %d | %s | %d | %d | %d | %d | %d | %s / %s / %s |", len(rs), strings.Join(counts, " | "), failed, terms, overlaps, back, noLeader, p50, p99, mx)
 	return b.String()
 }
 

@@ -47,6 +47,7 @@ type view struct {
 	mu      sync.Mutex
 	entries map[string]entry
 	synced  bool
+	from    string // the version a seeded view continues from
 	err     error
 	watches int // watches opened
 }
@@ -74,9 +75,24 @@ func (v *view) snapshot() (map[string]entry, bool, error, <-chan struct{}) {
 	return out, v.synced, v.err, ch
 }
 
+// seed starts the queue's view from a read of the entries made at rv, so
+// that run continues from there instead of reading them all again.
+func (v *view) seed(entries map[string]*lease.Snapshot, rv string) {
+	now := v.cfg.Clock.Now()
+	v.mu.Lock()
+	for name, s := range entries {
+		v.entries[name] = entry{snap: s, pos: positionOf(s), observedAt: now}
+	}
+	v.synced, v.from = true, rv
+	v.mu.Unlock()
+	v.changed.Notify()
+}
+
 // run watches until ctx ends, re-establishing the watch after errors.
 func (v *view) run(ctx context.Context) {
-	rv := ""
+	v.mu.Lock()
+	rv := v.from
+	v.mu.Unlock()
 	for ctx.Err() == nil {
 		next, err := v.watch(ctx, rv)
 		if ctx.Err() != nil {

@@ -327,3 +327,41 @@ func TestServedEntryIsNotGrantedAgain(t *testing.T) {
 		mustRelease(t, r.held)
 	})
 }
+
+// A hand-over wakes a fixed number of watches, whatever the queue's length:
+// waiters far back watch only the entries just ahead of them, so neither
+// the grant, the adoption nor the served waiter's leaving reaches them.
+func TestHandOverWakesFewWaiters(t *testing.T) {
+	for _, n := range []int{10, 40} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := fakelease.New()
+				h := mustLock(t, newMutex(t, srv, "wake", "holder"))
+				var ms []*lock.Mutex
+				for i := range n {
+					ms = append(ms, newMutex(t, srv, "wake", fmt.Sprintf("w%d", i)))
+				}
+				waits := queueInOrder(t, t.Context(), ms...)
+				for i, w := range waits[:5] {
+					before := srv.Delivered()
+					mustRelease(t, h)
+					r := <-w
+					if r.err != nil {
+						t.Fatal(r.err)
+					}
+					synctest.Wait()
+					// The grant and the adoption reach the holder and the
+					// two waiters near the head (3 watches of the permit,
+					// 2 writes), the served entry's deletion their queue
+					// views and the one waiter that followed it: about a
+					// dozen, never one per waiter.
+					if d := srv.Delivered() - before; d > 16 {
+						t.Errorf("hand-over %d with %d waiters delivered %d watch events, want at most 16", i, n, d)
+					}
+					h = r.held
+				}
+				mustRelease(t, h)
+			})
+		})
+	}
+}

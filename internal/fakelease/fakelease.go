@@ -47,6 +47,7 @@ type Server struct {
 	counts    map[string]int
 	hold      *barrier
 	versions  map[key][]*coordinationv1.Lease // every version stored, in order
+	delivered int                             // change events sent to watches
 }
 
 // barrier holds matching updates until n of them have arrived.
@@ -223,9 +224,19 @@ func (s *Server) publishLocked(k key, ev watch.Event, old *coordinationv1.Lease)
 	s.history = append(s.history, e)
 	for w := range s.watchers {
 		if ev, ok := w.filter(e); ok {
+			s.delivered++
 			w.sendLocked(ev)
 		}
 	}
+}
+
+// Delivered returns how many change events have been sent to open watches
+// (one per watch per event; initial events and replays not counted): the
+// wake-ups that writes cause.
+func (s *Server) Delivered() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.delivered
 }
 
 // filter returns the event as watch w sees it: a name watch sees its

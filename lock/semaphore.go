@@ -13,7 +13,8 @@ import (
 // Semaphore is a counted lock: at most N holders at once. It uses N Leases,
 // Name-0 … Name-(N−1), one per permit, each an ordinary lock, and one queue
 // for all of them: a releasing holder hands its permit to the first waiter.
-// A waiter follows all permits and the queue with one watch, whatever N.
+// A waiter near the head of the queue follows all permits with one watch,
+// whatever N; one far back watches only the N+1 entries just ahead of it.
 // Separate Leases keep each permit's renewals independent (no hot object
 // that every holder writes), and each permit stays readable by kubectl and
 // compatible with the Lease conventions.

@@ -217,6 +217,10 @@ type lockEnv struct {
 	reqs      reqCounter
 	conflicts atomic.Int64
 	failures  atomic.Int64
+	// placed holds the identities whose Lock call has reported its place
+	// in the queue (Hooks.Queued): it has joined and read the queue.
+	placed  sync.Map
+	nPlaced atomic.Int64
 }
 
 func (b *bench) newLockEnv() (*lockEnv, error) {
@@ -240,6 +244,11 @@ func (b *bench) mutex(env *lockEnv, name, identity string) (*lock.Mutex, error) 
 		Hooks: lock.Hooks{
 			Conflict:      func() { env.conflicts.Add(1) },
 			AttemptFailed: func(error) { env.failures.Add(1) },
+			Queued: func(int) {
+				if _, had := env.placed.LoadOrStore(identity, true); !had && strings.HasPrefix(identity, "waiter-") {
+					env.nPlaced.Add(1)
+				}
+			},
 		},
 	})
 }
@@ -372,22 +381,26 @@ func (b *bench) lockHandover(ctx context.Context, waiters int) (any, error) {
 }
 
 // settle waits until every waiter waits: the lock's queue is as long as the
-// waiter count (checked through queueLen), then one more second. A lock
-// without a queue (an earlier version) gets a fixed time instead.
+// waiter count (checked through queueLen) and every waiter has reported its
+// place (it has read the queue, so the joins' reads are over), then one
+// more second. A lock without a queue (an earlier version) gets a fixed
+// time instead.
 func (b *bench) settle(ctx context.Context, env *lockEnv, name string, waiters int) {
-	deadline := time.Now().Add(30 * time.Second)
+	start := time.Now()
+	deadline := start.Add(90 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		n, ok := queueLen(ctx, b, name)
-		if !ok || (n == 0 && time.Until(deadline) < 25*time.Second) {
+		if !ok || (n == 0 && time.Since(start) > 5*time.Second) {
 			// No queue to read: give every Lock call time to start.
 			time.Sleep(time.Second + time.Duration(waiters)*4*time.Millisecond)
 			return
 		}
-		if n >= waiters {
+		if n >= waiters && env.nPlaced.Load() >= int64(waiters) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	b.logf("lock-handover: %d waiters queued, %d placed after %v", waiters, env.nPlaced.Load(), time.Since(start).Round(time.Millisecond))
 	time.Sleep(time.Second)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -39,7 +40,7 @@ func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, inde
 			w.leave(ctx)
 		}
 	}()
-	far := farState{renewAt: w.cfg.Clock.Now().Add(w.renewEvery()), ahead: -1}
+	far := farState{renewAt: w.cfg.Clock.Now().Add(w.firstRenewal()), ahead: -1}
 	if !try {
 		if err := w.waitNear(ctx, &far); err != nil {
 			return nil, -1, err
@@ -110,6 +111,14 @@ func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, inde
 // renews: at 500 waiters and 15s that is 67 writes a second; a renewal that
 // fails twice costs the waiter its place, never safety.)
 func (w *waiter) renewEvery() time.Duration { return w.cfg.Timing.LeaseDuration / 2 }
+
+// firstRenewal is when a new entry is first renewed: at a random point of
+// the second quarter of its duration, so that waiters that queue together
+// (a fleet that starts at once) do not renew together ever after.
+func (w *waiter) firstRenewal() time.Duration {
+	q := w.cfg.Timing.LeaseDuration / 4
+	return q + rand.N(q+1)
+}
 
 func earliest(a, b time.Time) time.Time {
 	if a.IsZero() || (!b.IsZero() && b.Before(a)) {

@@ -365,3 +365,42 @@ func TestHandOverWakesFewWaiters(t *testing.T) {
 		})
 	}
 }
+
+// A lock released with nobody granted (by a client-go holder, say) is taken
+// by the head of the queue, and the release wakes only the waiters near
+// the head: the others never see the lock's Lease, so a free lock sets off
+// no rush of the whole queue.
+func TestFreeLockWakesOnlyTheHead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		srv.Put(leaseObj("free", "ghost", 15, 3, time.Now()))
+		const n = 30
+		var ms []*lock.Mutex
+		for i := range n {
+			ms = append(ms, newMutex(t, srv, "free", fmt.Sprintf("w%d", i)))
+		}
+		waits := queueInOrder(t, t.Context(), ms...)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		before, watches := srv.Delivered(), srv.Count("watch")
+		l := srv.Lease(ns, "free")
+		released := lease.Record{LeaseDuration: time.Second, AcquireTime: time.Now(), RenewTime: time.Now(), Transitions: 3}
+		l.Spec = released.ToSpec()
+		srv.Put(l)
+		r := <-waits[0]
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		synctest.Wait()
+		for _, w := range waits[1:] {
+			pending(t, w)
+		}
+		if d := srv.Delivered() - before; d > 12 {
+			t.Errorf("the release and the take-over delivered %d watch events to %d waiters, want at most 12", d, n)
+		}
+		if d := srv.Count("watch") - watches; d > 4 {
+			t.Errorf("the release and the take-over opened %d watches, want at most 4", d)
+		}
+		mustRelease(t, r.held)
+	})
+}

@@ -75,6 +75,7 @@ type waiter struct {
 	changed holder.Signal // either view changed
 
 	confirmed map[int]string // void grants read back, per permit (acquire's goroutine only)
+	mem       *memory        // of the Mutex or Semaphore, shared by its calls
 
 	mu           sync.Mutex
 	reg          *registration   // nil for TryLock
@@ -208,12 +209,21 @@ func (w *waiter) queueSynced(ctx context.Context) {
 	}
 }
 
-// close stops the watches and waits for them.
+// close stops the watches and waits for them; the queue, if this call
+// followed it, is kept for the next call.
 func (w *waiter) close() {
 	if w.cancel != nil {
 		w.cancel()
 	}
 	w.wg.Wait()
+	w.mu.Lock()
+	started := w.queueStarted
+	w.mu.Unlock()
+	if started && w.mem != nil {
+		if entries, rv, ok := w.queue.kept(); ok {
+			w.mem.keepQueue(entries, rv, w.cfg.Clock.Now())
+		}
+	}
 }
 
 func (w *waiter) entry() *registration {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -49,9 +50,13 @@ type farState struct {
 // here: it only decides when to start following it.
 func (w *waiter) waitNear(ctx context.Context, st *farState) error {
 	dead := map[string]string{} // entry -> the version at which it expired in this view
-	for {
+	for first := true; ; first = false {
 		reg := w.entry()
-		entries, rv, err := w.readQueue(ctx, reg.snap.ResourceVersion)
+		read := w.readQueue
+		if first {
+			read = w.catchUp
+		}
+		entries, rv, err := read(ctx, reg)
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -246,10 +251,77 @@ func (w *waiter) renewFar(ctx context.Context, st *farState) error {
 	return nil
 }
 
+// catchUp reads the queue for this call's first look: from the queue a
+// previous call of this Mutex or Semaphore kept, replaying the changes
+// since (a few, when it locks again right after releasing), up to this
+// call's own entry; from scratch (readQueue) when nothing was kept or the
+// replay fails (the kept version is too old for the apiserver's cache).
+func (w *waiter) catchUp(ctx context.Context, reg *registration) (map[string]*lease.Snapshot, string, error) {
+	kept, rv := map[string]*lease.Snapshot(nil), ""
+	if w.mem != nil {
+		// Kept within half an entry's duration: at most about one
+		// renewal per entry to replay, never more than a full read.
+		kept, rv = w.mem.keptQueue(w.cfg.Clock.Now().Add(-w.renewEvery()))
+	}
+	if kept != nil {
+		if entries, at, err := w.replayQueue(ctx, kept, rv, reg); err == nil {
+			return entries, at, nil
+		}
+	}
+	return w.readQueue(ctx, reg)
+}
+
+// replayQueue applies to the entries kept as of version rv the queue's
+// changes since, until this call's entry appears, and returns the entries
+// and the version as of which they are exact.
+func (w *waiter) replayQueue(ctx context.Context, kept map[string]*lease.Snapshot, rv string, reg *registration) (map[string]*lease.Snapshot, string, error) {
+	out := maps.Clone(kept)
+	if s, ok := out[reg.name()]; ok && s.UID == reg.snap.UID {
+		return out, rv, nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, w.cfg.Timing.RenewDeadline)
+	defer cancel()
+	selector := entryLabel + "=" + w.key
+	wch, err := lease.WatchSelected(rctx, w.cfg.Leases, w.cfg.Namespace, selector, rv, false)
+	if err != nil {
+		return nil, "", err
+	}
+	defer wch.Stop()
+	for {
+		select {
+		case <-rctx.Done():
+			return nil, "", rctx.Err()
+		case ev, ok := <-wch.ResultChan():
+			if !ok {
+				return nil, "", errors.New("lock: the queue's watch ended")
+			}
+			switch ev.Type {
+			case watch.Added, watch.Modified:
+				if l, ok := ev.Object.(*coordinationv1.Lease); ok {
+					out[l.Name] = lease.NewSnapshot(l)
+					if l.Name == reg.name() {
+						return out, l.ResourceVersion, nil
+					}
+				}
+			case watch.Deleted:
+				if m, err := meta.Accessor(ev.Object); err == nil {
+					delete(out, m.GetName())
+				}
+			case watch.Error:
+				if s, ok := ev.Object.(*metav1.Status); ok {
+					return nil, "", lease.WatchStatusError(w.cfg.Namespace, selector, s)
+				}
+				return nil, "", errors.New("lock: the queue's watch ended with an error event")
+			}
+		}
+	}
+}
+
 // readQueue reads the queue's entries with one watch that starts with them
-// (so it needs the watch verb only) at a version no older than minRV, and
-// returns them and the version they were read at.
-func (w *waiter) readQueue(ctx context.Context, minRV string) (map[string]*lease.Snapshot, string, error) {
+// (so it needs the watch verb only) at a version no older than the one
+// that created reg, and returns them and the version they were read at.
+func (w *waiter) readQueue(ctx context.Context, reg *registration) (map[string]*lease.Snapshot, string, error) {
+	minRV := reg.snap.ResourceVersion
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.Timing.RenewDeadline)
 	defer cancel()
 	yes := true

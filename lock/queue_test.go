@@ -404,3 +404,47 @@ func TestFreeLockWakesOnlyTheHead(t *testing.T) {
 		mustRelease(t, r.held)
 	})
 }
+
+// A Mutex that locks again right after releasing does not read the whole
+// queue: it replays the changes since its last call's view of it.
+func TestLockingAgainReplaysTheQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		m := newMutex(t, srv, "again", "m")
+		h := mustLock(t, m)
+		const n = 20
+		var ms []*lock.Mutex
+		for i := range n {
+			ms = append(ms, newMutex(t, srv, "again", fmt.Sprintf("w%d", i)))
+		}
+		waits := queueInOrder(t, t.Context(), ms...)
+		time.Sleep(time.Second)
+		mustRelease(t, h)
+		r := <-waits[0]
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		synctest.Wait()
+		read := srv.Count("initial-event")
+		again := lockAsync(t, t.Context(), m)
+		synctest.Wait()
+		if d := srv.Count("initial-event") - read; d != 0 {
+			t.Errorf("locking again read %d entries, want 0 (the queue replayed from the last view)", d)
+		}
+		// It queued at the back: served after the 20 waiters.
+		mustRelease(t, r.held)
+		for _, w := range waits[1:] {
+			r := <-w
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			pending(t, again)
+			mustRelease(t, r.held)
+		}
+		if r := <-again; r.err != nil {
+			t.Fatal(r.err)
+		} else {
+			mustRelease(t, r.held)
+		}
+	})
+}

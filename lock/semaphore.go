@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/leasehold/leasehold/internal/holder"
 	"github.com/leasehold/leasehold/lease"
@@ -81,6 +82,7 @@ func acquire(ctx context.Context, cfg settings, names []string, try bool, mem *m
 	if err != nil {
 		return nil, err
 	}
+	w.mem = mem
 	for i, o := range w.obs {
 		o.Seed(mem.get(names[i]))
 	}
@@ -147,6 +149,29 @@ func claimName(ctx context.Context, cfg settings, kind string) error {
 type memory struct {
 	mu   sync.Mutex
 	last map[string]holder.State
+	// The queue as the last waiter that followed it left it: its entries
+	// and the version as of which they are exact. The next call's first
+	// read of the queue replays the changes since then instead of reading
+	// every entry (a Mutex that locks again right after releasing).
+	queue   map[string]*lease.Snapshot
+	queueRV string
+	keptAt  time.Time
+}
+
+func (m *memory) keepQueue(entries map[string]*lease.Snapshot, rv string, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.queue, m.queueRV, m.keptAt = entries, rv, now
+}
+
+// keptQueue returns the queue kept no earlier than since (nil if none).
+func (m *memory) keptQueue(since time.Time) (map[string]*lease.Snapshot, string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.queue == nil || m.keptAt.Before(since) {
+		return nil, ""
+	}
+	return m.queue, m.queueRV
 }
 
 func (m *memory) get(name string) holder.State {

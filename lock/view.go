@@ -48,6 +48,7 @@ type view struct {
 	entries map[string]entry
 	synced  bool
 	from    string // the version a seeded view continues from
+	latest  string // the version as of which entries are exact ("" while reading them)
 	err     error
 	watches int // watches opened
 }
@@ -83,7 +84,7 @@ func (v *view) seed(entries map[string]*lease.Snapshot, rv string) {
 	for name, s := range entries {
 		v.entries[name] = entry{snap: s, pos: positionOf(s), observedAt: now}
 	}
-	v.synced, v.from = true, rv
+	v.synced, v.from, v.latest = true, rv, rv
 	v.mu.Unlock()
 	v.changed.Notify()
 }
@@ -167,8 +168,28 @@ func (v *view) watch(ctx context.Context, rv string) (string, error) {
 				}
 				return rv, errors.New("lock: queue watch ended with an error event")
 			}
+			if !initial {
+				v.mu.Lock()
+				v.latest = rv // the view is exact as of rv
+				v.mu.Unlock()
+			}
 		}
 	}
+}
+
+// kept returns the entries and the version as of which the view shows
+// them exactly; ok is false when it has not read them.
+func (v *view) kept() (entries map[string]*lease.Snapshot, rv string, ok bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.synced || v.err != nil || v.latest == "" {
+		return nil, "", false
+	}
+	entries = make(map[string]*lease.Snapshot, len(v.entries))
+	for name, e := range v.entries {
+		entries[name] = e.snap
+	}
+	return entries, v.latest, true
 }
 
 // put records a version of a permit Lease or of an entry.

@@ -429,6 +429,7 @@ func (l *leases) watchSelected(opts metav1.ListOptions) (watch.Interface, error)
 		for _, n := range names {
 			w.sendLocked(watch.Event{Type: watch.Added, Object: s.objs[key{l.ns, n}].DeepCopy()})
 		}
+		s.counts["initial-event"] += len(names) // Count("initial-event"): objects sent as initial events
 		mark := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
 			ResourceVersion: strconv.FormatUint(s.rv, 10),
 			Annotations:     map[string]string{"k8s.io/initial-events-end": "true"},

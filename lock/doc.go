@@ -114,9 +114,12 @@
 //
 // Per hand-over: two writes of the lock Lease (grant, adoption), no
 // conflict; the served waiter's entry delete; and, for a waiter that queues
-// again, one create. Each join costs one read of the queue (one request,
-// but its size grows with the queue), as does each far waiter's move
-// nearer (one per hand-over: the waiter that becomes near). Wake-ups per
+// again, one create. A join reads the queue once (one request, but its
+// size grows with the queue), except that a Mutex or Semaphore locking again
+// within LeaseDuration/2 of its last call replays only the changes since
+// the view that call kept; and each hand-over moves one far waiter near,
+// which reads the queue once (its view as a holder). So N waiters that
+// queue at once read O(N²) entries between them, once. Wake-ups per
 // hand-over are a fixed number (the holder and the near waiters see the
 // grant, the adoption and the served entry's deletion; the waiters that
 // watched that entry see its deletion), whatever the queue's length.

@@ -21,7 +21,8 @@
 //
 // Wake-ups are O(1) per waiter and per hand-over. On joining, a waiter
 // reads the queue once (a watch that starts with the entries, at a version
-// no older than its own entry's). While P+1 or more live entries are
+// no older than its own entry's; or only the changes since the queue that
+// its Mutex's previous call kept). While P+1 or more live entries are
 // ahead of it (P the number of permits, 1 for a Mutex) it is far: it
 // watches only the P+1 nearest of them, each by name, and reads the queue
 // again when one of them is deleted or expires in its view. Nothing

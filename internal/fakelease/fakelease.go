@@ -239,6 +239,13 @@ func (s *Server) Delivered() int {
 	return s.delivered
 }
 
+// since returns the events after version from (the history is in
+// version order), without scanning the older ones.
+func (s *Server) since(from uint64) []event {
+	i := sort.Search(len(s.history), func(i int) bool { return s.history[i].rv > from })
+	return s.history[i:]
+}
+
 // filter returns the event as watch w sees it: a name watch sees its
 // Lease's events; a label-selected watch sees an object entering the
 // selection as ADDED and leaving it as DELETED, as the apiserver does.
@@ -391,8 +398,8 @@ func (l *leases) Watch(_ context.Context, opts metav1.ListOptions) (watch.Interf
 		if from < s.compacted {
 			return nil, apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (%d)", from, s.compacted))
 		}
-		for _, e := range s.history {
-			if e.rv > from && e.key == k {
+		for _, e := range s.since(from) {
+			if e.key == k {
 				w.sendLocked(e.ev)
 			}
 		}
@@ -444,8 +451,8 @@ func (l *leases) watchSelected(opts metav1.ListOptions) (watch.Interface, error)
 		if from < s.compacted {
 			return nil, apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (%d)", from, s.compacted))
 		}
-		for _, e := range s.history {
-			if ev, ok := w.filter(e); ok && e.rv > from {
+		for _, e := range s.since(from) {
+			if ev, ok := w.filter(e); ok {
 				w.sendLocked(ev)
 			}
 		}

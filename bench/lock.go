@@ -1,10 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +41,24 @@ type lockHandoverResult struct {
 	// deletes (a waiter's queue entry).
 	WritesPerHandover    float64 `json:"writes_per_handover"`
 	ConflictsPerHandover float64 `json:"conflicts_per_handover"`
-	AttemptFailures      int64   `json:"attempt_failures,omitempty"`
+	// The same writes by purpose. LockWritesPerHandover: updates of the
+	// lock's own Lease (grant and adoption; a holder's renewal if a hold
+	// outlasts RetryPeriod). EntryCreates and EntryDeletes: joining and
+	// leaving the queue (one each per Lock call served). EntryRenewalsPerS:
+	// the waiters' renewals of their entries, a background cost that grows
+	// with the number of waiters and not with the hand-over rate, so given
+	// per second.
+	LockWritesPerHandover   float64 `json:"lock_writes_per_handover"`
+	EntryCreatesPerHandover float64 `json:"entry_creates_per_handover"`
+	EntryDeletesPerHandover float64 `json:"entry_deletes_per_handover"`
+	EntryRenewalsPerS       float64 `json:"entry_renewals_per_s"`
+	// WatchesPerHandover counts watches opened (reads of the queue
+	// included); WatchEventsPerHandover the events they delivered (JSON
+	// frames, initial events and bookmarks included): the wake-ups.
+	WatchesPerHandover     float64 `json:"watches_per_handover"`
+	WatchEventsPerHandover float64 `json:"watch_events_per_handover"`
+	ReadsPerHandover       float64 `json:"reads_per_handover"`
+	AttemptFailures        int64   `json:"attempt_failures,omitempty"`
 	// Overtakes counts acquisitions made while another waiter that had
 	// started waiting earlier was still waiting (waiters that start
 	// together, before the first hand-over, are not ordered).
@@ -89,25 +111,99 @@ func (q *queueOrder) overtakes() int {
 	return q.n
 }
 
-// reqCounter counts the API requests of a clientset (rest.Config.Wrap).
+// reqCounter counts the API requests of a clientset (rest.Config.Wrap),
+// and the events its watches deliver.
 type reqCounter struct {
-	total, watch, update, write atomic.Int64
+	total, watch, update, write       atomic.Int64
+	lockUpdate, entryUpdate           atomic.Int64 // PUT of the lock's Lease, of a queue entry
+	create, delete, read, watchEvents atomic.Int64
 }
 
 func (c *reqCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripper(func(r *http.Request) (*http.Response, error) {
 		c.total.Add(1)
+		isWatch := false
 		switch w := r.URL.Query().Get("watch"); {
 		case w == "true" || w == "1":
 			c.watch.Add(1)
+			isWatch = true
 		case r.Method == http.MethodPut:
 			c.update.Add(1)
 			c.write.Add(1)
-		case r.Method == http.MethodPost, r.Method == http.MethodDelete:
+			if strings.Contains(path.Base(r.URL.Path), "-q-") {
+				c.entryUpdate.Add(1)
+			} else {
+				c.lockUpdate.Add(1)
+			}
+		case r.Method == http.MethodPost:
 			c.write.Add(1)
+			c.create.Add(1)
+		case r.Method == http.MethodDelete:
+			c.write.Add(1)
+			c.delete.Add(1)
+		case r.Method == http.MethodGet:
+			c.read.Add(1)
 		}
-		return rt.RoundTrip(r)
+		resp, err := rt.RoundTrip(r)
+		if isWatch && err == nil {
+			proto := strings.Contains(resp.Header.Get("Content-Type"), "protobuf")
+			resp.Body = &frameCounter{ReadCloser: resp.Body, n: &c.watchEvents, proto: proto}
+		}
+		return resp, err
 	})
+}
+
+// frameCounter counts the events of a watch response: newline-terminated
+// JSON frames, or length-prefixed protobuf frames (4-byte big-endian
+// length, then the event), as the response's content type says.
+type frameCounter struct {
+	io.ReadCloser
+	n     *atomic.Int64
+	proto bool
+	head  []byte // protobuf: the length bytes read so far
+	left  int    // protobuf: bytes of the current frame still to come
+}
+
+func (f *frameCounter) Read(p []byte) (int, error) {
+	n, err := f.ReadCloser.Read(p)
+	if !f.proto {
+		if k := bytes.Count(p[:n], []byte{'\n'}); k > 0 {
+			f.n.Add(int64(k))
+		}
+		return n, err
+	}
+	for b := p[:n]; len(b) > 0; {
+		if f.left > 0 {
+			k := min(f.left, len(b))
+			f.left, b = f.left-k, b[k:]
+			continue
+		}
+		f.head = append(f.head, b[0])
+		b = b[1:]
+		if len(f.head) == 4 {
+			f.left = int(binary.BigEndian.Uint32(f.head))
+			f.head = f.head[:0]
+			f.n.Add(1)
+		}
+	}
+	return n, err
+}
+
+// lockCounts is a snapshot of the counters of a lockEnv.
+type lockCounts struct {
+	total, update, write, lockUpdate, entryUpdate, create, delete, watch, watchEvents, read int64
+	conflicts, failures                                                                     int64
+	at                                                                                      time.Time
+}
+
+func (env *lockEnv) counts() lockCounts {
+	c := &env.reqs
+	return lockCounts{
+		total: c.total.Load(), update: c.update.Load(), write: c.write.Load(), lockUpdate: c.lockUpdate.Load(),
+		entryUpdate: c.entryUpdate.Load(), create: c.create.Load(), delete: c.delete.Load(), watch: c.watch.Load(),
+		watchEvents: c.watchEvents.Load(), read: c.read.Load(),
+		conflicts: env.conflicts.Load(), failures: env.failures.Load(), at: time.Now(),
+	}
 }
 
 type roundTripper func(*http.Request) (*http.Response, error)
@@ -121,6 +217,10 @@ type lockEnv struct {
 	reqs      reqCounter
 	conflicts atomic.Int64
 	failures  atomic.Int64
+	// placed holds the identities whose Lock call has reported its place
+	// in the queue (Hooks.Queued): it has joined and read the queue.
+	placed  sync.Map
+	nPlaced atomic.Int64
 }
 
 func (b *bench) newLockEnv() (*lockEnv, error) {
@@ -144,6 +244,11 @@ func (b *bench) mutex(env *lockEnv, name, identity string) (*lock.Mutex, error) 
 		Hooks: lock.Hooks{
 			Conflict:      func() { env.conflicts.Add(1) },
 			AttemptFailed: func(error) { env.failures.Add(1) },
+			Queued: func(int) {
+				if _, had := env.placed.LoadOrStore(identity, true); !had && strings.HasPrefix(identity, "waiter-") {
+					env.nPlaced.Add(1)
+				}
+			},
 		},
 	})
 }
@@ -218,7 +323,7 @@ func (b *bench) lockHandover(ctx context.Context, waiters int) (any, error) {
 	timeout := 2*time.Minute + 2*b.o.timing.LeaseDuration + time.Duration(target)*50*time.Millisecond
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	h := &handover{b: b, target: target, cancel: cancel}
+	h := &handover{b: b, target: target, cancel: cancel, snap: env.counts}
 	var wg sync.WaitGroup
 	for i := range waiters {
 		m, err := b.mutex(env, name, fmt.Sprintf("waiter-%d-of-%d", i+1, waiters))
@@ -231,9 +336,8 @@ func (b *bench) lockHandover(ctx context.Context, waiters int) (any, error) {
 		wg.Go(func() { h.loop(rctx, i, m) })
 	}
 	b.settle(rctx, env, name, waiters)
-	reqs0, upd0, wr0 := env.reqs.total.Load(), env.reqs.update.Load(), env.reqs.write.Load()
-	conf0, fail0 := env.conflicts.Load(), env.failures.Load()
-	start := time.Now()
+	c0 := env.counts()
+	start := c0.at
 	h.lastRelease.Store(candidate.Mono())
 	if err := b.release(rctx, setup); err != nil {
 		h.fail(fmt.Errorf("setup release: %w", err))
@@ -244,41 +348,59 @@ func (b *bench) lockHandover(ctx context.Context, waiters int) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Counted up to the last hand-over measured: what the waiters do
+	// when the run ends (leave the queue) is not a hand-over's cost.
+	c1 := h.end
+	span := c1.at.Sub(start).Seconds()
 	per := func(n int64) float64 { return round3(float64(n) / float64(len(samples))) }
 	s := summarize(samples)
-	reqs := env.reqs.total.Load() - reqs0
+	reqs := c1.total - c0.total
 	r := lockHandoverResult{
 		Bench: "lock-handover", Impl: "leasehold", Waiters: waiters, latency: s.latency(),
 		RequestsPerHandover:  per(reqs),
-		UpdatesPerHandover:   per(env.reqs.update.Load() - upd0),
-		WritesPerHandover:    per(env.reqs.write.Load() - wr0),
-		ConflictsPerHandover: per(env.conflicts.Load() - conf0),
-		AttemptFailures:      env.failures.Load() - fail0,
+		UpdatesPerHandover:   per(c1.update - c0.update),
+		WritesPerHandover:    per(c1.write - c0.write),
+		ConflictsPerHandover: per(c1.conflicts - c0.conflicts),
+		AttemptFailures:      c1.failures - c0.failures,
 		Overtakes:            h.q.overtakes(),
-		ApiserverRPS:         round3(float64(reqs) / elapsed.Seconds()),
+		ApiserverRPS:         round3(float64(reqs) / span),
+
+		LockWritesPerHandover:   per(c1.lockUpdate - c0.lockUpdate),
+		EntryCreatesPerHandover: per(c1.create - c0.create),
+		EntryDeletesPerHandover: per(c1.delete - c0.delete),
+		EntryRenewalsPerS:       round3(float64(c1.entryUpdate-c0.entryUpdate) / span),
+		WatchesPerHandover:      per(c1.watch - c0.watch),
+		WatchEventsPerHandover:  per(c1.watchEvents - c0.watchEvents),
+		ReadsPerHandover:        per(c1.read - c0.read),
 	}
 	b.logf("lock-handover %d waiters: %d hand-overs in %v: p50 %.3fms p99 %.3fms max %.3fms; %.1f requests, %.1f conflicts per hand-over, %d overtakes",
 		waiters, s.N, elapsed.Round(time.Millisecond), s.P50, s.P99, s.Max, r.RequestsPerHandover, r.ConflictsPerHandover, r.Overtakes)
+	b.logf("lock-handover %d waiters: per hand-over %.2f lock-Lease writes, %.2f entry creates, %.2f entry deletes, %.1f watches opened, %.1f watch events; entry renewals %.1f/s",
+		waiters, r.LockWritesPerHandover, r.EntryCreatesPerHandover, r.EntryDeletesPerHandover, r.WatchesPerHandover, r.WatchEventsPerHandover, r.EntryRenewalsPerS)
 	return r, nil
 }
 
 // settle waits until every waiter waits: the lock's queue is as long as the
-// waiter count (checked through queueLen), then one more second. A lock
-// without a queue (an earlier version) gets a fixed time instead.
+// waiter count (checked through queueLen) and every waiter has reported its
+// place (it has read the queue, so the joins' reads are over), then one
+// more second. A lock without a queue (an earlier version) gets a fixed
+// time instead.
 func (b *bench) settle(ctx context.Context, env *lockEnv, name string, waiters int) {
-	deadline := time.Now().Add(30 * time.Second)
+	start := time.Now()
+	deadline := start.Add(90 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		n, ok := queueLen(ctx, b, name)
-		if !ok || (n == 0 && time.Until(deadline) < 25*time.Second) {
+		if !ok || (n == 0 && time.Since(start) > 5*time.Second) {
 			// No queue to read: give every Lock call time to start.
 			time.Sleep(time.Second + time.Duration(waiters)*4*time.Millisecond)
 			return
 		}
-		if n >= waiters {
+		if n >= waiters && env.nPlaced.Load() >= int64(waiters) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	b.logf("lock-handover: %d waiters queued, %d placed after %v", waiters, env.nPlaced.Load(), time.Since(start).Round(time.Millisecond))
 	time.Sleep(time.Second)
 }
 
@@ -289,6 +411,8 @@ type handover struct {
 	cancel      context.CancelFunc
 	lastRelease atomic.Int64 // Mono at the start of the latest Release call
 	q           queueOrder
+	snap        func() lockCounts // read when the last hand-over is measured
+	end         lockCounts
 
 	mu      sync.Mutex
 	samples []time.Duration
@@ -308,6 +432,9 @@ func (h *handover) record(acquired int64) bool {
 	defer h.mu.Unlock()
 	if lr := h.lastRelease.Load(); lr != 0 && len(h.samples) < h.target {
 		h.samples = append(h.samples, time.Duration(acquired-lr))
+		if len(h.samples) == h.target {
+			h.end = h.snap()
+		}
 	}
 	return len(h.samples) >= h.target
 }

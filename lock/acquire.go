@@ -74,17 +74,21 @@ type waiter struct {
 
 	changed holder.Signal // either view changed
 
+	confirmed map[int]string // void grants read back, per permit (acquire's goroutine only)
+	mem       *memory        // of the Mutex or Semaphore, shared by its calls
+
 	mu           sync.Mutex
 	reg          *registration   // nil for TryLock
 	mine         map[string]bool // every entry this call created
 	queueStarted bool
+	lockStarted  bool
 	ctx          context.Context // of the watches, ended by close
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
 }
 
 func newWaiter(cfg settings, names []string, kind string) (*waiter, error) {
-	w := &waiter{cfg: cfg, key: queueKey(kind, cfg.Name), names: names, mine: map[string]bool{}}
+	w := &waiter{cfg: cfg, key: queueKey(kind, cfg.Name), names: names, mine: map[string]bool{}, confirmed: map[int]string{}}
 	locks := map[string]*holder.Observer{}
 	for _, name := range names {
 		c, err := lease.NewClient(cfg.Leases, cfg.Namespace, name)
@@ -125,16 +129,41 @@ func (w *waiter) markHeld(base *lease.Snapshot) *lease.Snapshot {
 	return lease.WithAnnotation(base, entryAnnotation, cursorValue("held", max(pos, reg.pos), reg.name()))
 }
 
-// start runs the permits' watch, owned by the waiter until close.
+// start prepares the waiter's background work, owned by it until close.
 func (w *waiter) start(ctx context.Context) {
 	w.ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
+}
+
+// watchPermits starts the permits' watch, if it is not running: for
+// TryLock, and for a waiter near the head of the queue (waitNear).
+func (w *waiter) watchPermits() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.lockStarted || w.ctx == nil {
+		return
+	}
+	w.lockStarted = true
 	w.wg.Go(func() { w.view.run(w.ctx) })
 }
 
-// watchQueue starts the queue's watch, if it is not running: for the holder
-// (it hands over to the head of the queue), for a waiter that sees a permit
-// free (only the head may take it) or that reports its place (Hooks.Queued),
-// and for TryLock (a free lock with waiters is theirs).
+// dropEntry deletes, in the background, the entry of a call that has just
+// taken or adopted a permit: the permit's cursor now records its place,
+// and the waiter that follows this entry learns at once that it is near.
+func (w *waiter) dropEntry() {
+	reg := w.entry()
+	if reg == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ctx != nil {
+		w.wg.Go(func() { reg.remove(w.ctx) })
+	}
+}
+
+// watchQueue starts the queue's watch, if it is not running: for a waiter
+// near the head, which keeps it as the holder (it hands over to the head of
+// the queue), and for TryLock (a free lock with waiters is theirs).
 func (w *waiter) watchQueue() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -180,12 +209,21 @@ func (w *waiter) queueSynced(ctx context.Context) {
 	}
 }
 
-// close stops the watches and waits for them.
+// close stops the watches and waits for them; the queue, if this call
+// followed it, is kept for the next call.
 func (w *waiter) close() {
 	if w.cancel != nil {
 		w.cancel()
 	}
 	w.wg.Wait()
+	w.mu.Lock()
+	started := w.queueStarted
+	w.mu.Unlock()
+	if started && w.mem != nil {
+		if entries, rv, ok := w.queue.kept(); ok {
+			w.mem.keepQueue(entries, rv, w.cfg.Clock.Now())
+		}
+	}
 }
 
 func (w *waiter) entry() *registration {

@@ -17,10 +17,24 @@
 // leasehold.io/queue-entry=<key>, that names it in holderIdentity and is
 // renewed every LeaseDuration/2 while it waits; the resourceVersion that
 // created it is its place in the queue (recorded on the entry at its first
-// renewal as leasehold.io/queued-at). A waiter watches the lock's Leases
-// with ONE label-selected watch (leasehold.io/queue=<key>), whatever the
-// number of permits, and receives no wake-up it must act on other than its
-// own turn. The holder also watches the entries, to know the next waiter.
+// renewal as leasehold.io/queued-at).
+//
+// Wake-ups are O(1) per waiter and per hand-over. On joining, a waiter
+// reads the queue once (a watch that starts with the entries, at a version
+// no older than its own entry's; or only the changes since the queue that
+// its Mutex's previous call kept). While P+1 or more live entries are
+// ahead of it (P the number of permits, 1 for a Mutex) it is far: it
+// watches only the P+1 nearest of them, each by name, and reads the queue
+// again when one of them is deleted or expires in its view. Nothing
+// written to the lock's Leases reaches it, nor any other entry's renewal.
+// With at most P live entries ahead (for a Mutex: the head, and the waiter
+// right behind it) it is near: it follows the lock's Leases with ONE
+// label-selected watch (leasehold.io/queue=<key>), whatever the number of
+// permits, and the queue's entries with another, continuing from its last
+// read; it keeps both when it becomes a holder, so a holder knows the next
+// waiter without reading anything at release. A waiter that takes or
+// adopts a permit deletes its entry at once (the permit's cursor records
+// its place), which is what tells the waiter behind it that it is near.
 //
 // Release is a hand-over: the holder writes the lock Lease, in ONE
 // conditional write, to the first live waiter of its view: holderIdentity
@@ -63,11 +77,15 @@
 //     in every observer's view, like a crashed holder's record.
 //  4. A waiter takes a permit without a grant only when it is free in its
 //     own view: released, expired (holder invariant 2), or granted to an
-//     entry that no longer exists. An entry is deleted only by its waiter,
-//     which never adopts afterwards, or by a holder that saw it expire, or by
-//     hand; an adoption racing the take is one of two writes on the same
-//     version (1). A term that has been adopted is never taken this way:
-//     its record says held/, not granted/.
+//     entry that no longer exists, a grant it first reads back from the
+//     apiserver (the queue's watch may show a served waiter's entry gone
+//     before the permits' watch shows its adoption). An entry is deleted
+//     only by its waiter, which never adopts with it afterwards (it deletes
+//     it on giving up, or once its own take or adoption has succeeded), or
+//     by a holder that saw it expire, or by hand; an adoption racing the
+//     take is one of two writes on the same version (1). A term that has
+//     been adopted is never taken this way: its record says held/, not
+//     granted/.
 //  5. The token of every term is the version its first write replaced
 //     (holder invariant 8), whether that write was a take or a grant.
 //
@@ -95,9 +113,22 @@
 //
 // # Costs and non-guarantees
 //
-// Every waiter renews its entry (at 500 waiters and LeaseDuration 15s, 67
-// writes a second); each waiter's watch receives the lock Lease's two writes
-// per hand-over; the holder's watch of the entries starts with every entry.
+// Per hand-over: two writes of the lock Lease (grant, adoption), no
+// conflict; the served waiter's entry delete; and, for a waiter that queues
+// again, one create. A join reads the queue once (one request, but its
+// size grows with the queue), except that a Mutex or Semaphore locking again
+// within LeaseDuration/2 of its last call replays only the changes since
+// the view that call kept; and each hand-over moves one far waiter near,
+// which reads the queue once (its view as a holder). So N waiters that
+// queue at once read O(N²) entries between them, once. Wake-ups per
+// hand-over are a fixed number (the holder and the near waiters see the
+// grant, the adoption and the served entry's deletion; the waiters that
+// watched that entry see its deletion), whatever the queue's length.
+// In the background every waiter renews its entry every LeaseDuration/2
+// (at 500 waiters and LeaseDuration 15s, 67 writes a second, whatever the
+// hand-over rate); each renewal wakes the P+1 far waiters behind it, the
+// near waiters and the holders (their queue watches). A far waiter holds
+// P+1 watches open; a near one two.
 // RBAC needs get, watch, create, update and delete on Leases (delete: the
 // entries). Anyone who may update Leases can reorder or empty the queue by
 // hand; the lock stays safe (conditional writes), the order does not.

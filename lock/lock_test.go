@@ -577,17 +577,18 @@ func TestLockTimeoutIsAContextAndLeavesTheQueue(t *testing.T) {
 				defer cancel()
 				waiting := lockAsync(t, ctx, b)
 				synctest.Wait()
-				// a's entry stays until a releases; b's is the other.
-				if n := len(queueEntries(srv, "timeout")); n != 2 {
-					t.Fatalf("%d queue entries while b waits, want 2 (a's and b's)", n)
+				// a deleted its entry when it took the lock; b's is the
+				// only one.
+				if n := len(queueEntries(srv, "timeout")); n != 1 {
+					t.Fatalf("%d queue entries while b waits, want 1 (b's)", n)
 				}
 				r := <-waiting
 				if !errors.Is(r.err, context.DeadlineExceeded) || r.held != nil {
 					t.Fatalf("Lock = %v, %v; want context.DeadlineExceeded", r.held, r.err)
 				}
 				synctest.Wait()
-				if n := queueEntries(srv, "timeout"); len(n) != 1 {
-					t.Fatalf("queue entries %v after b gave up, want only a's", n)
+				if n := queueEntries(srv, "timeout"); len(n) != 0 {
+					t.Fatalf("queue entries %v after b gave up, want none", n)
 				}
 				if d := len(srv.Versions(ns, "timeout")) - lockVersions; d < renewals-1 || d > renewals {
 					t.Errorf("%d writes of the lock Lease while b waited, want only a's %d renewals", d, renewals)

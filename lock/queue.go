@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/leasehold/leasehold/internal/holder"
@@ -234,6 +235,8 @@ type registration struct {
 	client *lease.Client
 	snap   *lease.Snapshot
 	pos    uint64
+
+	removed sync.Once
 }
 
 // register creates a queue entry for the waiter: a Lease named
@@ -301,8 +304,13 @@ func (r *registration) renewOn(ctx context.Context, base *lease.Snapshot, fresh 
 }
 
 // remove deletes the entry (this incarnation only), bounded by
-// RenewDeadline, also after ctx ended.
+// RenewDeadline, also after ctx ended. Only the first call deletes; later
+// ones wait for it.
 func (r *registration) remove(ctx context.Context) {
+	r.removed.Do(func() { r.delete(ctx) })
+}
+
+func (r *registration) delete(ctx context.Context) {
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timing.RenewDeadline)
 	defer cancel()
 	if err := r.client.Delete(dctx, r.snap.UID); err != nil && !errors.Is(err, lease.ErrNotFound) {

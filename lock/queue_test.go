@@ -65,7 +65,9 @@ func TestWaitersServedInQueueOrderWithTwoWritesEach(t *testing.T) {
 	})
 }
 
-// Waiting on a semaphore costs one watch, whatever its number of permits.
+// Waiting on a semaphore costs a fixed number of watches, whatever its
+// number of permits: the read of the queue on joining, then, near the head,
+// the permits' watch and the queue's (which continues from that read).
 func TestSemaphoreWaitCostsOneWatch(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fakelease.New()
@@ -100,8 +102,8 @@ func TestSemaphoreWaitCostsOneWatch(t *testing.T) {
 		}()
 		time.Sleep(5 * time.Second)
 		synctest.Wait()
-		if d := srv.Count("watch") - watches; d != 1 {
-			t.Errorf("waiting on a semaphore of %d permits opened %d watches, want 1", permits, d)
+		if d := srv.Count("watch") - watches; d != 3 {
+			t.Errorf("waiting on a semaphore of %d permits opened %d watches, want 3", permits, d)
 		}
 		mustRelease(t, held[37])
 		h := <-done
@@ -323,5 +325,126 @@ func TestServedEntryIsNotGrantedAgain(t *testing.T) {
 			t.Errorf("b got the lock %v after the release, want at once (x's entry is served already)", d)
 		}
 		mustRelease(t, r.held)
+	})
+}
+
+// A hand-over wakes a fixed number of watches, whatever the queue's length:
+// waiters far back watch only the entries just ahead of them, so neither
+// the grant, the adoption nor the served waiter's leaving reaches them.
+func TestHandOverWakesFewWaiters(t *testing.T) {
+	for _, n := range []int{10, 40} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := fakelease.New()
+				h := mustLock(t, newMutex(t, srv, "wake", "holder"))
+				var ms []*lock.Mutex
+				for i := range n {
+					ms = append(ms, newMutex(t, srv, "wake", fmt.Sprintf("w%d", i)))
+				}
+				waits := queueInOrder(t, t.Context(), ms...)
+				for i, w := range waits[:5] {
+					before := srv.Delivered()
+					mustRelease(t, h)
+					r := <-w
+					if r.err != nil {
+						t.Fatal(r.err)
+					}
+					synctest.Wait()
+					// The grant and the adoption reach the holder and the
+					// two waiters near the head (3 watches of the permit,
+					// 2 writes), the served entry's deletion their queue
+					// views and the one waiter that followed it: about a
+					// dozen, never one per waiter.
+					if d := srv.Delivered() - before; d > 16 {
+						t.Errorf("hand-over %d with %d waiters delivered %d watch events, want at most 16", i, n, d)
+					}
+					h = r.held
+				}
+				mustRelease(t, h)
+			})
+		})
+	}
+}
+
+// A lock released with nobody granted (by a client-go holder, say) is taken
+// by the head of the queue, and the release wakes only the waiters near
+// the head: the others never see the lock's Lease, so a free lock sets off
+// no rush of the whole queue.
+func TestFreeLockWakesOnlyTheHead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		srv.Put(leaseObj("free", "ghost", 15, 3, time.Now()))
+		const n = 30
+		var ms []*lock.Mutex
+		for i := range n {
+			ms = append(ms, newMutex(t, srv, "free", fmt.Sprintf("w%d", i)))
+		}
+		waits := queueInOrder(t, t.Context(), ms...)
+		time.Sleep(time.Second)
+		synctest.Wait()
+		before, watches := srv.Delivered(), srv.Count("watch")
+		l := srv.Lease(ns, "free")
+		released := lease.Record{LeaseDuration: time.Second, AcquireTime: time.Now(), RenewTime: time.Now(), Transitions: 3}
+		l.Spec = released.ToSpec()
+		srv.Put(l)
+		r := <-waits[0]
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		synctest.Wait()
+		for _, w := range waits[1:] {
+			pending(t, w)
+		}
+		if d := srv.Delivered() - before; d > 12 {
+			t.Errorf("the release and the take-over delivered %d watch events to %d waiters, want at most 12", d, n)
+		}
+		if d := srv.Count("watch") - watches; d > 4 {
+			t.Errorf("the release and the take-over opened %d watches, want at most 4", d)
+		}
+		mustRelease(t, r.held)
+	})
+}
+
+// A Mutex that locks again right after releasing does not read the whole
+// queue: it replays the changes since its last call's view of it.
+func TestLockingAgainReplaysTheQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		m := newMutex(t, srv, "again", "m")
+		h := mustLock(t, m)
+		const n = 20
+		var ms []*lock.Mutex
+		for i := range n {
+			ms = append(ms, newMutex(t, srv, "again", fmt.Sprintf("w%d", i)))
+		}
+		waits := queueInOrder(t, t.Context(), ms...)
+		time.Sleep(time.Second)
+		mustRelease(t, h)
+		r := <-waits[0]
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		synctest.Wait()
+		read := srv.Count("initial-event")
+		again := lockAsync(t, t.Context(), m)
+		synctest.Wait()
+		if d := srv.Count("initial-event") - read; d != 0 {
+			t.Errorf("locking again read %d entries, want 0 (the queue replayed from the last view)", d)
+		}
+		// It queued at the back: served after the 20 waiters.
+		mustRelease(t, r.held)
+		for _, w := range waits[1:] {
+			r := <-w
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			pending(t, again)
+			mustRelease(t, r.held)
+		}
+		if r := <-again; r.err != nil {
+			t.Fatal(r.err)
+		} else {
+			mustRelease(t, r.held)
+		}
 	})
 }

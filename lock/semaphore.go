@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/leasehold/leasehold/internal/holder"
 	"github.com/leasehold/leasehold/lease"
@@ -13,7 +14,8 @@ import (
 // Semaphore is a counted lock: at most N holders at once. It uses N Leases,
 // Name-0 … Name-(N−1), one per permit, each an ordinary lock, and one queue
 // for all of them: a releasing holder hands its permit to the first waiter.
-// A waiter follows all permits and the queue with one watch, whatever N.
+// A waiter near the head of the queue follows all permits with one watch,
+// whatever N; one far back watches only the N+1 entries just ahead of it.
 // Separate Leases keep each permit's renewals independent (no hot object
 // that every holder writes), and each permit stays readable by kubectl and
 // compatible with the Lease conventions.
@@ -80,6 +82,7 @@ func acquire(ctx context.Context, cfg settings, names []string, try bool, mem *m
 	if err != nil {
 		return nil, err
 	}
+	w.mem = mem
 	for i, o := range w.obs {
 		o.Seed(mem.get(names[i]))
 	}
@@ -146,6 +149,29 @@ func claimName(ctx context.Context, cfg settings, kind string) error {
 type memory struct {
 	mu   sync.Mutex
 	last map[string]holder.State
+	// The queue as the last waiter that followed it left it: its entries
+	// and the version as of which they are exact. The next call's first
+	// read of the queue replays the changes since then instead of reading
+	// every entry (a Mutex that locks again right after releasing).
+	queue   map[string]*lease.Snapshot
+	queueRV string
+	keptAt  time.Time
+}
+
+func (m *memory) keepQueue(entries map[string]*lease.Snapshot, rv string, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.queue, m.queueRV, m.keptAt = entries, rv, now
+}
+
+// keptQueue returns the queue kept no earlier than since (nil if none).
+func (m *memory) keptQueue(since time.Time) (map[string]*lease.Snapshot, string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.queue == nil || m.keptAt.Before(since) {
+		return nil, ""
+	}
+	return m.queue, m.queueRV
 }
 
 func (m *memory) get(name string) holder.State {

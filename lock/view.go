@@ -47,6 +47,8 @@ type view struct {
 	mu      sync.Mutex
 	entries map[string]entry
 	synced  bool
+	from    string // the version a seeded view continues from
+	latest  string // the version as of which entries are exact ("" while reading them)
 	err     error
 	watches int // watches opened
 }
@@ -74,9 +76,24 @@ func (v *view) snapshot() (map[string]entry, bool, error, <-chan struct{}) {
 	return out, v.synced, v.err, ch
 }
 
+// seed starts the queue's view from a read of the entries made at rv, so
+// that run continues from there instead of reading them all again.
+func (v *view) seed(entries map[string]*lease.Snapshot, rv string) {
+	now := v.cfg.Clock.Now()
+	v.mu.Lock()
+	for name, s := range entries {
+		v.entries[name] = entry{snap: s, pos: positionOf(s), observedAt: now}
+	}
+	v.synced, v.from, v.latest = true, rv, rv
+	v.mu.Unlock()
+	v.changed.Notify()
+}
+
 // run watches until ctx ends, re-establishing the watch after errors.
 func (v *view) run(ctx context.Context) {
-	rv := ""
+	v.mu.Lock()
+	rv := v.from
+	v.mu.Unlock()
 	for ctx.Err() == nil {
 		next, err := v.watch(ctx, rv)
 		if ctx.Err() != nil {
@@ -151,8 +168,28 @@ func (v *view) watch(ctx context.Context, rv string) (string, error) {
 				}
 				return rv, errors.New("lock: queue watch ended with an error event")
 			}
+			if !initial {
+				v.mu.Lock()
+				v.latest = rv // the view is exact as of rv
+				v.mu.Unlock()
+			}
 		}
 	}
+}
+
+// kept returns the entries and the version as of which the view shows
+// them exactly; ok is false when it has not read them.
+func (v *view) kept() (entries map[string]*lease.Snapshot, rv string, ok bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.synced || v.err != nil || v.latest == "" {
+		return nil, "", false
+	}
+	entries = make(map[string]*lease.Snapshot, len(v.entries))
+	for name, e := range v.entries {
+		entries[name] = e.snap
+	}
+	return entries, v.latest, true
 }
 
 // put records a version of a permit Lease or of an entry.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -20,12 +21,12 @@ type turn struct {
 }
 
 // acquire waits for a permit (try: looks once, never queues). The returned
-// term is on permit index; on error the call has left the queue. A holder
-// keeps the queue's watch running for its release.
+// term is on permit index; on error the call has left the queue. A waiter
+// far back in the queue first waits, at O(1) cost, until it is near the
+// head (waitNear); then it follows the permits and the queue, and a holder
+// keeps both watches running for its release, so the queue it hands over
+// to is already read.
 func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, index int, err error) {
-	if try || w.cfg.queued != nil {
-		w.watchQueue()
-	}
 	if !try {
 		if err := w.join(ctx); err != nil {
 			return nil, -1, err
@@ -33,14 +34,24 @@ func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, inde
 	}
 	defer func() {
 		switch {
-		case err == nil:
-			w.watchQueue()
-		case !try:
+		case err == nil && !try:
+			w.dropEntry() // served: the entry has done its work
+		case err != nil && !try:
 			w.leave(ctx)
 		}
 	}()
-	renewAt := w.cfg.Clock.Now().Add(w.renewEvery())
-	seen, ahead := false, -1
+	far := farState{renewAt: w.cfg.Clock.Now().Add(w.firstRenewal()), ahead: -1}
+	if !try {
+		if err := w.waitNear(ctx, &far); err != nil {
+			return nil, -1, err
+		}
+	}
+	w.watchPermits()
+	if far.read != nil {
+		w.queue.seed(far.read, far.readAt)
+	}
+	w.watchQueue()
+	renewAt, seen, ahead := far.renewAt, false, far.ahead
 	for {
 		changed := w.changed.C() // invariant 1: the channel before the states
 		_, synced, verr, _ := w.view.snapshot()
@@ -101,6 +112,14 @@ func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, inde
 // fails twice costs the waiter its place, never safety.)
 func (w *waiter) renewEvery() time.Duration { return w.cfg.Timing.LeaseDuration / 2 }
 
+// firstRenewal is when a new entry is first renewed: at a random point of
+// the second quarter of its duration, so that waiters that queue together
+// (a fleet that starts at once) do not renew together ever after.
+func (w *waiter) firstRenewal() time.Duration {
+	q := w.cfg.Timing.LeaseDuration / 4
+	return q + rand.N(q+1)
+}
+
 func earliest(a, b time.Time) time.Time {
 	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
 		return b
@@ -151,10 +170,36 @@ func (w *waiter) step(ctx context.Context, states []holder.State, entries map[st
 		// One taker at a time, the head (permits free at once fill one
 		// write after another), so that the cursor only grows in order.
 		if r == 0 || (r > 0 && w.lyingFree(now, states[i])) {
+			if !w.cands[i].Free(states[i]) && !w.confirmVoid(ctx, i, states[i]) {
+				return turn{retrySoon: true}, nil
+			}
 			return w.take(ctx, i, states[i], t)
 		}
 	}
 	return t, nil
+}
+
+// confirmVoid reports whether a grant to an entry that no longer exists
+// is still the permit's latest version: the queue's watch may show the
+// entry deleted before the permits' watch shows its waiter's adoption
+// (a served waiter deletes its entry right after adopting). One read of
+// the permit, offered to the view, tells; a grant confirmed at its version
+// is not read again.
+func (w *waiter) confirmVoid(ctx context.Context, i int, st holder.State) bool {
+	rv := st.Lease.ResourceVersion
+	if w.confirmed[i] == rv {
+		return true
+	}
+	s, err := w.obs[i].Client().Get(ctx)
+	if err != nil {
+		return false
+	}
+	w.obs[i].Offer(s)
+	if s.ResourceVersion != rv {
+		return false
+	}
+	w.confirmed[i] = rv
+	return true
 }
 
 // passed reports whether the queue's cursor has moved beyond this call's

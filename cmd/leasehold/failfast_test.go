@@ -125,6 +125,27 @@ func TestFailFast(t *testing.T) {
 			t.Errorf("/healthz while the API cannot be reached: %d %q, want 500 and why", code, body)
 		}
 	})
+	t.Run("waiter without delete", func(t *testing.T) {
+		t.Parallel()
+		// A waiter deletes its queue entry when it is served or gives up;
+		// without delete it would find out only then, leaving entries
+		// behind. Lock with --wait=false queues nothing and needs no delete.
+		token, err := cp.ServiceAccountToken(t.Context(), "default", "no-delete", []rbacv1.PolicyRule{{
+			APIGroups: []string{"coordination.k8s.io"},
+			Resources: []string{"leases"},
+			Verbs:     []string{"get", "list", "watch", "create", "update"},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := cliWithin(t, cp, 30*time.Second, "--token", token, "lock", "no-delete", "--", "true")
+		if r.code != ExitError || !strings.Contains(r.stderr, `verb "delete"`) || r.took > 10*time.Second {
+			t.Errorf("lock without delete: exit %d after %v, stderr %q; want %d at once, naming verb \"delete\"", r.code, r.took, r.stderr, ExitError)
+		}
+		if r := cliWithin(t, cp, 30*time.Second, "--token", token, "lock", "no-delete-try", "--wait=false", "--", "true"); r.code != 0 {
+			t.Errorf("lock --wait=false without delete: exit %d, stderr %q; want 0 (TryLock does not queue)", r.code, r.stderr)
+		}
+	})
 	t.Run("follower without update", func(t *testing.T) {
 		t.Parallel()
 		// The Lease is held for five minutes: a follower that learned of

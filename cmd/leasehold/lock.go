@@ -228,7 +228,7 @@ func (l *lockCmd) acquire(ctx context.Context, cs kubernetes.Interface, ns, name
 		actx, cancel = context.WithTimeout(ctx, l.timeout)
 	}
 	defer cancel()
-	check := &preflight{cs: cs, ns: ns, name: acq.names[0], status: status}
+	check := &preflight{cs: cs, ns: ns, name: acq.names[0], status: status, queue: l.wait}
 	if err := check.run(actx, l.timing.RetryPeriod); err != nil {
 		return nil, l.notReady(ctx, ns, name, err)
 	}

@@ -80,6 +80,9 @@ type preflight struct {
 	cs       kubernetes.Interface
 	ns, name string // the Lease (for a semaphore, its first permit)
 	status   *apiStatus
+	// queue says the command queues for a lock: it creates and deletes
+	// queue entries (<lock>-q-<random>), so it also needs delete.
+	queue bool
 }
 
 // verbPurpose says why each verb on the Lease is needed.
@@ -88,6 +91,7 @@ var verbPurpose = []struct{ verb, purpose string }{
 	{"watch", "to follow it"},
 	{"update", "to take and renew it"},
 	{"create", "to create it, as it does not exist yet"},
+	{"delete", "to remove its queue entries (<lock>-q-<random>) when a waiter is served or gives up"},
 }
 
 // run retries while the API cannot be reached, reporting each new error to
@@ -153,12 +157,14 @@ func (p *preflight) once(ctx context.Context) error {
 func (p *preflight) checkVerbs(ctx context.Context, exists bool) error {
 	var missing []string
 	for _, v := range verbPurpose {
-		if v.verb == "create" && exists {
+		if (v.verb == "create" && exists) || (v.verb == "delete" && !p.queue) {
 			continue
 		}
 		attrs := &authorizationv1.ResourceAttributes{Namespace: p.ns, Verb: v.verb, Group: coordinationv1.GroupName, Resource: "leases", Name: p.name}
-		if v.verb == "create" {
-			attrs.Name = "" // RBAC cannot limit create to a name
+		if v.verb == "create" || v.verb == "delete" {
+			// RBAC cannot limit create to a name; queue entries have
+			// random names, so delete is checked on any Lease.
+			attrs.Name = ""
 		}
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		r, err := p.cs.AuthorizationV1().SelfSubjectAccessReviews().Create(rctx,
@@ -181,8 +187,16 @@ func (p *preflight) checkVerbs(ctx context.Context, exists bool) error {
 	if len(missing) == 1 {
 		them = "it"
 	}
-	return fmt.Errorf("forbidden: RBAC must allow %s on resource \"leases\" (API group coordination.k8s.io) in namespace %q: add %s to the Role bound to this user, as in deploy/base/role.yaml (get, watch, create, update)",
-		strings.Join(missing, " and "), p.ns, them)
+	return fmt.Errorf("forbidden: RBAC must allow %s on resource \"leases\" (API group coordination.k8s.io) in namespace %q: add %s to the Role bound to this user, as in %s",
+		strings.Join(missing, " and "), p.ns, them, p.roleHint())
+}
+
+// roleHint names the example Role and the verbs it grants.
+func (p *preflight) roleHint() string {
+	if p.queue {
+		return "deploy/base/role.yaml with delete added for locks (get, watch, create, update, delete)"
+	}
+	return "deploy/base/role.yaml (get, watch, create, update)"
 }
 
 // checkNamespace makes sure a Lease that does not exist yet can be created

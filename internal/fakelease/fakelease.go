@@ -47,6 +47,7 @@ type Server struct {
 	counts    map[string]int
 	hold      *barrier
 	versions  map[key][]*coordinationv1.Lease // every version stored, in order
+	delivered int                             // change events sent to watches
 }
 
 // barrier holds matching updates until n of them have arrived.
@@ -223,9 +224,26 @@ func (s *Server) publishLocked(k key, ev watch.Event, old *coordinationv1.Lease)
 	s.history = append(s.history, e)
 	for w := range s.watchers {
 		if ev, ok := w.filter(e); ok {
+			s.delivered++
 			w.sendLocked(ev)
 		}
 	}
+}
+
+// Delivered returns how many change events have been sent to open watches
+// (one per watch per event; initial events and replays not counted): the
+// wake-ups that writes cause.
+func (s *Server) Delivered() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.delivered
+}
+
+// since returns the events after version from (the history is in
+// version order), without scanning the older ones.
+func (s *Server) since(from uint64) []event {
+	i := sort.Search(len(s.history), func(i int) bool { return s.history[i].rv > from })
+	return s.history[i:]
 }
 
 // filter returns the event as watch w sees it: a name watch sees its
@@ -380,8 +398,8 @@ func (l *leases) Watch(_ context.Context, opts metav1.ListOptions) (watch.Interf
 		if from < s.compacted {
 			return nil, apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (%d)", from, s.compacted))
 		}
-		for _, e := range s.history {
-			if e.rv > from && e.key == k {
+		for _, e := range s.since(from) {
+			if e.key == k {
 				w.sendLocked(e.ev)
 			}
 		}
@@ -418,6 +436,7 @@ func (l *leases) watchSelected(opts metav1.ListOptions) (watch.Interface, error)
 		for _, n := range names {
 			w.sendLocked(watch.Event{Type: watch.Added, Object: s.objs[key{l.ns, n}].DeepCopy()})
 		}
+		s.counts["initial-event"] += len(names) // Count("initial-event"): objects sent as initial events
 		mark := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
 			ResourceVersion: strconv.FormatUint(s.rv, 10),
 			Annotations:     map[string]string{"k8s.io/initial-events-end": "true"},
@@ -432,8 +451,8 @@ func (l *leases) watchSelected(opts metav1.ListOptions) (watch.Interface, error)
 		if from < s.compacted {
 			return nil, apierrors.NewResourceExpired(fmt.Sprintf("too old resource version: %d (%d)", from, s.compacted))
 		}
-		for _, e := range s.history {
-			if ev, ok := w.filter(e); ok && e.rv > from {
+		for _, e := range s.since(from) {
+			if ev, ok := w.filter(e); ok {
 				w.sendLocked(ev)
 			}
 		}

@@ -59,17 +59,21 @@ type lockHandoverResult struct {
 	WatchEventsPerHandover float64 `json:"watch_events_per_handover"`
 	ReadsPerHandover       float64 `json:"reads_per_handover"`
 	AttemptFailures        int64   `json:"attempt_failures,omitempty"`
-	// Overtakes counts acquisitions made while another waiter that had
-	// started waiting earlier was still waiting (waiters that start
-	// together, before the first hand-over, are not ordered).
+	// Overtakes counts acquisitions made while another waiter still waited
+	// whose queue entry had certainly been created first (its create had
+	// returned before this waiter's was sent).
 	Overtakes int `json:"overtakes"`
 	// ApiserverRPS is the API requests per second of all waiters and
 	// holders together while hand-overs were measured.
 	ApiserverRPS float64 `json:"apiserver_rps"`
 }
 
-// queueOrder tracks which Lock calls are waiting and since when, to count
-// overtakes: an acquisition while an earlier waiter still waits.
+// queueOrder tracks which Lock calls are waiting and where they queued, to
+// count overtakes: a waiter acquiring while another still waits whose
+// queue entry was certainly created first — its create had returned before
+// this waiter's create (or, if this one took the lock without queueing,
+// its Lock call) began. Two creates in flight together are ordered by the
+// apiserver alone, invisibly to the bench, and are not compared.
 type queueOrder struct {
 	mu      sync.Mutex
 	waiting map[int]waitStart // waiter index -> its current Lock call
@@ -77,28 +81,47 @@ type queueOrder struct {
 }
 
 type waitStart struct {
-	at      int64 // candidate.Mono at the Lock call
-	initial bool  // started before the first hand-over
+	at         int64 // candidate.Mono at the Lock call
+	sent, done int64 // its last entry create: sent, and returned (0: none yet)
 }
 
-func (q *queueOrder) begin(i int, initial bool) {
+// waiterKey carries a waiter's index in its Lock call's context, so that
+// the request counter can tell whose entry a create is.
+type waiterKey struct{}
+
+func (q *queueOrder) begin(i int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.waiting == nil {
 		q.waiting = map[int]waitStart{}
 	}
-	q.waiting[i] = waitStart{at: candidate.Mono(), initial: initial}
+	q.waiting[i] = waitStart{at: candidate.Mono()}
+}
+
+// created records that waiter i's create of a queue entry was sent at sent
+// and returned successfully at done.
+func (q *queueOrder) created(i int, sent, done int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if w, ok := q.waiting[i]; ok {
+		w.sent, w.done = sent, done
+		q.waiting[i] = w
+	}
 }
 
 // acquired ends waiter i's wait and counts it as an overtake when another
-// waiter started earlier and still waits.
+// waiter still waits whose entry was created before i queued.
 func (q *queueOrder) acquired(i int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	me := q.waiting[i]
 	delete(q.waiting, i)
+	queued := me.at
+	if me.done != 0 {
+		queued = me.sent
+	}
 	for _, o := range q.waiting {
-		if o.at < me.at && !(o.initial && me.initial) {
+		if o.done != 0 && o.done < queued {
 			q.n++
 			return
 		}
@@ -117,6 +140,10 @@ type reqCounter struct {
 	total, watch, update, write       atomic.Int64
 	lockUpdate, entryUpdate           atomic.Int64 // PUT of the lock's Lease, of a queue entry
 	create, delete, read, watchEvents atomic.Int64
+	// created, if set, is told of every successful create made under a
+	// context that carries a waiterKey: the waiter, when it was sent, when
+	// it returned.
+	created atomic.Pointer[func(i int, sent, done int64)]
 }
 
 func (c *reqCounter) wrap(rt http.RoundTripper) http.RoundTripper {
@@ -138,6 +165,16 @@ func (c *reqCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 		case r.Method == http.MethodPost:
 			c.write.Add(1)
 			c.create.Add(1)
+			if i, ok := r.Context().Value(waiterKey{}).(int); ok {
+				if f := c.created.Load(); f != nil {
+					sent := candidate.Mono()
+					resp, err := rt.RoundTrip(r)
+					if err == nil && resp.StatusCode == http.StatusCreated {
+						(*f)(i, sent, candidate.Mono())
+					}
+					return resp, err
+				}
+			}
 		case r.Method == http.MethodDelete:
 			c.write.Add(1)
 			c.delete.Add(1)
@@ -324,6 +361,8 @@ func (b *bench) lockHandover(ctx context.Context, waiters int) (any, error) {
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	h := &handover{b: b, target: target, cancel: cancel, snap: env.counts}
+	created := h.q.created
+	env.reqs.created.Store(&created)
 	var wg sync.WaitGroup
 	for i := range waiters {
 		m, err := b.mutex(env, name, fmt.Sprintf("waiter-%d-of-%d", i+1, waiters))
@@ -332,7 +371,7 @@ func (b *bench) lockHandover(ctx context.Context, waiters int) (any, error) {
 			wg.Wait()
 			return nil, err
 		}
-		h.q.begin(i, true)
+		h.q.begin(i)
 		wg.Go(func() { h.loop(rctx, i, m) })
 	}
 	b.settle(rctx, env, name, waiters)
@@ -443,7 +482,7 @@ func (h *handover) record(acquired int64) bool {
 // release, again.
 func (h *handover) loop(ctx context.Context, i int, m *lock.Mutex) {
 	for {
-		held, err := m.Lock(ctx)
+		held, err := m.Lock(context.WithValue(ctx, waiterKey{}, i))
 		if err != nil {
 			if ctx.Err() == nil {
 				h.fail(fmt.Errorf("%s: lock: %w", m.Identity(), err))
@@ -465,7 +504,7 @@ func (h *handover) loop(ctx context.Context, i int, m *lock.Mutex) {
 			h.cancel()
 			return
 		}
-		h.q.begin(i, false)
+		h.q.begin(i)
 	}
 }
 

@@ -183,3 +183,52 @@ func TestStaleViewDoesNotTakeOver(t *testing.T) {
 		f.log.check(t)
 	})
 }
+
+// TestGiveUpsInOneWrite: the shards that move away from a member when
+// another joins stop together, and their claims are given up by one write,
+// not one write per shard whose work happened to return first (each write
+// in a row is a round trip on the path of the joiner's start).
+func TestGiveUpsInOneWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 64
+		f := newFleet(t, k, nil)
+		for _, id := range ids(3) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		seen := map[string]int{}
+		for _, id := range ids(3) {
+			seen[id] = len(f.srv.Versions(ns, group+"-"+id))
+		}
+
+		f.start("m3")
+		time.Sleep(300 * time.Millisecond)
+		synctest.Wait()
+		if c := f.counts(t); len(c) != 4 || imbalance(c) > 1 {
+			t.Fatalf("after the join: counts %v", c)
+		}
+		for _, id := range ids(3) {
+			vs := f.srv.Versions(ns, group+"-"+id)
+			first, err := shard.MemberOf(vs[seen[id]-1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			final, err := shard.MemberOf(vs[len(vs)-1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range vs[seen[id]:] {
+				m, err := shard.MemberOf(l)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := len(m.Claims); n != len(first.Claims) && n != len(final.Claims) {
+					t.Errorf("%s wrote a version with %d claims between %d before the join and %d after: its give-ups took more than one write", id, n, len(first.Claims), len(final.Claims))
+				}
+			}
+		}
+		f.stopAll()
+		f.log.check(t)
+	})
+}

@@ -219,7 +219,7 @@ func MemberOf(l *coordinationv1.Lease) (Member, error) {
 	if err != nil {
 		return Member{Group: g, Identity: s.Record.Holder}, err
 	}
-	p := peer{snap: s, st: st}
+	p := peer{snap: s, st: st, resolved: resolve(st, s.ResourceVersion)}
 	return Member{Group: g, Identity: s.Record.Holder, Shards: st.k, Claims: p.claims(st.k)}, nil
 }
 

@@ -232,3 +232,36 @@ func TestGiveUpsInOneWrite(t *testing.T) {
 		f.log.check(t)
 	})
 }
+
+// TestOneTakeoverWrite: when a member crashes, only the first live member
+// takes its expired record over; the others do not race it with writes
+// that can only conflict.
+func TestOneTakeoverWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 64
+		f := newFleet(t, k, nil)
+		m3 := &cutLeases{srv: f.srv}
+		f.mod = func(c *shard.Config) {
+			if c.Identity == "m3" {
+				c.Leases = m3
+			}
+		}
+		for _, id := range ids(4) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		conflicts := f.srv.Conflicts()
+		m3.cut.Store(true)
+		time.Sleep(3200 * time.Millisecond) // past m3's expiry, before RetryPeriod after it
+		synctest.Wait()
+		if c := f.counts(t); c["m3"] != 0 || len(c) != 3 || imbalance(c) > 1 {
+			t.Errorf("after m3's expiry: counts %v", c)
+		}
+		if n := f.srv.Conflicts() - conflicts; n != 0 {
+			t.Errorf("%d writes conflicted while m3 was taken over, want 0 (one takeover write)", n)
+		}
+		f.stopAll()
+		f.log.check(t)
+	})
+}

@@ -262,7 +262,7 @@ func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uin
 		}
 		m.start(t, s, tok, now)
 	}
-	m.evictBlockers(now, peers, evict)
+	m.evictBlockers(now, peers, evict, len(live) > 0 && live[0] == m.id())
 }
 
 // stop ends a run's context; its give-up waits for the others stopped
@@ -389,12 +389,20 @@ func (m *member) blockers(now time.Time, peers map[string]peer) []lease.Token {
 // renewed since, so a member is taken over only when its last successful
 // renewal is the one whose expiry this view saw; its own deadline, counted
 // from when it sent that renewal, has passed then.
-func (m *member) evictBlockers(now time.Time, peers map[string]peer, wanted map[int]bool) {
+//
+// One write suffices, so at first only the first live member (first) takes
+// an expired member over; the others do so RetryPeriod after the expiry if
+// it is still not released: at K=1024 the takeovers of every member at once
+// slowed down the writes that the shards' new owners wait for.
+func (m *member) evictBlockers(now time.Time, peers map[string]peer, wanted map[int]bool, first bool) {
 	if len(wanted) == 0 {
 		return
 	}
 	for name, p := range peers {
 		if name == m.g.name || p.snap == nil || now.Before(p.expiresAt()) || m.evicting[name] == p.snap.ResourceVersion || now.Before(m.evictRetry[name]) {
+			continue
+		}
+		if !first && now.Before(p.expiresAt().Add(m.g.core.Timing.RetryPeriod)) {
 			continue
 		}
 		if !p.snap.Record.Held() && p.err == nil {
@@ -521,8 +529,14 @@ func (m *member) nextWake(now time.Time, t *term, peers map[string]peer) time.Du
 		}
 	}
 	for _, p := range peers {
-		if at := p.expiresAt(); at.After(now) && at.Before(next) && (p.snap == nil || p.snap.Record.Held() || p.err != nil) {
-			next = at
+		if p.snap != nil && !p.snap.Record.Held() && p.err == nil {
+			continue
+		}
+		// Its expiry, and when a member that is not first takes it over.
+		for _, at := range []time.Time{p.expiresAt(), p.expiresAt().Add(m.g.core.Timing.RetryPeriod)} {
+			if at.After(now) && at.Before(next) {
+				next = at
+			}
 		}
 	}
 	return max(next.Sub(now), 0)

@@ -453,7 +453,7 @@ func (m *member) evicted(e evictResult) {
 }
 
 func (m *member) start(t *term, s int, tok lease.Token, now time.Time) {
-	sctx, cancel := context.WithCancelCause(t.ctx)
+	sctx, cancel := context.WithCancelCause(context.WithValue(t.ctx, termKey{}, t))
 	m.runs[s] = &run{token: tok, cancel: cancel, active: true}
 	m.active++
 	m.g.metrics.moved(true)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/leasehold/leasehold/internal/testenv"
+	"github.com/leasehold/leasehold/internal/testproc"
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/shard"
 )
@@ -143,4 +145,68 @@ func TestRunShards(t *testing.T) {
 	}
 	procs["a"].Signal(syscall.SIGTERM)
 	procs["a"].Wait(t)
+}
+
+// TestRunShardsSignals: run --shards relays signals to every shard's
+// COMMAND as run does to its one: SIGUSR1 reaches each; SIGTSTP stops each
+// and then leasehold; on SIGCONT a COMMAND whose shard is still this
+// member's continues, and one whose member's renew deadline passed while
+// stopped (the shard taken over meanwhile) is killed, never continued.
+func TestRunShardsSignals(t *testing.T) {
+	cp := testenv.Start(t)
+	log := filepath.Join(t.TempDir(), "log")
+	work := []string{"sh", "-c", fmt.Sprintf(`trap 'echo "usr1 $LEASEHOLD_IDENTITY $LEASEHOLD_SHARD" >> '%[1]s'' USR1; trap 'exit 0' TERM; echo "start $LEASEHOLD_IDENTITY $LEASEHOLD_SHARD" >> '%[1]s'; while :; do sleep 0.05; done`, log)}
+	start := func(id string) (*testproc.Proc, string) {
+		args := append(append([]string{"run", "--shards", "2", "--lease", "sig", "--identity", id, "--http", "127.0.0.1:0"}, fastTimings...), "--")
+		p := startCLI(t, cp, append(args, work...)...)
+		return p, p.HTTPAddr(t)
+	}
+	owned := func(addr string) int {
+		v, err := getShards(t, addr)
+		if err != nil {
+			return -1
+		}
+		return len(v.Owned)
+	}
+	logHas := func(line string) bool {
+		data, _ := os.ReadFile(log)
+		return slices.Contains(strings.Split(string(data), "\n"), line)
+	}
+	a, addrA := start("a")
+	eventually(t, 20*time.Second, "a to own both shards", func() bool { return owned(addrA) == 2 && len(childPids(t, a.Pid())) == 2 })
+
+	a.Signal(syscall.SIGUSR1)
+	eventually(t, 10*time.Second, "SIGUSR1 to reach both shards' COMMAND", func() bool { return logHas("usr1 a 0") && logHas("usr1 a 1") })
+
+	// Stopped and continued while the term holds: both continue.
+	kids := childPids(t, a.Pid())
+	a.Signal(syscall.SIGTSTP)
+	waitStopped(t, a.Pid())
+	for _, pid := range kids {
+		waitStopped(t, pid)
+	}
+	a.Signal(syscall.SIGCONT)
+	for _, pid := range kids {
+		eventually(t, 10*time.Second, "the shards' COMMANDs to be continued", func() bool { return alive(pid) && !stopped(pid) })
+	}
+
+	// Stopped until the other member has taken a's shard over: a's
+	// COMMAND is killed on SIGCONT.
+	b, addrB := start("b")
+	eventually(t, 20*time.Second, "a and b to own a shard each", func() bool { return owned(addrA) == 1 && owned(addrB) == 1 })
+	kids = childPids(t, a.Pid())
+	if len(kids) != 1 {
+		t.Fatalf("a runs %d COMMANDs, want 1", len(kids))
+	}
+	a.Signal(syscall.SIGTSTP)
+	waitStopped(t, a.Pid())
+	waitStopped(t, kids[0])
+	eventually(t, 20*time.Second, "b to own both shards", func() bool { return owned(addrB) == 2 })
+	a.Signal(syscall.SIGCONT)
+	a.Stderr.WaitFor(t, "killed sh of shard", 10*time.Second)
+	eventually(t, 10*time.Second, "a's old COMMAND to be gone", func() bool { return !alive(kids[0]) })
+	for _, p := range []*testproc.Proc{a, b} {
+		p.Signal(syscall.SIGTERM)
+		p.Wait(t)
+	}
 }

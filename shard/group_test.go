@@ -265,3 +265,61 @@ func TestOneTakeoverWrite(t *testing.T) {
 		f.log.check(t)
 	})
 }
+
+// TestTakeoverByNewOwner: the member that takes a crashed member over at
+// once is one its shards move to, even when the first live member gets
+// none of them: the shard runs again right after the crashed member's
+// record expires, not RetryPeriod later.
+func TestTakeoverByNewOwner(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 4
+		f := newFleet(t, k, nil)
+		cut := map[string]*cutLeases{}
+		f.mod = func(c *shard.Config) {
+			cut[c.Identity] = &cutLeases{srv: f.srv}
+			c.Leases = cut[c.Identity]
+		}
+		for _, id := range ids(5) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		before := f.log.owners(k)
+		// The victim: a member other than m0 that runs a shard; its shard
+		// goes to the one member that runs none, which must not be m0
+		// either (else m0 is the taker in both rules).
+		c := f.counts(t)
+		victim, idle := "", ""
+		for _, id := range ids(5) {
+			if c[id] == 0 {
+				idle = id
+			} else if id != "m0" && victim == "" {
+				victim = id
+			}
+		}
+		if idle == "" || idle == "m0" || victim == "" {
+			t.Fatalf("counts %v: want a member other than m0 without a shard", c)
+		}
+		cut[victim].cut.Store(true)
+		vs := f.srv.Versions(ns, group+"-"+victim)
+		lastWrite := vs[len(vs)-1].Spec.RenewTime.Time
+		time.Sleep(4 * time.Second)
+		synctest.Wait()
+		if c := f.counts(t); c[victim] != 0 || c[idle] != 1 {
+			t.Fatalf("after %s's expiry: counts %v, want %s to run its shard", victim, c, idle)
+		}
+		f.log.mu.Lock()
+		for _, r := range f.log.runs {
+			if r.member == idle && before[r.shard] == victim {
+				// Expiry is LeaseDuration (3s) after the others saw the last
+				// renewal; RetryPeriod is 500ms.
+				if d := r.start.Sub(lastWrite); d > 3*time.Second+250*time.Millisecond {
+					t.Errorf("shard %d of %s ran again on %s %v after its last renewal, want within LeaseDuration (3s) and a little", r.shard, victim, idle, d)
+				}
+			}
+		}
+		f.log.mu.Unlock()
+		f.stopAll()
+		f.log.check(t)
+	})
+}

@@ -262,7 +262,7 @@ func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uin
 		}
 		m.start(t, s, tok, now)
 	}
-	m.evictBlockers(now, peers, evict, len(live) > 0 && live[0] == m.id())
+	m.evictBlockers(now, peers, evict, live)
 }
 
 // stop ends a run's context; its give-up waits for the others stopped
@@ -390,11 +390,12 @@ func (m *member) blockers(now time.Time, peers map[string]peer) []lease.Token {
 // renewal is the one whose expiry this view saw; its own deadline, counted
 // from when it sent that renewal, has passed then.
 //
-// One write suffices, so at first only the first live member (first) takes
-// an expired member over; the others do so RetryPeriod after the expiry if
-// it is still not released: at K=1024 the takeovers of every member at once
-// slowed down the writes that the shards' new owners wait for.
-func (m *member) evictBlockers(now time.Time, peers map[string]peer, wanted map[int]bool, first bool) {
+// One write suffices, so at first only one member takes an expired member
+// over: the first, by identity, of those its shards are assigned to; the
+// others do so RetryPeriod after the expiry if it is still not released
+// (views differ): at K=1024 the takeovers of every member at once slowed
+// down the writes that the shards' new owners wait for.
+func (m *member) evictBlockers(now time.Time, peers map[string]peer, wanted map[int]bool, live []string) {
 	if len(wanted) == 0 {
 		return
 	}
@@ -402,7 +403,7 @@ func (m *member) evictBlockers(now time.Time, peers map[string]peer, wanted map[
 		if name == m.g.name || p.snap == nil || now.Before(p.expiresAt()) || m.evicting[name] == p.snap.ResourceVersion || now.Before(m.evictRetry[name]) {
 			continue
 		}
-		if !first && now.Before(p.expiresAt().Add(m.g.core.Timing.RetryPeriod)) {
+		if now.Before(p.expiresAt().Add(m.g.core.Timing.RetryPeriod)) && m.taker(p, live) != m.id() {
 			continue
 		}
 		if !p.snap.Record.Held() && p.err == nil {
@@ -422,6 +423,22 @@ func (m *member) evictBlockers(now time.Time, peers map[string]peer, wanted map[
 		snap := p.snap
 		m.bg.Go(func() { m.evictRes <- m.evict(snap) })
 	}
+}
+
+// taker is the member that takes p over at once: the first, by identity,
+// of the live members that p's claimed shards are assigned to in this
+// view.
+func (m *member) taker(p peer, live []string) string {
+	best := ""
+	for s := range p.claims(m.k()) {
+		if s >= len(m.owners) || m.owners[s] < 0 || m.owners[s] >= len(live) {
+			continue
+		}
+		if id := live[m.owners[s]]; best == "" || id < best {
+			best = id
+		}
+	}
+	return best
 }
 
 func (m *member) evict(p *lease.Snapshot) evictResult {

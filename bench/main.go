@@ -39,6 +39,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,6 +70,7 @@ type options struct {
 	hold       time.Duration
 	verbose    bool
 	shards     []shardConfig
+	cpuProfile string
 }
 
 func main() {
@@ -84,7 +86,11 @@ func main() {
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err = run(ctx, o, os.Stdout, os.Stderr)
+	stopProfile, err := startCPUProfile(o.cpuProfile)
+	if err == nil {
+		err = run(ctx, o, os.Stdout, os.Stderr)
+		err = errors.Join(err, stopProfile())
+	}
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -110,6 +116,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&waiters, "lock-waiters", "2,10,50", "lock-handover: comma-separated waiter counts, one result each")
 	fs.DurationVar(&o.hold, "lock-hold", 5*time.Millisecond, "lock-handover: how long each holder keeps the lock")
 	shardConfigs := fs.String("shard-configs", defaultShardConfigs, "shards: comma-separated impl:K:N runs (impl leasehold or knative: one client-go elector per shard, as Knative's buckets)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the bench process (the members of the shards benchmark run in it) to this file")
 	fs.BoolVar(&o.verbose, "v", false, "pass the candidate processes' stderr (client-go's klog) through")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -182,4 +189,24 @@ func pickList(s string, known []string, flagName string) ([]string, error) {
 		}
 	}
 	return ordered, nil
+}
+
+// startCPUProfile profiles the process into path ("" does nothing) until
+// the returned function is called.
+func startCPUProfile(path string) (func() error, error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }

@@ -533,5 +533,6 @@ type shardConfig struct {
 }
 
 // defaultShardConfigs: Leasehold at every K and N of the targets, and the
-// Knative-style baseline at K = 16 and 256 with 3 members.
-const defaultShardConfigs = "leasehold:16:1,leasehold:16:3,leasehold:16:10,leasehold:256:1,leasehold:256:3,leasehold:256:10,leasehold:1024:1,leasehold:1024:3,leasehold:1024:10,knative:16:3,knative:256:3"
+// Knative-style baseline at K = 16 and 256 with the same member counts.
+const defaultShardConfigs = "leasehold:16:1,leasehold:16:3,leasehold:16:10,leasehold:256:1,leasehold:256:3,leasehold:256:10,leasehold:1024:1,leasehold:1024:3,leasehold:1024:10," +
+	"knative:16:1,knative:16:3,knative:16:10,knative:256:1,knative:256:3,knative:256:10"

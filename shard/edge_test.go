@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"k8s.io/utils/clock"
 
 	"github.com/leasehold/leasehold/lease"
 	"github.com/leasehold/leasehold/shard"
@@ -160,4 +163,59 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("Validate() = %v, want it to mention %q", err, want)
 		}
 	}
+}
+
+// skewClock is the real clock, whose Now can be moved ahead without
+// firing any timer: what a process sees when it is continued after a
+// stop, before its timers have run.
+type skewClock struct {
+	clock.RealClock
+	skew atomic.Int64
+}
+
+func (c *skewClock) Now() time.Time { return time.Now().Add(time.Duration(c.skew.Load())) }
+
+func (c *skewClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+
+// TestCheck: Check says a shard's run holds while its context is valid and
+// the member's hard deadline has not passed by the clock, even before the
+// timer that ends the context has fired.
+func TestCheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clk := &skewClock{}
+		f := newFleet(t, 1, nil)
+		ctxs := make(chan context.Context, 1)
+		cfg := config(f.srv, 1, "m0")
+		cfg.Clock = clk
+		g, err := shard.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() {
+			done <- g.Run(ctx, func(ctx context.Context, _ int, _ lease.Token) error {
+				ctxs <- ctx
+				<-ctx.Done()
+				return nil
+			})
+		}()
+		sctx := <-ctxs
+		if err := shard.Check(sctx); err != nil {
+			t.Errorf("Check of a running shard: %v, want nil", err)
+		}
+		if err := shard.Check(t.Context()); err == nil {
+			t.Error("Check of a context that is no shard's: nil, want an error")
+		}
+		clk.skew.Store(int64(3 * time.Second)) // past RenewDeadline (2s); no timer fired
+		if err := shard.Check(sctx); !errors.Is(err, shard.ErrDeadline) || sctx.Err() != nil {
+			t.Errorf("Check after the deadline passed by the clock: %v (context %v), want ErrDeadline while the context is still valid", err, sctx.Err())
+		}
+		clk.skew.Store(0)
+		cancel()
+		<-done
+		if err := shard.Check(sctx); err == nil {
+			t.Error("Check after the shard stopped: nil, want its cause")
+		}
+	})
 }

@@ -183,3 +183,143 @@ func TestStaleViewDoesNotTakeOver(t *testing.T) {
 		f.log.check(t)
 	})
 }
+
+// TestGiveUpsInOneWrite: the shards that move away from a member when
+// another joins stop together, and their claims are given up by one write,
+// not one write per shard whose work happened to return first (each write
+// in a row is a round trip on the path of the joiner's start).
+func TestGiveUpsInOneWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 64
+		f := newFleet(t, k, nil)
+		for _, id := range ids(3) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		seen := map[string]int{}
+		for _, id := range ids(3) {
+			seen[id] = len(f.srv.Versions(ns, group+"-"+id))
+		}
+
+		f.start("m3")
+		time.Sleep(300 * time.Millisecond)
+		synctest.Wait()
+		if c := f.counts(t); len(c) != 4 || imbalance(c) > 1 {
+			t.Fatalf("after the join: counts %v", c)
+		}
+		for _, id := range ids(3) {
+			vs := f.srv.Versions(ns, group+"-"+id)
+			first, err := shard.MemberOf(vs[seen[id]-1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			final, err := shard.MemberOf(vs[len(vs)-1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range vs[seen[id]:] {
+				m, err := shard.MemberOf(l)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := len(m.Claims); n != len(first.Claims) && n != len(final.Claims) {
+					t.Errorf("%s wrote a version with %d claims between %d before the join and %d after: its give-ups took more than one write", id, n, len(first.Claims), len(final.Claims))
+				}
+			}
+		}
+		f.stopAll()
+		f.log.check(t)
+	})
+}
+
+// TestOneTakeoverWrite: when a member crashes, only the first live member
+// takes its expired record over; the others do not race it with writes
+// that can only conflict.
+func TestOneTakeoverWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 64
+		f := newFleet(t, k, nil)
+		m3 := &cutLeases{srv: f.srv}
+		f.mod = func(c *shard.Config) {
+			if c.Identity == "m3" {
+				c.Leases = m3
+			}
+		}
+		for _, id := range ids(4) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		conflicts := f.srv.Conflicts()
+		m3.cut.Store(true)
+		time.Sleep(3200 * time.Millisecond) // past m3's expiry, before RetryPeriod after it
+		synctest.Wait()
+		if c := f.counts(t); c["m3"] != 0 || len(c) != 3 || imbalance(c) > 1 {
+			t.Errorf("after m3's expiry: counts %v", c)
+		}
+		if n := f.srv.Conflicts() - conflicts; n != 0 {
+			t.Errorf("%d writes conflicted while m3 was taken over, want 0 (one takeover write)", n)
+		}
+		f.stopAll()
+		f.log.check(t)
+	})
+}
+
+// TestTakeoverByNewOwner: the member that takes a crashed member over at
+// once is one its shards move to, even when the first live member gets
+// none of them: the shard runs again right after the crashed member's
+// record expires, not RetryPeriod later.
+func TestTakeoverByNewOwner(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 4
+		f := newFleet(t, k, nil)
+		cut := map[string]*cutLeases{}
+		f.mod = func(c *shard.Config) {
+			cut[c.Identity] = &cutLeases{srv: f.srv}
+			c.Leases = cut[c.Identity]
+		}
+		for _, id := range ids(5) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		before := f.log.owners(k)
+		// The victim: a member other than m0 that runs a shard; its shard
+		// goes to the one member that runs none, which must not be m0
+		// either (else m0 is the taker in both rules).
+		c := f.counts(t)
+		victim, idle := "", ""
+		for _, id := range ids(5) {
+			if c[id] == 0 {
+				idle = id
+			} else if id != "m0" && victim == "" {
+				victim = id
+			}
+		}
+		if idle == "" || idle == "m0" || victim == "" {
+			t.Fatalf("counts %v: want a member other than m0 without a shard", c)
+		}
+		cut[victim].cut.Store(true)
+		vs := f.srv.Versions(ns, group+"-"+victim)
+		lastWrite := vs[len(vs)-1].Spec.RenewTime.Time
+		time.Sleep(4 * time.Second)
+		synctest.Wait()
+		if c := f.counts(t); c[victim] != 0 || c[idle] != 1 {
+			t.Fatalf("after %s's expiry: counts %v, want %s to run its shard", victim, c, idle)
+		}
+		f.log.mu.Lock()
+		for _, r := range f.log.runs {
+			if r.member == idle && before[r.shard] == victim {
+				// Expiry is LeaseDuration (3s) after the others saw the last
+				// renewal; RetryPeriod is 500ms.
+				if d := r.start.Sub(lastWrite); d > 3*time.Second+250*time.Millisecond {
+					t.Errorf("shard %d of %s ran again on %s %v after its last renewal, want within LeaseDuration (3s) and a little", r.shard, victim, idle, d)
+				}
+			}
+		}
+		f.log.mu.Unlock()
+		f.stopAll()
+		f.log.check(t)
+	})
+}

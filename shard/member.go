@@ -65,14 +65,27 @@ type member struct {
 	assignKey uint64 // input of the last Assign, hashed
 	owners    []int  // its result
 
-	writing    bool
-	dirty      bool
+	writing bool
+	dirty   bool
+	// urgent: the next write carries what this member or the others wait
+	// for (new claims, the leaving mark), so it is not held back to batch
+	// give-ups.
+	urgent bool
+	// stopping counts the runs whose context this member ended and whose
+	// work has not returned; once the first of them has returned, the
+	// give-ups wait until holdUntil for the others, so that one write
+	// carries them all (zero: none has returned yet).
+	stopping   int
+	holdUntil  time.Time
 	leaving    bool // our writes say so: the others take our shards at once
 	nextRenew  time.Time
 	retryAt    time.Time
 	evicting   map[string]string    // peer Lease -> version being evicted
 	evictRetry map[string]time.Time // peer Lease -> no eviction before
 	foreign    map[string]string    // peer Lease -> version reported as edited by hand
+
+	mine   []bool        // reconcile's scratch: shards assigned here
+	lowest []lease.Token // blockers' scratch: lowest other claim per shard
 
 	results  chan result
 	writeRes chan writeResult
@@ -117,7 +130,7 @@ func (m *member) run(ctx context.Context) error {
 // Every shard has stopped when it returns.
 func (m *member) serve(ctx context.Context, t *term) error {
 	m.claims, m.assigned, m.runs, m.active = map[int]lease.Token{}, map[int]time.Time{}, map[int]*run{}, 0
-	m.leaving = false
+	m.leaving, m.stopping, m.urgent = false, 0, false
 	m.dirty, m.retryAt = false, time.Time{}
 	ctxDone, termDone := ctx.Done(), t.ctx.Done()
 	clk := m.g.core.Clock
@@ -127,7 +140,7 @@ func (m *member) serve(ctx context.Context, t *term) error {
 		peers, _, wm, verr, changed := m.v.snapshot()
 		leaving := ctx.Err() != nil || m.failure != nil || m.panicked
 		if leaving && !m.leaving && t.valid() {
-			m.leaving, m.dirty = true, true
+			m.leaving, m.dirty, m.urgent = true, true, true
 		}
 		live, current := m.liveMembers(now, peers)
 		if t.valid() {
@@ -139,7 +152,7 @@ func (m *member) serve(ctx context.Context, t *term) error {
 		if (leaving || !t.valid()) && m.active == 0 && !m.writing {
 			break
 		}
-		if !m.writing && t.valid() && !now.Before(m.retryAt) && (m.dirty || !now.Before(m.nextRenew)) {
+		if !m.writing && t.valid() && !now.Before(m.retryAt) && (m.dirty && !m.batching(now) || !now.Before(m.nextRenew)) {
 			m.startWrite(t)
 		}
 		timer := clk.NewTimer(m.nextWake(now, t, peers))
@@ -194,18 +207,19 @@ var errPanicked = errors.New("shard: a shard's work panicked")
 // has returned, claims the shards assigned to it, and starts those whose
 // earlier owners have provably stopped.
 func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uint64, leaving bool, live []string, current []int) {
-	mine := map[int]bool{}
+	if len(m.mine) != m.k() {
+		m.mine = make([]bool, m.k())
+	}
+	mine := m.mine
+	clear(mine)
 	if !leaving {
 		for s, o := range m.assign(live, current) {
-			if live[o] == m.id() {
-				mine[s] = true
-			}
+			mine[s] = live[o] == m.id()
 		}
 	}
 	for s, r := range m.runs {
 		if !mine[s] && r.active && !r.stopping {
-			r.stopping = true
-			r.cancel(cause(leaving))
+			m.stop(r, cause(leaving))
 		}
 	}
 	for s := range m.claims {
@@ -217,14 +231,18 @@ func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uin
 			m.dirty = true
 		}
 	}
-	for s := range mine {
-		if _, ok := m.claims[s]; !ok {
+	for s, ok := range mine {
+		if _, claimed := m.claims[s]; ok && !claimed {
 			m.claims[s], m.assigned[s] = pending, now // invariant 1: claimed before started
-			m.dirty = true
+			m.dirty, m.urgent = true, true
 		}
 	}
-	lowest, evict := m.blockers(now, peers)
-	for s := range mine {
+	lowest := m.blockers(now, peers)
+	var evict map[int]bool
+	for s, ok := range mine {
+		if !ok {
+			continue
+		}
 		tok := m.claims[s]
 		if tok == pending || m.runs[s] != nil {
 			continue
@@ -235,13 +253,37 @@ func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uin
 		if wm < uint64(tok) {
 			continue
 		}
-		if low, ok := lowest[s]; ok && low < tok {
+		if lowest[s] < tok {
+			if evict == nil {
+				evict = map[int]bool{}
+			}
 			evict[s] = true
 			continue
 		}
 		m.start(t, s, tok, now)
 	}
-	m.evictBlockers(now, peers, evict)
+	m.evictBlockers(now, peers, evict, live)
+}
+
+// stop ends a run's context; its give-up waits for the others stopped
+// with it (batching).
+func (m *member) stop(r *run, err error) {
+	m.stopping++
+	r.stopping = true
+	r.cancel(err)
+}
+
+// giveUpBatch is how long, after the first of the runs this member stopped
+// has returned, the give-up waits for the others (stopped at the same
+// moment, they return together): one write instead of one per returning
+// goroutine, which at K=1024 put two writes in a row on the path of every
+// join.
+const giveUpBatch = 20 * time.Millisecond
+
+// batching reports whether a write that would only give claims up waits
+// for more stopped runs to return.
+func (m *member) batching(now time.Time) bool {
+	return !m.urgent && m.stopping > 0 && (m.holdUntil.IsZero() || now.Before(m.holdUntil))
 }
 
 // assign is Assign, computed again only when its input changed.
@@ -306,13 +348,22 @@ func (m *member) liveMembers(now time.Time, peers map[string]peer) ([]string, []
 	return ids, current
 }
 
+// noClaim is blockers' value for a shard no other member claims.
+const noClaim = ^lease.Token(0)
+
 // blockers returns, for each shard, the lowest token with which another
-// member may still be running it in this view, and marks nothing to evict
-// yet (reconcile marks the shards it wants). A member's claims count until
-// its record is released by a write, and a deleted member's until its last
-// record expires.
-func (m *member) blockers(now time.Time, peers map[string]peer) (map[int]lease.Token, map[int]bool) {
-	lowest := map[int]lease.Token{}
+// member may still be running it in this view (noClaim: none). A member's
+// claims count until its record is released by a write, and a deleted
+// member's until its last record expires. The slice is reused by the next
+// call.
+func (m *member) blockers(now time.Time, peers map[string]peer) []lease.Token {
+	if len(m.lowest) != m.k() {
+		m.lowest = make([]lease.Token, m.k())
+	}
+	lowest := m.lowest
+	for s := range lowest {
+		lowest[s] = noClaim
+	}
 	for name, p := range peers {
 		if name == m.g.name {
 			continue
@@ -324,12 +375,12 @@ func (m *member) blockers(now time.Time, peers map[string]peer) (map[int]lease.T
 			continue // another shard space: ErrShardCount at its join
 		}
 		for s, tok := range p.claims(m.k()) {
-			if cur, ok := lowest[s]; !ok || tok < cur {
+			if s < len(lowest) && tok < lowest[s] {
 				lowest[s] = tok
 			}
 		}
 	}
-	return lowest, map[int]bool{}
+	return lowest
 }
 
 // evictBlockers releases, by a write conditional on the version that
@@ -338,12 +389,21 @@ func (m *member) blockers(now time.Time, peers map[string]peer) (map[int]lease.T
 // renewed since, so a member is taken over only when its last successful
 // renewal is the one whose expiry this view saw; its own deadline, counted
 // from when it sent that renewal, has passed then.
-func (m *member) evictBlockers(now time.Time, peers map[string]peer, wanted map[int]bool) {
+//
+// One write suffices, so at first only one member takes an expired member
+// over: the first, by identity, of those its shards are assigned to; the
+// others do so RetryPeriod after the expiry if it is still not released
+// (views differ): at K=1024 the takeovers of every member at once slowed
+// down the writes that the shards' new owners wait for.
+func (m *member) evictBlockers(now time.Time, peers map[string]peer, wanted map[int]bool, live []string) {
 	if len(wanted) == 0 {
 		return
 	}
 	for name, p := range peers {
 		if name == m.g.name || p.snap == nil || now.Before(p.expiresAt()) || m.evicting[name] == p.snap.ResourceVersion || now.Before(m.evictRetry[name]) {
+			continue
+		}
+		if now.Before(p.expiresAt().Add(m.g.core.Timing.RetryPeriod)) && m.taker(p, live) != m.id() {
 			continue
 		}
 		if !p.snap.Record.Held() && p.err == nil {
@@ -363,6 +423,22 @@ func (m *member) evictBlockers(now time.Time, peers map[string]peer, wanted map[
 		snap := p.snap
 		m.bg.Go(func() { m.evictRes <- m.evict(snap) })
 	}
+}
+
+// taker is the member that takes p over at once: the first, by identity,
+// of the live members that p's claimed shards are assigned to in this
+// view.
+func (m *member) taker(p peer, live []string) string {
+	best := ""
+	for s := range p.claims(m.k()) {
+		if s >= len(m.owners) || m.owners[s] < 0 || m.owners[s] >= len(live) {
+			continue
+		}
+		if id := live[m.owners[s]]; best == "" || id < best {
+			best = id
+		}
+	}
+	return best
 }
 
 func (m *member) evict(p *lease.Snapshot) evictResult {
@@ -394,7 +470,7 @@ func (m *member) evicted(e evictResult) {
 }
 
 func (m *member) start(t *term, s int, tok lease.Token, now time.Time) {
-	sctx, cancel := context.WithCancelCause(t.ctx)
+	sctx, cancel := context.WithCancelCause(context.WithValue(t.ctx, termKey{}, t))
 	m.runs[s] = &run{token: tok, cancel: cancel, active: true}
 	m.active++
 	m.g.metrics.moved(true)
@@ -428,6 +504,12 @@ func (m *member) finished(res result) {
 		m.failure = fmt.Errorf("shard %d: %w", res.shard, res.err)
 	}
 	if r.stopping {
+		m.stopping--
+		if m.stopping == 0 {
+			m.holdUntil = time.Time{}
+		} else if m.holdUntil.IsZero() {
+			m.holdUntil = m.g.core.Clock.Now().Add(giveUpBatch)
+		}
 		// Invariant 2: the work has returned; the claim goes with the
 		// next write. A shard that comes back is claimed afresh, with a
 		// new, higher token.
@@ -441,8 +523,7 @@ func (m *member) finished(res result) {
 func (m *member) stopAll(err error) {
 	for _, r := range m.runs {
 		if r.active && !r.stopping {
-			r.stopping = true
-			r.cancel(err)
+			m.stop(r, err)
 		}
 	}
 }
@@ -455,6 +536,8 @@ func (m *member) nextWake(now time.Time, t *term, peers map[string]peer) time.Du
 		next = m.nextRenew
 		if m.dirty && m.retryAt.After(now) {
 			next = m.retryAt
+		} else if m.dirty && m.batching(now) && !m.holdUntil.IsZero() && m.holdUntil.Before(next) {
+			next = m.holdUntil
 		}
 	}
 	for _, at := range m.evictRetry {
@@ -463,8 +546,14 @@ func (m *member) nextWake(now time.Time, t *term, peers map[string]peer) time.Du
 		}
 	}
 	for _, p := range peers {
-		if at := p.expiresAt(); at.After(now) && at.Before(next) && (p.snap == nil || p.snap.Record.Held() || p.err != nil) {
-			next = at
+		if p.snap != nil && !p.snap.Record.Held() && p.err == nil {
+			continue
+		}
+		// Its expiry, and when a member that is not first takes it over.
+		for _, at := range []time.Time{p.expiresAt(), p.expiresAt().Add(m.g.core.Timing.RetryPeriod)} {
+			if at.After(now) && at.Before(next) {
+				next = at
+			}
 		}
 	}
 	return max(next.Sub(now), 0)

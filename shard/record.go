@@ -205,6 +205,9 @@ type Member struct {
 	// Claims are the shards the member claims (it may be running them),
 	// each with its claim's token.
 	Claims map[int]lease.Token
+	// Leaving: the member is leaving the group; the others take its shards
+	// as soon as it gives them up.
+	Leaving bool
 }
 
 // MemberOf reads a membership Lease. It fails, naming the problem, for a
@@ -219,8 +222,8 @@ func MemberOf(l *coordinationv1.Lease) (Member, error) {
 	if err != nil {
 		return Member{Group: g, Identity: s.Record.Holder}, err
 	}
-	p := peer{snap: s, st: st}
-	return Member{Group: g, Identity: s.Record.Holder, Shards: st.k, Claims: p.claims(st.k)}, nil
+	p := peer{snap: s, st: st, resolved: resolve(st, s.ResourceVersion)}
+	return Member{Group: g, Identity: s.Record.Holder, Shards: st.k, Claims: p.claims(st.k), Leaving: st.leaving}, nil
 }
 
 // Ranges writes sorted shard numbers compactly, as "0-3.7.9-10".

@@ -109,3 +109,26 @@ func (t *term) end(cause error) {
 	t.once.Do(func() { close(t.stop) })
 	t.wg.Wait()
 }
+
+// termKey is the context key of the term a shard runs under.
+type termKey struct{}
+
+// Check reports whether the shard run that ctx belongs to (the context Run
+// passes to Func, or one derived from it) may still run: nil while ctx has
+// not ended and its member's hard deadline has not passed by the Group's
+// clock, even when the timer that ends ctx at the deadline has not fired
+// yet (a process that was stopped, SIGSTOP or a VM pause, and has just
+// been continued); else why not (ErrDeadline, or ctx's cause).
+func Check(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	t, ok := ctx.Value(termKey{}).(*term)
+	if !ok {
+		return errors.New("shard: Check: not the context of a shard's run")
+	}
+	if !t.clock.Now().Before(t.Deadline()) {
+		return ErrDeadline
+	}
+	return nil
+}

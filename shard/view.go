@@ -30,6 +30,9 @@ type peer struct {
 	st   state
 	err  error
 	last *state
+	// resolved are st's claims with their tokens, computed once per version
+	// (the member's loop reads them on every change of the group).
+	resolved map[int]lease.Token
 	// observedAt is the local time the record was last seen to change
 	// (invariant 2 of internal/holder): expiry is judged from it alone.
 	observedAt time.Time
@@ -53,7 +56,8 @@ func (p *peer) expiresAt() time.Time { return p.observedAt.Add(p.duration) }
 // claims returns the shards the peer may be running, with their tokens
 // (a pending claim's token is the version it was written in). A released
 // valid record claims nothing. A record that cannot be trusted claims what
-// its last trusted version did, or every shard when there is none.
+// its last trusted version did, or every shard when there is none. The map
+// may be shared: callers only read it.
 func (p *peer) claims(k int) map[int]lease.Token {
 	switch {
 	case p.snap == nil && p.last != nil, p.err != nil && p.last != nil:
@@ -67,11 +71,17 @@ func (p *peer) claims(k int) map[int]lease.Token {
 	case !p.snap.Record.Held() || p.err != nil:
 		return nil
 	}
-	rv, _ := lease.TokenOf(p.snap.ResourceVersion)
-	out := make(map[int]lease.Token, len(p.st.claims))
-	for s, t := range p.st.claims {
+	return p.resolved
+}
+
+// resolve returns st's claims with each pending token replaced by rv, the
+// version that carries them.
+func resolve(st state, rv string) map[int]lease.Token {
+	tok, _ := lease.TokenOf(rv)
+	out := make(map[int]lease.Token, len(st.claims))
+	for s, t := range st.claims {
 		if t == pending {
-			t = rv
+			t = tok
 		}
 		out[s] = t
 	}
@@ -150,8 +160,10 @@ func (v *view) applyLocked(s *lease.Snapshot) {
 	}
 	p.snap = s
 	p.st, p.err = decode(s)
+	p.resolved = nil
 	p.duration = s.Record.LeaseDuration
 	if p.err == nil {
+		p.resolved = resolve(p.st, s.ResourceVersion)
 		st := p.st
 		p.last = &st
 	} else {

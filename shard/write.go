@@ -16,7 +16,7 @@ import (
 func (m *member) startWrite(t *term) {
 	st := state{k: m.k(), claims: maps.Clone(m.claims), leaving: m.leaving}
 	base := m.own
-	m.writing, m.dirty = true, false
+	m.writing, m.dirty, m.urgent = true, false, false
 	ctx, cancel := context.WithDeadline(context.Background(), t.Deadline())
 	m.bg.Go(func() {
 		defer cancel()
@@ -92,7 +92,7 @@ func (m *member) wrote(t *term, w writeResult) {
 	case w.err != nil:
 		m.g.metrics.wrote("renew", w.err)
 		m.g.core.Logger.V(2).Info("renewing membership failed", "lease", m.g.name, "err", w.err)
-		m.dirty = true
+		m.dirty, m.urgent = true, true
 		m.retryAt = clk.Now().Add(timing.RetryPeriod)
 		return
 	}

@@ -43,6 +43,11 @@ of transitions, the holder's fencing token (recorded by Leasehold holders), the
 preferred holder of a requested handoff, the queue of waiters of a lock
 (leasehold lock, Go Mutex and Semaphore), and the Lease's Events.
 
+describe shardgroup/NAME shows a shard group (leasehold run --shards): its
+members with their state, the shards each owns with the tokens of its claims,
+the shards nobody owns and the claims waiting behind lower ones; describe
+shardgroups shows every group in the namespace.
+
 Events are there when the electors record them: leasehold run records
 LeaderElection Events (became leader, stopped leading) when RBAC lets it
 create events in the namespace; client-go electors and Go programs do when
@@ -54,10 +59,18 @@ renew times are the previous holder's: describe says so.
 
 ` + clockNote,
 		Example: fmt.Sprintf(`  %[1]s describe my-app
-  %[1]s describe lease/my-app lease/my-cron -n kube-system`, cliName()),
+  %[1]s describe lease/my-app lease/my-cron -n kube-system
+  %[1]s describe shardgroup/workers`, cliName()),
 		Args:              cobra.MinimumNArgs(1),
 		ValidArgsFunction: completeLeaseNames(a, -1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			groups, isGroups, err := groupArgs(args)
+			if err != nil {
+				return withCode(ExitUsage, err)
+			}
+			if isGroups {
+				return asFailure(d.runGroups(cmd.Context(), groups))
+			}
 			names, err := leaseArgs(args)
 			if err != nil {
 				return withCode(ExitUsage, err)
@@ -67,6 +80,30 @@ renew times are the previous holder's: describe says so.
 	}
 	addNowFlag(cmd.Flags(), &d.now)
 	return cmd
+}
+
+// runGroups describes shard groups (every group in the namespace without
+// names), a blank line between two.
+func (d *describeCmd) runGroups(ctx context.Context, names []string) error {
+	cs, err := d.clientset()
+	if err != nil {
+		return err
+	}
+	ns, err := d.namespace()
+	if err != nil {
+		return err
+	}
+	groups, readErr := readGroups(ctx, cs, ns, names, d.now())
+	for i, g := range groups {
+		if i > 0 {
+			fmt.Fprintln(d.io.Out)
+		}
+		describeGroup(d.io.Out, g)
+	}
+	if len(groups) == 0 && readErr == nil {
+		return fmt.Errorf("no shard groups found in namespace %q", ns)
+	}
+	return readErr
 }
 
 // run describes each Lease, a blank line between two, and reports those it
@@ -174,6 +211,7 @@ func describeMember(line func(label, value string), l *coordinationv1.Lease) {
 		parts = []string{noValue}
 	}
 	line("Claimed Shards", fmt.Sprintf("%d: %s", len(m.Claims), strings.Join(parts, ", ")))
+	line("See Also", fmt.Sprintf("%s describe shardgroup/%s -n %s", cliName(), m.Group, l.Namespace))
 }
 
 // foreignEditNote explains a holder named by a foreign edit.

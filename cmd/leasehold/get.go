@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/shard"
 )
 
 // getCmd is `leasehold get [NAME...]` and `leasehold list`: Leases as a
@@ -53,7 +54,11 @@ const getExamples = `  # Leases in the current namespace, and whether they are h
   %[1]s get -o custom-columns=NAME:.metadata.name,BY:spec.holderIdentity
 
   # The Lease object itself, as kubectl would print it
-  %[1]s get my-app -o yaml`
+  %[1]s get my-app -o yaml
+
+  # Shard groups: members and the shards each owns
+  %[1]s get shardgroups
+  %[1]s get shardgroup/workers`
 
 // outputHelp is the help of -o.
 const outputHelp = "output format: wide, json, yaml, kyaml, name, jsonpath=TEMPLATE, " +
@@ -78,6 +83,11 @@ wide adds the holder's fencing TOKEN, the PREFERRED holder of a requested
 handoff and the lease DURATION. -o json, yaml, name, jsonpath, go-template and
 custom-columns print the Lease objects as kubectl does. -w prints the table,
 then a line for each change until interrupted.
+
+The table of all Leases is followed by one of the shard groups (leasehold run
+--shards) whose member Leases it lists: SHARD GROUP, SHARDS, MEMBERS (live of
+all), OWNED (shards per member) and UNOWNED. get shardgroups (or
+shardgroup/NAME...) prints only that table.
 
 TOKEN is the token recorded by a Leasehold holder, <unknown> when the holder
 recorded none (a client-go holder) or was named by a foreign edit (someone
@@ -145,6 +155,13 @@ func (g *getCmd) run(ctx context.Context, args []string) error {
 	if err != nil {
 		return withCode(ExitUsage, err)
 	}
+	groups, isGroups, err := groupArgs(args)
+	if err != nil {
+		return withCode(ExitUsage, err)
+	}
+	if isGroups {
+		return g.runGroups(ctx, groups)
+	}
 	names, err := leaseArgs(args)
 	if err != nil {
 		return withCode(ExitUsage, err)
@@ -181,6 +198,14 @@ func (g *getCmd) run(ctx context.Context, args []string) error {
 		g.sayNoneFound(ns)
 	} else if err := g.printItems(p, tp, items, names); err != nil {
 		return asFailure(err)
+	}
+	if groups := groupsOf(items, g.now()); p == nil && !g.watch && len(names) == 0 && len(groups) > 0 {
+		// The shard groups these Leases are members of, as kubectl get
+		// prints a second kind: after a blank line.
+		fmt.Fprintln(g.io.Out)
+		if err := printGroupTable(g.io.Out, groups, g.allNamespaces, g.noHeaders); err != nil {
+			return asFailure(err)
+		}
 	}
 	if !g.watch {
 		return asFailure(readErr) // nil, or the names that were not found
@@ -302,4 +327,45 @@ func leaseArgs(args []string) ([]string, error) {
 		names = append(names, name)
 	}
 	return names, nil
+}
+
+// runGroups prints shard groups (every group in the namespace without
+// names): a line each, with their members and the shards each owns.
+func (g *getCmd) runGroups(ctx context.Context, names []string) error {
+	switch {
+	case !g.table():
+		return withCode(ExitUsage, errors.New("shard groups print only as a table: drop -o, or get their Leases (-l "+shard.GroupLabel+"=NAME)"))
+	case g.watch:
+		return withCode(ExitUsage, errors.New("-w watches Leases, not shard groups: watch a group's Leases with -w -l "+shard.GroupLabel+"=NAME"))
+	case g.selector != "":
+		return withCode(ExitUsage, errors.New("give shard group names or a selector (-l), not both"))
+	case len(names) > 0 && g.allNamespaces:
+		return withCode(ExitUsage, errors.New("a shard group cannot be read by name across all namespaces: drop -A or the name"))
+	}
+	cs, err := g.clientset()
+	if err != nil {
+		return asFailure(err)
+	}
+	ns, err := g.namespace()
+	if err != nil {
+		return asFailure(err)
+	}
+	if g.allNamespaces {
+		ns = metav1.NamespaceAll
+	}
+	groups, readErr := readGroups(ctx, cs, ns, names, g.now())
+	if len(groups) == 0 && readErr == nil {
+		if ns == metav1.NamespaceAll {
+			fmt.Fprintln(g.io.Err, "No shard groups found.")
+		} else {
+			fmt.Fprintf(g.io.Err, "No shard groups found in namespace %q.\n", ns)
+		}
+		return nil
+	}
+	if len(groups) > 0 {
+		if err := printGroupTable(g.io.Out, groups, g.allNamespaces, g.noHeaders); err != nil {
+			return asFailure(err)
+		}
+	}
+	return asFailure(readErr)
 }

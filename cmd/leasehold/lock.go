@@ -260,10 +260,10 @@ func (l *lockCmd) runHolding(ctx context.Context, sup *supervisor, held *lock.He
 	// has not passed (a stopped process sees the deadline pass before its
 	// timer fires).
 	sup.attach(c, argv[0], func() bool { return held.Err() == nil && time.Now().Before(held.Deadline()) })
-	defer sup.detach()
+	defer sup.detach(c)
 	select {
 	case <-c.Done():
-		if !sup.killedOnResume() {
+		if !sup.killedOnResume(c) {
 			return exitStatus(c.Code())
 		}
 		<-held.Done() // killed because the lock was lost: its context follows

@@ -480,10 +480,10 @@ func (r *runCmd) lead(ctx, lctx context.Context, stopRun context.CancelFunc, e *
 	// the deadline pass before its timer fires).
 	started := time.Now()
 	sup.attach(c, argv[0], func() bool { return lctx.Err() == nil && e.Check(nil) == nil })
-	defer sup.detach()
+	defer sup.detach(c)
 	select {
 	case <-c.Done():
-		if !sup.killedOnResume() {
+		if !sup.killedOnResume(c) {
 			st.exited, st.code, st.ran = true, c.Code(), time.Since(started)
 			fmt.Fprintf(r.io.Err, "leasehold: %s exited with status %d; releasing lease %s\n", argv[0], st.code, ref)
 			stopRun() // Run releases and returns, even if the term ended meanwhile

@@ -31,6 +31,10 @@ min ≤ 1), and run starts one COMMAND per shard it owns, with
 When a shard moves away its COMMAND gets SIGTERM, then SIGKILL after
 --grace; the shard starts elsewhere only after it has exited. A COMMAND that
 exits on its own leaves its shard owned and not restarted until it moves.
+Signals act on every shard's COMMAND as on run's (see Signals above):
+SIGUSR1, SIGUSR2 and SIGWINCH reach each; SIGTSTP stops each and then run;
+on SIGCONT each continues if its shard is still this member's, and is
+killed if the member's renew deadline passed while it was stopped.
 --http then serves /shards (JSON: identity, members, owners, owned), a line
 of it per change at /shards/watch, /healthz and /metrics
 (leasehold_shard_*).`
@@ -62,6 +66,10 @@ func (r *runCmd) runShards(ctx context.Context, argv []string) error {
 	if err := lookCommand(argv); err != nil {
 		return err
 	}
+	// From here on, job-control and user signals are ours to relay, to the
+	// COMMAND of every owned shard.
+	sup := startSupervisor(r.io.Notify, r.io.Err)
+	defer sup.close()
 	ns, err := r.namespace()
 	if err != nil {
 		return asFailure(err)
@@ -110,12 +118,20 @@ func (r *runCmd) runShards(ctx context.Context, argv []string) error {
 		if err != nil {
 			return err
 		}
+		// COMMAND may run only while the shard's run holds: its context
+		// has not ended and the member's renew deadline has not passed (a
+		// stopped process sees the deadline pass before its timer fires).
+		sup.attach(c, fmt.Sprintf("%s of shard %d", argv[0], s), func() bool { return shard.Check(sctx) == nil })
+		defer sup.detach(c)
 		select {
 		case <-c.Done():
-			mu.Lock()
-			fmt.Fprintf(r.io.Err, "leasehold: %s of shard %d exited with status %d\n", argv[0], s, c.Code())
-			mu.Unlock()
-			return nil
+			if !sup.killedOnResume(c) {
+				mu.Lock()
+				fmt.Fprintf(r.io.Err, "leasehold: %s of shard %d exited with status %d\n", argv[0], s, c.Code())
+				mu.Unlock()
+				return nil
+			}
+			<-sctx.Done() // killed because the run ended: its context follows
 		case <-sctx.Done():
 		}
 		code := c.Stop(r.grace)

@@ -41,30 +41,35 @@ var (
 // (signal.Notify and signal.Stop).
 type notifyFunc func(c chan<- os.Signal, sig ...os.Signal) (stop func())
 
-// supervisor relays signals to the COMMAND of run or lock: it forwards
-// SIGUSR1, SIGUSR2 and SIGWINCH to it; on SIGTSTP it stops COMMAND's
-// process group and then leasehold; on SIGCONT it continues COMMAND only if
-// the term it runs under is still valid, and kills it otherwise. Its
-// methods are safe for concurrent use; close joins its goroutine.
+// supervisor relays signals to the COMMANDs of run or lock (one) or of
+// run --shards (one per owned shard): it forwards SIGUSR1, SIGUSR2 and
+// SIGWINCH to each; on SIGTSTP it stops each COMMAND's process group and
+// then leasehold; on SIGCONT it continues each COMMAND whose term is still
+// valid, and kills the others. Its methods are safe for concurrent use;
+// close joins its goroutine.
 type supervisor struct {
 	errOut io.Writer
 	self   func() // stops this process (the stop may take effect just after it returns)
 
-	mu     sync.Mutex
-	c      *child
-	name   string      // COMMAND's name, for messages
-	holds  func() bool // the term COMMAND runs under is still valid
-	killed bool        // COMMAND was killed on SIGCONT because its term had ended
+	mu       sync.Mutex
+	attached map[*child]*relay
 
 	stopNotify func()
 	quit       chan struct{}
 	wg         sync.WaitGroup
 }
 
+// relay is one attached COMMAND.
+type relay struct {
+	name   string      // COMMAND's name, for messages
+	holds  func() bool // the term COMMAND runs under is still valid
+	killed bool        // COMMAND was killed on SIGCONT because its term had ended
+}
+
 // startSupervisor subscribes to the signals through notify (nil: none, as
 // in tests that run a command in-process) and relays them until close.
 func startSupervisor(notify notifyFunc, errOut io.Writer) *supervisor {
-	s := &supervisor{errOut: errOut, self: stopSelf, quit: make(chan struct{}), stopNotify: func() {}}
+	s := &supervisor{errOut: errOut, self: stopSelf, quit: make(chan struct{}), stopNotify: func() {}, attached: map[*child]*relay{}}
 	if notify == nil {
 		return s
 	}
@@ -95,28 +100,29 @@ func (s *supervisor) close() {
 	s.wg.Wait()
 }
 
-// attach makes c the COMMAND that signals are relayed to; holds reports
+// attach adds c to the COMMANDs that signals are relayed to; holds reports
 // whether the term it runs under is still valid (not ended, deadline not
 // passed).
 func (s *supervisor) attach(c *child, name string, holds func() bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.c, s.name, s.holds, s.killed = c, name, holds, false
+	s.attached[c] = &relay{name: name, holds: holds}
 }
 
-// detach stops relaying to the COMMAND attached last.
-func (s *supervisor) detach() {
+// detach stops relaying to c.
+func (s *supervisor) detach(c *child) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.c, s.holds = nil, nil
+	delete(s.attached, c)
 }
 
-// killedOnResume reports whether the attached COMMAND was killed on SIGCONT
-// because its term had ended while leasehold was stopped.
-func (s *supervisor) killedOnResume() bool {
+// killedOnResume reports whether c was killed on SIGCONT because its term
+// had ended while leasehold was stopped.
+func (s *supervisor) killedOnResume(c *child) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.killed
+	r := s.attached[c]
+	return r != nil && r.killed
 }
 
 func (s *supervisor) handle(sig os.Signal) {
@@ -129,8 +135,8 @@ func (s *supervisor) handle(sig os.Signal) {
 		s.resume()
 	default:
 		s.mu.Lock()
-		if s.c != nil {
-			s.c.forward(sig.(syscall.Signal))
+		for c := range s.attached {
+			c.forward(sig.(syscall.Signal))
 		}
 		s.mu.Unlock()
 	}
@@ -144,32 +150,33 @@ func (s *supervisor) suspend() {
 		return
 	}
 	s.mu.Lock()
-	if s.c != nil {
-		s.c.signal(syscall.SIGSTOP)
+	for c := range s.attached {
+		c.signal(syscall.SIGSTOP)
 	}
 	s.mu.Unlock()
 	s.self()
 }
 
-// resume runs after leasehold was continued: COMMAND continues only while
-// its term is valid; otherwise it must not run another instruction.
+// resume runs after leasehold was continued: each COMMAND continues only
+// while its term is valid; otherwise it must not run another instruction.
 func (s *supervisor) resume() {
+	var killed []string
 	s.mu.Lock()
-	c, name := s.c, s.name
-	if c == nil || c.exited() {
-		s.mu.Unlock()
-		return
+	for c, r := range s.attached {
+		switch {
+		case c.exited():
+		case r.holds():
+			c.signal(syscall.SIGCONT)
+		default:
+			c.signal(syscall.SIGKILL)
+			if !r.killed {
+				killed = append(killed, r.name)
+			}
+			r.killed = true
+		}
 	}
-	if s.holds() {
-		c.signal(syscall.SIGCONT)
-		s.mu.Unlock()
-		return
-	}
-	c.signal(syscall.SIGKILL)
-	first := !s.killed
-	s.killed = true
 	s.mu.Unlock()
-	if first {
+	for _, name := range killed {
 		fmt.Fprintf(s.errOut, "leasehold: continued after the term ended while stopped; killed %s (SIGKILL to its process group)\n", name)
 	}
 }

@@ -149,7 +149,7 @@ func TestSupervisor(t *testing.T) {
 	waitStopped(t, c.Pid())
 	s.handle(syscall.SIGCONT)
 	eventually(t, 10*time.Second, "the command to be continued", func() bool { return !stopped(c.Pid()) })
-	if s.killedOnResume() {
+	if s.killedOnResume(c) {
 		t.Fatal("killed although the term holds")
 	}
 
@@ -162,8 +162,8 @@ func TestSupervisor(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the command was not killed on SIGCONT after its term ended")
 	}
-	if code := c.Code(); code != 128+int(syscall.SIGKILL) || !s.killedOnResume() {
-		t.Errorf("status %d, killedOnResume %v; want SIGKILL and true", code, s.killedOnResume())
+	if code := c.Code(); code != 128+int(syscall.SIGKILL) || !s.killedOnResume(c) {
+		t.Errorf("status %d, killedOnResume %v; want SIGKILL and true", code, s.killedOnResume(c))
 	}
 	if !strings.Contains(msgs.String(), "killed sh") {
 		t.Errorf("no message about the kill: %q", msgs.String())
@@ -171,7 +171,7 @@ func TestSupervisor(t *testing.T) {
 	if strings.Contains(out.String(), "got USR1\ngot USR1") {
 		t.Errorf("SIGUSR1 delivered twice: %q", out)
 	}
-	s.detach()
+	s.detach(c)
 	s.handle(syscall.SIGUSR1) // no command attached: dropped
 }
 

@@ -80,7 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("schedules", 5, "schedules per implementation")
-	impls := fs.String("impl", "leasehold,client-go,mixed,lock", "comma-separated fleets: leasehold, client-go, mixed (electors), lock (Leasehold Mutex holders taking turns), python (Python library electors), mixed-python (Python, Leasehold and client-go electors)")
+	impls := fs.String("impl", "leasehold,client-go,mixed,lock", "comma-separated fleets: leasehold, client-go, mixed (electors), lock (Leasehold Mutex holders taking turns), python (Python library electors), mixed-python (Python, Leasehold and client-go electors), shards (members of a shard group, each shard checked as a lease of its own)")
 	seed := fs.Uint64("seed", 1, "seed of the first schedule; schedule i uses seed+i (the same seeds for every implementation)")
 	k := fs.Int("candidates", 3, "candidate processes")
 	d := fs.Duration("duration", 20*time.Second, "length of each schedule's faults")

@@ -132,14 +132,21 @@ func cgroupMountPoints() (map[string]string, error) {
 }
 
 // OOMKill makes the kernel's OOM killer kill the main process of the
-// container whose main process is pid: it caps the container's memory
-// cgroup a little above what it uses, marks pid as the process to pick
-// first (oom_score_adj 1000, the most a process may be raised to without
-// privilege), then a hog joins the cgroup and allocates until the kernel
-// must kill a process there. The hog can grow by at most the 16 MiB of
-// headroom, which scores below pid, so pid is picked. The hog is killed once
-// pid has died (or after a minute); the cap and the score go with the
-// container, whose cgroup the runtime removes.
+// container whose main process is pid. It caps the container's memory
+// cgroup 16 MiB above what the cgroup uses and marks pid as the process to
+// pick first (oom_score_adj 1000). Then a filler joins the cgroup and
+// writes zeros to a file on the host's /dev/shm until a charge fails and the
+// kernel must kill a process there.
+//
+// The filler's memory is tmpfs pages, which count towards the cgroup but
+// towards no process's size, and the kernel picks by size plus
+// oom_score_adj. So pid is picked even if the filler inherits a score of
+// 1000 from the test process (a runner may start the tests so) and cannot
+// lower it (that needs CAP_SYS_RESOURCE).
+//
+// The filler is killed and its file removed once pid has died (or after a
+// minute); the cap and the score go with the container, whose cgroup the
+// runtime removes.
 func OOMKill(ctx context.Context, pid int) error {
 	dir, err := memoryCgroup(pid)
 	if err != nil {
@@ -158,15 +165,20 @@ func OOMKill(ctx context.Context, pid int) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", usage, err)
 	}
+	file, err := os.CreateTemp("/dev/shm", "leasehold-oom-*")
+	if err != nil {
+		return err
+	}
+	_ = file.Close()
+	defer os.Remove(file.Name())
 	if err := os.WriteFile(limit, []byte(strconv.FormatInt(used+16<<20, 10)), 0o644); err != nil {
 		return fmt.Errorf("cap %s: %w", limit, err)
 	}
 	if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte("1000"), 0o644); err != nil {
 		return err
 	}
-	// The hog is small (tail reading /dev/zero keeps all it reads, as no
-	// line ever ends): its size never outweighs pid's score.
-	cmd := exec.Command("/bin/sh", "-c", `echo $$ > "$1" && exec tail /dev/zero`, "sh", filepath.Join(dir, "cgroup.procs"))
+	cmd := exec.Command("/bin/sh", "-c", `echo $$ > "$1" && exec dd if=/dev/zero of="$2" bs=64k status=none`,
+		"sh", filepath.Join(dir, "cgroup.procs"), file.Name())
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return err
@@ -182,7 +194,10 @@ func OOMKill(ctx context.Context, pid int) error {
 		select {
 		case err := <-waited:
 			waited <- err
-			return fmt.Errorf("the memory hog exited before the kernel killed %d: %v", pid, err)
+			if !processExists(pid) { // the kernel went on to the filler once pid had gone
+				return nil
+			}
+			return fmt.Errorf("the memory filler exited before the kernel killed %d: %v", pid, err)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(5 * time.Millisecond):

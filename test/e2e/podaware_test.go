@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -226,6 +227,9 @@ func TestPodAwareOOMKill(t *testing.T) {
 	t0 := Mono()
 	if err := OOMKill(ctx, pid); err != nil {
 		t.Fatal(err)
+	}
+	if left, _ := filepath.Glob("/dev/shm/leasehold-oom-*"); len(left) > 0 {
+		t.Errorf("the OOM kill left files on the host: %v", left)
 	}
 	next, err := f.rec.FirstStartAfter(ctx, t0, time.Minute)
 	if err != nil {

@@ -126,6 +126,7 @@ func (w *waiter) markHeld(base *lease.Snapshot) *lease.Snapshot {
 		return lease.WithAnnotation(base, entryAnnotation, cursorValue("free", pos, ""))
 	}
 	_, pos, _ := cursorOf(holder.State{Lease: base})
+	base = lease.WithAnnotation(base, grantedOnAnnotation, "")
 	return lease.WithAnnotation(base, entryAnnotation, cursorValue("held", max(pos, reg.pos), reg.name()))
 }
 
@@ -275,6 +276,7 @@ func (w *waiter) successor(base *lease.Snapshot) (*lease.Snapshot, lease.Record,
 		}
 	}
 	_, pos, _ := cursorOf(holder.State{Lease: base})
+	base = lease.WithAnnotation(base, grantedOnAnnotation, "")
 	return lease.WithAnnotation(base, entryAnnotation, cursorValue("free", pos, "")), base.Record.Released(now), 0
 }
 
@@ -292,13 +294,13 @@ func (w *waiter) passOn(ctx context.Context, i int, granted *lease.Snapshot) {
 	w.obs[i].Offer(s)
 }
 
-// leave is a waiter's exit without a lock: it removes its entry, then
-// passes on any permit its view shows granted to it. A grant still on its
-// way is passed on by the other waiters: it names an entry that no longer
-// exists (see order).
+// leave is a waiter's exit without a lock: it marks its entry as left,
+// then passes on any permit its view shows granted to it. A grant still on
+// its way is taken by the waiter behind: it names an entry marked left (see
+// order).
 func (w *waiter) leave(ctx context.Context) {
 	if reg := w.entry(); reg != nil {
-		reg.remove(ctx)
+		reg.markLeft(ctx)
 	}
 	for i, st := range w.states() {
 		if name, granted := namedBy(st); granted && w.isMine(name) && st.Lease.Record.Holder == w.cfg.Identity {
@@ -308,12 +310,24 @@ func (w *waiter) leave(ctx context.Context) {
 }
 
 // cleanUp deletes the entries this process saw expire (their waiters are
-// gone, or so slow that they queue again) and this call's own entry, after
-// a hand-over.
+// gone, or so slow that they queue again) or marked left, and this call's
+// own entry, after a hand-over. An entry a permit still names is kept: a
+// grant to an entry marked left is free at once, one to a deleted entry
+// only once it expires.
 func (w *waiter) cleanUp(ctx context.Context) {
 	entries, _ := w.entries()
-	q := order(w.cfg.Clock.Now(), w.states(), w.cands, entries)
+	states := w.states()
+	q := order(w.cfg.Clock.Now(), states, w.cands, entries)
+	named := map[string]bool{}
+	for _, st := range states {
+		if _, _, name := cursorOf(st); name != "" {
+			named[name] = true
+		}
+	}
 	for _, d := range q.dead {
+		if named[d.name] {
+			continue
+		}
 		c, err := lease.NewClient(w.cfg.Leases, w.cfg.Namespace, d.name)
 		if err == nil {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.Timing.RenewDeadline)

@@ -445,6 +445,9 @@ func testFIFOHandOver(t *testing.T, cp *testenv.ControlPlane) {
 		if n := conflicts.Load() - c0; n != 0 {
 			t.Errorf("hand-over %d: %d conflicts", k, n)
 		}
+		// The new holder's term starts on the grant; its adopting write
+		// follows. Count once it is in.
+		adopted(t, ctx, cs, name, cur.m.Identity())
 		if writes := puts.Load() - before; writes != 2 {
 			t.Errorf("hand-over %d: the lock Lease was written %d times, want 2 (grant, adoption)", k, writes)
 		}
@@ -491,3 +494,21 @@ func countingClient(t *testing.T, cp *testenv.ControlPlane, name string) (kubern
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// adopted waits until the lock Lease name records identity's adopting
+// write (its queue-entry annotation says held/).
+func adopted(t *testing.T, ctx context.Context, cs kubernetes.Interface, name, identity string) {
+	t.Helper()
+	for {
+		l, err := cs.CoordinationV1().Leases(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil && l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == identity &&
+			strings.HasPrefix(l.Annotations["leasehold.io/queue-entry"], "held/") {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s's adopting write of %s never came: %v", identity, name, err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}

@@ -39,6 +39,12 @@ const (
 	// resourceVersion that created it (written at its first renewal; until
 	// then the entry's own resourceVersion is that version).
 	queuedAtAnnotation = "leasehold.io/queued-at"
+	// grantedOnAnnotation, on a permit Lease granted to a waiter, is the
+	// version of the waiter's entry that the granting holder read: the grant
+	// was written after it, so the waiter may start its term at once,
+	// counting its deadline from when it sent that version (invariant 13).
+	// Empty on every other write.
+	grantedOnAnnotation = "leasehold.io/granted-on"
 	// entrySuffixLen is the length of "-q-" plus 8 hex digits.
 	entrySuffixLen = 11
 )
@@ -164,8 +170,13 @@ type queueOf struct {
 // An entry named by a permit whose record still names its waiter is a
 // holder (or a grantee), not a waiter. A permit is free when the candidate
 // may take it (released, expired: cand.Free) or when it was granted to an
-// entry that no longer exists: that waiter left before adopting it, and
-// never will.
+// entry its waiter has marked as left (holder emptied): that waiter gave
+// up and will never use the grant. A grant to an entry that no longer
+// exists is NOT free before it expires: the entry may have been deleted by
+// another client while its waiter already works under the grant
+// (invariant 13 lets a grantee start before its adopting write).
+//
+// An entry marked left is dead: it waits for a holder to delete it.
 //
 // entries nil means the queue is not known: no grant is then taken as void.
 func order(now time.Time, permits []holder.State, cands []*holder.Candidate, entries map[string]entry) queueOf {
@@ -177,14 +188,16 @@ func order(now time.Time, permits []holder.State, cands []*holder.Candidate, ent
 		if name != "" && exists && e.snap.Record.Holder == st.Lease.Record.Holder {
 			taken[name] = true
 		}
-		if cands[i].Free(st) || (granted && !exists && entries != nil) {
+		if cands[i].Free(st) || (granted && exists && !e.snap.Record.Held()) {
 			q.free = append(q.free, i)
 		}
 	}
 	cursor := served(permits)
 	for name, e := range entries {
 		switch {
-		case taken[name] || !e.snap.Record.Held():
+		case taken[name]:
+		case !e.snap.Record.Held(): // left
+			q.dead = append(q.dead, queued{name, e})
 		case e.pos <= cursor:
 			// Served or skipped already: its owner removes it (served) or
 			// queues again (passed over); an expired one is nobody's.
@@ -225,7 +238,8 @@ func grantTo(base *lease.Snapshot, e queued, now time.Time) (*lease.Snapshot, le
 		Transitions:   base.Record.Transitions + 1,
 		Strategy:      base.Record.Strategy,
 	}
-	return lease.WithAnnotation(base, entryAnnotation, cursorValue("granted", e.pos, e.name)), rec, tok, nil
+	obj := lease.WithAnnotation(base, entryAnnotation, cursorValue("granted", e.pos, e.name))
+	return lease.WithAnnotation(obj, grantedOnAnnotation, e.snap.ResourceVersion), rec, tok, nil
 }
 
 // registration is this waiter's entry in the queue.
@@ -237,6 +251,37 @@ type registration struct {
 	pos    uint64
 
 	removed sync.Once
+
+	mu   sync.Mutex
+	sent map[string]time.Time // when the writes that made recent versions were sent
+}
+
+// keepSent records that the write which made version rv was sent at t;
+// the last few versions are kept.
+func (r *registration) keepSent(rv string, t time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sent == nil {
+		r.sent = map[string]time.Time{}
+	}
+	if len(r.sent) >= 8 {
+		oldest := ""
+		for v, at := range r.sent {
+			if oldest == "" || at.Before(r.sent[oldest]) {
+				oldest = v
+			}
+		}
+		delete(r.sent, oldest)
+	}
+	r.sent[rv] = t
+}
+
+// sentAt returns when the write that made version rv of the entry was sent.
+func (r *registration) sentAt(rv string) (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.sent[rv]
+	return t, ok
 }
 
 // register creates a queue entry for the waiter: a Lease named
@@ -257,7 +302,9 @@ func register(ctx context.Context, cfg settings, key string) (*registration, err
 	if err != nil {
 		return nil, fmt.Errorf("lock: join the queue: %w", err)
 	}
-	return &registration{cfg: cfg, key: key, client: c, snap: s, pos: positionOf(s)}, nil
+	r := &registration{cfg: cfg, key: key, client: c, snap: s, pos: positionOf(s)}
+	r.keepSent(s.ResourceVersion, now)
+	return r, nil
 }
 
 func (r *registration) name() string { return r.client.Name() }
@@ -279,7 +326,8 @@ func (r *registration) renewOn(ctx context.Context, base *lease.Snapshot, fresh 
 		return fmt.Errorf("%w: entry %s/%s was changed by another client (holder %q)", ErrQueueEntryLost, r.cfg.Namespace, r.name(), base.Record.Holder)
 	}
 	rec := base.Record
-	rec.RenewTime = r.cfg.Clock.Now()
+	sent := r.cfg.Clock.Now()
+	rec.RenewTime = sent
 	s, err := r.client.Update(ctx, lease.WithAnnotation(base, queuedAtAnnotation, strconv.FormatUint(r.pos, 10)), rec, 0)
 	if errors.Is(err, lease.ErrConflict) && !fresh {
 		// Written by someone else since: look, and renew on what is there
@@ -300,7 +348,37 @@ func (r *registration) renewOn(ctx context.Context, base *lease.Snapshot, fresh 
 		return err
 	}
 	r.snap = s
+	r.keepSent(s.ResourceVersion, sent)
 	return nil
+}
+
+// markLeft empties the entry's holder: its waiter gave up and will never
+// use a grant to it, so the waiters behind may take such a grant at once
+// (order). The entry stays for a holder to delete (cleanUp): a waiter that
+// deleted it instead would leave a grant on its way to it looking like one
+// to an entry deleted by another client, which only expiry frees. Bounded
+// by RenewDeadline, also after ctx ended; a failure leaves the entry to
+// expire.
+func (r *registration) markLeft(ctx context.Context) {
+	r.removed.Do(func() {
+		mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.Timing.RenewDeadline)
+		defer cancel()
+		base := r.snap
+		for range 2 {
+			_, err := r.client.Update(mctx, base, base.Record.Released(r.cfg.Clock.Now()), 0)
+			if !errors.Is(err, lease.ErrConflict) {
+				if err != nil && !errors.Is(err, lease.ErrNotFound) {
+					r.cfg.Logger.V(2).Info("marking the queue entry as left failed; it expires on its own", "entry", r.name(), "err", err)
+				}
+				return
+			}
+			cur, gerr := r.client.Get(mctx)
+			if gerr != nil || cur.UID != r.snap.UID || cur.Record.Holder != r.cfg.Identity {
+				return
+			}
+			base = cur
+		}
+	})
 }
 
 // remove deletes the entry (this incarnation only), bounded by

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/leasehold/leasehold/internal/fakelease"
@@ -446,5 +448,104 @@ func TestLockingAgainReplaysTheQueue(t *testing.T) {
 		} else {
 			mustRelease(t, r.held)
 		}
+	})
+}
+
+// failAdoptions lets the next update of the lock Lease name through (the
+// holder's grant) and refuses every later one (the grantee's adoption and
+// its retries).
+func failAdoptions(srv *fakelease.Server, name string) {
+	var mu sync.Mutex
+	passed := false
+	srv.Fail("update", func(n string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if n != name {
+			return nil
+		}
+		if !passed {
+			passed = true
+			return nil
+		}
+		return apierrors.NewServiceUnavailable("adoption refused by the test")
+	})
+}
+
+// A grant starts the grantee's term at once, before its adopting write:
+// the term's deadline counts from the send of the entry version the grant
+// names (the waiter's join here), so it ends RenewDeadline after the join
+// if no adoption gets through.
+func TestGrantStartsTheTermAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		h := mustLock(t, newMutex(t, srv, "early", "a"))
+		joined := time.Now()
+		w := queueInOrder(t, t.Context(), newMutex(t, srv, "early", "b"))[0]
+		time.Sleep(time.Second) // before b's first entry renewal (3.75s–7.5s)
+		failAdoptions(srv, "early")
+		released := time.Now()
+		mustRelease(t, h)
+		var r result
+		select {
+		case r = <-w:
+		case <-time.After(5 * time.Second):
+			t.Fatal("b's Lock did not return on the grant while its adoption fails")
+		}
+		if r.err != nil || r.at != released {
+			t.Fatalf("b: %v at %v after the release, want the lock at once", r.err, r.at.Sub(released))
+		}
+		if a := srv.Lease(ns, "early").Annotations["leasehold.io/queue-entry"]; !strings.HasPrefix(a, "granted/") {
+			t.Fatalf("lock annotation %q, want the grant not yet adopted", a)
+		}
+		if want := joined.Add(10 * time.Second); !r.held.Deadline().Equal(want) {
+			t.Fatalf("deadline %v after the join, want RenewDeadline (10s)", r.held.Deadline().Sub(joined))
+		}
+		<-r.held.Done()
+		if !errors.Is(context.Cause(r.held.Context()), lock.ErrDeadline) || time.Since(joined) != 10*time.Second {
+			t.Fatalf("b's term ended %v after the join with %v, want ErrDeadline at 10s", time.Since(joined), context.Cause(r.held.Context()))
+		}
+		srv.Fail("update", nil)
+		_ = r.held.Release(t.Context())
+	})
+}
+
+// A grant whose entry is gone is not free before it expires: the grantee
+// may already work under it (it starts on the grant and deletes its entry
+// at once). Here its adoption never gets through; the waiter behind takes
+// the lock only after the grant expires, after the grantee's term ended.
+func TestGrantToADeletedEntryWaitsForExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		h := mustLock(t, newMutex(t, srv, "void", "a"))
+		ws := queueInOrder(t, t.Context(), newMutex(t, srv, "void", "b"), newMutex(t, srv, "void", "c"))
+		time.Sleep(time.Second)
+		failAdoptions(srv, "void")
+		released := time.Now()
+		mustRelease(t, h)
+		b := <-ws[0]
+		if b.err != nil {
+			t.Fatal(b.err)
+		}
+		synctest.Wait()
+		for _, l := range srv.List(ns) {
+			if l.Labels["leasehold.io/queue-entry"] != "" && *l.Spec.HolderIdentity == "b" {
+				t.Fatalf("b's entry %s is still there; the test needs it gone", l.Name)
+			}
+		}
+		<-b.held.Done() // adoptions keep failing: b's term ends at its deadline
+		bEnded := time.Now()
+		srv.Fail("update", nil) // from now on c's take may go through
+		c := <-ws[1]
+		if c.err != nil {
+			t.Fatal(c.err)
+		}
+		if c.at.Before(bEnded) {
+			t.Fatalf("c took the lock %v after the release, while b's term ran (it ended at %v)", c.at.Sub(released), bEnded.Sub(released))
+		}
+		if c.at.Sub(released) < 15*time.Second {
+			t.Errorf("c took the lock %v after the release, before the grant expired (15s)", c.at.Sub(released))
+		}
+		_ = b.held.Release(t.Context())
+		mustRelease(t, c.held)
 	})
 }

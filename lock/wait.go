@@ -179,12 +179,11 @@ func (w *waiter) step(ctx context.Context, states []holder.State, entries map[st
 	return t, nil
 }
 
-// confirmVoid reports whether a grant to an entry that no longer exists
-// is still the permit's latest version: the queue's watch may show the
-// entry deleted before the permits' watch shows its waiter's adoption
-// (a served waiter deletes its entry right after adopting). One read of
-// the permit, offered to the view, tells; a grant confirmed at its version
-// is not read again.
+// confirmVoid reports whether a grant to an entry marked left is still the
+// permit's latest version: the permits' watch may lag behind the queue's
+// (the grant may have been passed on already). One read of the permit,
+// offered to the view, tells; a grant confirmed at its version is not read
+// again.
 func (w *waiter) confirmVoid(ctx context.Context, i int, st holder.State) bool {
 	rv := st.Lease.ResourceVersion
 	if w.confirmed[i] == rv {
@@ -224,7 +223,7 @@ func (w *waiter) adoptGrant(ctx context.Context, states []holder.State) (turn, b
 		if !granted || !w.isMine(name) || st.Lease.Record.Holder != w.cfg.Identity {
 			continue
 		}
-		term, err := w.cands[i].Adopt(ctx, st.Lease) // invariant 13
+		term, err := w.adopt(ctx, i, st.Lease) // invariant 13
 		switch {
 		case err == nil:
 			for j, other := range states {
@@ -242,6 +241,24 @@ func (w *waiter) adoptGrant(ctx context.Context, states []holder.State) (turn, b
 		return turn{retrySoon: true}, false, nil
 	}
 	return turn{}, false, nil
+}
+
+// adopt starts a term on a permit granted to this call: at once when the
+// grant names a version of this call's entry whose send time is known and
+// leaves at least a RetryPeriod of the deadline counted from it (the
+// adopting write then follows as the term's first renewal); otherwise
+// after the adopting write.
+func (w *waiter) adopt(ctx context.Context, i int, granted *lease.Snapshot) (*holder.Term, error) {
+	if reg := w.entry(); reg != nil {
+		_, _, name := cursorOf(holder.State{Lease: granted})
+		if since, ok := reg.sentAt(granted.Annotation(grantedOnAnnotation)); ok && name == reg.name() &&
+			since.Add(w.cfg.Timing.RenewDeadline).Sub(w.cfg.Clock.Now()) >= w.cfg.Timing.RetryPeriod {
+			if t, err := w.cands[i].AdoptFrom(ctx, granted, since); err == nil {
+				return t, nil
+			}
+		}
+	}
+	return w.cands[i].Adopt(ctx, granted)
 }
 
 // take makes one conditional write to take a free permit.

@@ -391,6 +391,29 @@ func (c *Candidate) Adopt(ctx context.Context, granted *lease.Snapshot) (*Term, 
 	return c.startTerm(ctx, snap, granted.Token, sent), nil
 }
 
+// AdoptFrom starts a term at once on a lease granted to this candidate,
+// without waiting for a write: the grant was written after the granter
+// read a write of this process that was sent at since (a lock waiter's
+// queue entry, whose version the grant names), so every other process
+// sees the grant no earlier than since and waits a LeaseDuration from
+// then (invariant 13). The hard deadline is RenewDeadline after since; the
+// adopting write (decorated, conditional on the grant's version) is the
+// term's first renewal, sent at once, and moves the deadline like any
+// renewal. The grant must name this identity with a token and a lease
+// duration no shorter than this candidate's.
+func (c *Candidate) AdoptFrom(ctx context.Context, granted *lease.Snapshot, since time.Time) (*Term, error) {
+	if granted == nil || granted.Record.Holder != c.cfg.Identity || granted.Token.IsZero() {
+		return nil, fmt.Errorf("holder: adopt: the lease is not granted to %q with a token", c.cfg.Identity)
+	}
+	if granted.Record.LeaseDuration < c.cfg.Timing.LeaseDuration {
+		return nil, fmt.Errorf("holder: adopt: the grant's lease duration %v is shorter than %v", granted.Record.LeaseDuration, c.cfg.Timing.LeaseDuration)
+	}
+	t := c.newTerm(ctx, granted, granted.Token, since)
+	t.adopting = true
+	t.begin()
+	return t, nil
+}
+
 // reservation is how long a released lease stays reserved for its preferred
 // holder in this candidate's view: two retry periods, at most the lease
 // duration. The lease is free, so a short reservation is safe; it is only

@@ -55,21 +55,31 @@ type Term struct {
 	over      bool            // the deadline passed: renewals no longer extend the term
 	lost      bool            // the lease is no longer ours: nothing to release
 	offerTo   string          // set by Offer: every later renewal offers the lease to it
+	adopting  bool            // begun on a grant (AdoptFrom): the next renewal is the adoption
 	successor string          // set by SetSuccessor: Release reserves the lease for it
 }
 
 func (c *Candidate) startTerm(ctx context.Context, snap *lease.Snapshot, tok lease.Token, sent time.Time) *Term {
+	t := c.newTerm(ctx, snap, tok, sent)
+	t.begin()
+	return t
+}
+
+func (c *Candidate) newTerm(ctx context.Context, snap *lease.Snapshot, tok lease.Token, sent time.Time) *Term {
 	tctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-	t := &Term{
+	return &Term{
 		c: c, token: tok, trans: snap.Record.Transitions,
 		ctx: tctx, cancel: cancel,
 		stop: make(chan struct{}), expired: make(chan struct{}),
 		finished: make(chan struct{}), offerNow: make(chan struct{}, 1),
 		snap: snap, lastRenew: sent, deadline: sent.Add(c.cfg.Timing.RenewDeadline),
 	}
+}
+
+// begin starts the term's goroutines.
+func (t *Term) begin() {
 	t.wg.Go(t.enforceDeadline)
 	t.wg.Go(t.renewLoop)
-	return t
 }
 
 // Token returns the fencing token of this term.
@@ -153,7 +163,11 @@ type renewResult struct {
 func (t *Term) renewLoop() {
 	defer close(t.finished)
 	timing, clk := t.c.cfg.Timing, t.c.cfg.Clock
-	renewTimer := clk.NewTimer(timing.RetryPeriod)
+	first := timing.RetryPeriod
+	if t.isAdopting() {
+		first = 0 // the adoption: at once
+	}
+	renewTimer := clk.NewTimer(first)
 	defer renewTimer.Stop()
 
 	var inflight chan renewResult
@@ -228,6 +242,7 @@ func (t *Term) settleRenewal(res renewResult) (next time.Duration, lost bool) {
 func (t *Term) renewed(res renewResult) {
 	t.mu.Lock()
 	t.snap = res.snap
+	t.adopting = false
 	if !t.over {
 		t.lastRenew = res.sent
 		t.deadline = res.sent.Add(t.c.cfg.Timing.RenewDeadline)
@@ -307,8 +322,11 @@ func (t *Term) renew(ctx context.Context, base *lease.Snapshot) renewResult {
 // returns when the request was sent.
 func (t *Term) write(ctx context.Context, base *lease.Snapshot) (*lease.Snapshot, time.Time, error) {
 	t.mu.Lock()
-	offerTo := t.offerTo
+	offerTo, adopting := t.offerTo, t.adopting
 	t.mu.Unlock()
+	if adopting {
+		base = t.c.decorate(base, t.trans)
+	}
 	if offerTo != "" {
 		base = lease.WithOffer(base, offerTo)
 	}
@@ -320,6 +338,16 @@ func (t *Term) write(ctx context.Context, base *lease.Snapshot) (*lease.Snapshot
 	s, err := t.c.obs.Client().Update(ctx, base, rec, t.token) // invariant 4
 	return s, sent, err
 }
+
+func (t *Term) isAdopting() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.adopting
+}
+
+// Adopting reports whether the term began on a grant (AdoptFrom) whose
+// adopting write has not succeeded yet.
+func (t *Term) Adopting() bool { return t.isAdopting() }
 
 // halt stops the term's goroutines and waits for them.
 func (t *Term) halt() {

@@ -40,21 +40,34 @@
 // conditional write, to the first live waiter of its view: holderIdentity
 // that waiter, a fresh acquire and renew time, leaseTransitions + 1 and the
 // token of the new term (the resourceVersion this write replaces), plus the
-// annotation leasehold.io/queue-entry=granted/<position>/<entry>. The
-// waiter learns it from its watch and adopts the lock with a conditional
-// write of its own (…=held/<position>/<entry>), from which its term and
-// hard deadline start. A hand-over costs two writes of the lock Lease and no
-// conflict; the waiter's entry costs one create, its renewals and one delete.
-// With nobody waiting, Release writes the usual release (holder "").
+// annotations leasehold.io/queue-entry=granted/<position>/<entry> and
+// leasehold.io/granted-on=<the entry's version it read>. The waiter learns
+// it from its watch and its term starts at once: the grant was written
+// after that entry version, whose send time the waiter knows, so its hard
+// deadline counts RenewDeadline from that send (holder invariant 13). Its
+// first renewal, a RetryPeriod after that send, is the adoption
+// (…=held/<position>/<entry>); a waiter that joined within a RetryPeriod of
+// its turn, or whose entry was renewed since, and releases before then
+// never writes the lock at all. A hand-over therefore costs one write of
+// the lock Lease (the grant), two when the grantee keeps the lock past its
+// adoption, and no conflict; the waiter's entry costs one create, its
+// renewals and one delete. With nobody waiting, Release writes the usual
+// release (holder ""). A grant whose entry version the waiter does not
+// know, or that leaves less than a RetryPeriod before that deadline, is
+// adopted first, the term starting with the adopting write.
 //
 // A waiter is live while its entry is renewed within the entry's duration in
 // the releasing holder's view (the local time it saw the entry change, never
 // a remote timestamp). A crashed waiter is therefore skipped once its own
 // entry expires, not the whole queue; its expired entry is deleted by the
-// holder that skipped it. A waiter that gives up (ctx, timeout) deletes its
-// entry and passes on a grant it finds; a grant that reaches it after it left
-// names an entry that no longer exists, and the next waiter takes the lock at
-// once. A waiter whose entry was deleted or edited by another client (kubectl
+// holder that skipped it. A waiter that gives up (ctx, timeout) marks its
+// entry as left (holder emptied) and passes on a grant it finds; a grant
+// that reaches it after it left names an entry marked left, and the next
+// waiter takes the lock at once. The next hand-over deletes the entry. A
+// grant naming an entry that no longer exists is different: its waiter may
+// already work under it (its term started on the grant, and it deleted its
+// entry at once), so it is free only once it expires. A waiter whose entry
+// was deleted or edited by another client (kubectl
 // delete, for example) is told through Hooks.Requeued (ErrQueueEntryLost) and
 // queues again at the back.
 //
@@ -70,22 +83,25 @@
 //  2. A holder grants only after its term has ended (Release stops renewing
 //     and cancels the term's context first, holder invariant 10/11), and
 //     only while the Lease still shows its term.
-//  3. A grantee starts its term only with its own conditional write on the
-//     grant's version, and counts its hard deadline from that write's send
-//     (holder invariant 13). Between the grant and that write nobody acts
-//     under the lock. A grant never adopted expires after its leaseDuration
-//     in every observer's view, like a crashed holder's record.
+//  3. A grantee's hard deadline is RenewDeadline after the send of a write
+//     that certainly came before the grant: the entry version the grant
+//     names (leasehold.io/granted-on), which the holder read before it
+//     wrote, or else its own adopting write on the grant's version (holder
+//     invariant 13). Every other process saw the grant after it was written
+//     and waits a leaseDuration from then. A grant never adopted expires in
+//     every observer's view like a crashed holder's record, after the
+//     grantee's deadline.
 //  4. A waiter takes a permit without a grant only when it is free in its
 //     own view: released, expired (holder invariant 2), or granted to an
-//     entry that no longer exists, a grant it first reads back from the
-//     apiserver (the queue's watch may show a served waiter's entry gone
-//     before the permits' watch shows its adoption). An entry is deleted
-//     only by its waiter, which never adopts with it afterwards (it deletes
-//     it on giving up, or once its own take or adoption has succeeded), or
-//     by a holder that saw it expire, or by hand; an adoption racing the
-//     take is one of two writes on the same version (1). A term that has
-//     been adopted is never taken this way: its record says held/, not
-//     granted/.
+//     entry marked left, a grant it first reads back from the apiserver (the
+//     permits' watch may lag). Only a waiter that gave up marks its entry
+//     left, and it never uses a grant afterwards (it decides to leave, or
+//     to start the term, never both); a left entry is deleted only by a
+//     holder's clean-up, never while a permit names it. A grant to an entry
+//     that no longer exists is not free before it expires: the entry's
+//     waiter deletes it as soon as its term starts, and anyone may delete
+//     it by hand. Marking an entry left by hand, like releasing the lock
+//     by hand, is outside these guarantees.
 //  5. The token of every term is the version its first write replaced
 //     (holder invariant 8), whether that write was a take or a grant.
 //
@@ -113,8 +129,8 @@
 //
 // # Costs and non-guarantees
 //
-// Per hand-over: two writes of the lock Lease (grant, adoption), no
-// conflict; the served waiter's entry delete; and, for a waiter that queues
+// Per hand-over: one write of the lock Lease (the grant), two when the
+// grantee holds the lock past its adoption, no conflict; the served waiter's entry delete; and, for a waiter that queues
 // again, one create. A join reads the queue once (one request, but its
 // size grows with the queue), except that a Mutex or Semaphore locking again
 // within LeaseDuration/2 of its last call replays only the changes since

@@ -375,8 +375,9 @@ func testNamespacesAndRBAC(t *testing.T, cp *testenv.ControlPlane, cs kubernetes
 
 // One holder and 10 waiters that queued one after the other: each release
 // hands the lock to the next waiter in queue order, with no conflict and
-// exactly two writes of the lock Lease (the grant and the new holder's
-// adoption); the previous holder queues again at the back.
+// exactly two writes of the lock Lease once the new holder has adopted it
+// (the grant, and its first renewal a RetryPeriod after it queued); the
+// previous holder queues again at the back.
 func testFIFOHandOver(t *testing.T, cp *testenv.ControlPlane) {
 	const waiters, handOvers = 10, 25
 	ctx, cancel := context.WithCancel(timeout(t))

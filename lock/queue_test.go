@@ -34,7 +34,11 @@ func queueInOrder(t *testing.T, ctx context.Context, ms ...*lock.Mutex) []<-chan
 	return out
 }
 
-func TestWaitersServedInQueueOrderWithTwoWritesEach(t *testing.T) {
+// Waiters are served in queue order, one write of the lock Lease per
+// hand-over: each holder here releases within a RetryPeriod of joining,
+// before its adopting write is due, so the grant is the only write. A
+// holder that keeps the lock longer adopts it: one write more.
+func TestWaitersServedInQueueOrderWithOneWriteEach(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fakelease.New()
 		const n = 8
@@ -55,13 +59,22 @@ func TestWaitersServedInQueueOrderWithTwoWritesEach(t *testing.T) {
 			if r.err != nil {
 				t.Fatal(r.err)
 			}
-			if got := len(srv.Versions(ns, "fifo")) - versions; got != 2 {
-				t.Errorf("hand-over to w%d: %d writes of the lock Lease, want 2 (the grant and w%d's adoption)", i, got, i)
+			if got := len(srv.Versions(ns, "fifo")) - versions; got != 1 {
+				t.Errorf("hand-over to w%d: %d writes of the lock Lease, want 1 (the grant)", i, got)
 			}
 			if c := srv.Conflicts() - conflicts; c != 0 {
 				t.Errorf("hand-over to w%d: %d conflicts", i, c)
 			}
 			h = r.held
+		}
+		versions := len(srv.Versions(ns, "fifo"))
+		time.Sleep(2 * time.Second) // RetryPeriod: the adoption is due
+		synctest.Wait()
+		if got := len(srv.Versions(ns, "fifo")) - versions; got != 1 {
+			t.Errorf("%d writes of the lock Lease while w%d held it for a RetryPeriod, want 1 (its adoption)", got, n-1)
+		}
+		if a := srv.Lease(ns, "fifo").Annotations["leasehold.io/queue-entry"]; !strings.HasPrefix(a, "held/") {
+			t.Errorf("lock annotation %q after a RetryPeriod, want the adoption's held/", a)
 		}
 		mustRelease(t, h)
 	})

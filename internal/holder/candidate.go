@@ -398,8 +398,8 @@ func (c *Candidate) Adopt(ctx context.Context, granted *lease.Snapshot) (*Term, 
 // sees the grant no earlier than since and waits a LeaseDuration from
 // then (invariant 13). The hard deadline is RenewDeadline after since; the
 // adopting write (decorated, conditional on the grant's version) is the
-// term's first renewal, sent at once, and moves the deadline like any
-// renewal. The grant must name this identity with a token and a lease
+// term's first renewal, due RetryPeriod after since (at once if that has
+// passed), and moves the deadline like any renewal. The grant must name this identity with a token and a lease
 // duration no shorter than this candidate's.
 func (c *Candidate) AdoptFrom(ctx context.Context, granted *lease.Snapshot, since time.Time) (*Term, error) {
 	if granted == nil || granted.Record.Holder != c.cfg.Identity || granted.Token.IsZero() {

@@ -47,13 +47,21 @@
 //     target takes it by a conditional write on an offering version; the
 //     holder resumes only after a conditional write of its own replaces
 //     that version (a new acquisition, which ends the offer).
-//  13. A term begins only with a conditional write of its own: an
-//     acquisition, or the adoption of a lease granted to it by the previous
-//     holder's hand-over (Candidate.Adopt). Its hard deadline is counted from
-//     the send of that write, never from the grant, whose send time it does
-//     not know; until then nobody acts under the lease: the previous holder
-//     stopped before it granted, and the grantee has not started. A grant
-//     that is never adopted expires like any unrenewed record (invariant 2).
+//  13. A term begins with a conditional write of its own (an acquisition,
+//     or the adoption of a lease granted to it by the previous holder's
+//     hand-over: Candidate.Adopt), its hard deadline counted from that
+//     write's send; or on a grant that names a version of a record this
+//     process wrote (a lock waiter's queue entry) which the granter read
+//     before it wrote the grant: Candidate.AdoptFrom. The grant was then
+//     written after that version, which was sent at a known time s; every
+//     other process sees the grant later and waits a LeaseDuration from
+//     then, so a deadline of s + RenewDeadline ends first (the argument of
+//     6 with s for the renewal's send). The adopting write is the term's
+//     first renewal. Never from the grant's own timestamps: they are
+//     another clock's. Between the grant and the start of the term nobody
+//     acts under the lease: the previous holder stopped before it granted.
+//     A grant that is never adopted expires like any unrenewed record
+//     (invariant 2).
 //  14. A lease is taken before it expires only on positive evidence that
 //     the exact container instance that took the term (published with the
 //     acquiring write, tied to its transition count and credited only

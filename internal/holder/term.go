@@ -165,7 +165,10 @@ func (t *Term) renewLoop() {
 	timing, clk := t.c.cfg.Timing, t.c.cfg.Clock
 	first := timing.RetryPeriod
 	if t.isAdopting() {
-		first = 0 // the adoption: at once
+		// The adoption is the first renewal, due a RetryPeriod after the
+		// write the term counts from: a term released before then hands
+		// over without ever writing (one write per hand-over).
+		first = max(0, t.LastRenew().Add(timing.RetryPeriod).Sub(clk.Now()))
 	}
 	renewTimer := clk.NewTimer(first)
 	defer renewTimer.Stop()
@@ -173,6 +176,22 @@ func (t *Term) renewLoop() {
 	var inflight chan renewResult
 	reqCtx, cancelReq := context.WithCancel(context.WithoutCancel(t.ctx))
 	defer func() {
+		if inflight != nil && t.isAdopting() {
+			// The adoption (AdoptFrom) is still on its way: a release
+			// right after the grant writes on the version it makes rather
+			// than cancel it, which would cost a conflict and a read.
+			// Bounded by a RetryPeriod.
+			wait := clk.NewTimer(timing.RetryPeriod)
+			select {
+			case res := <-inflight:
+				inflight = nil
+				if res.err == nil && !res.lost {
+					t.renewed(res)
+				}
+			case <-wait.C():
+			}
+			wait.Stop()
+		}
 		cancelReq()
 		if inflight != nil {
 			// A renewal that got through anyway is still our own last

@@ -562,3 +562,61 @@ func TestGrantToADeletedEntryWaitsForExpiry(t *testing.T) {
 		mustRelease(t, c.held)
 	})
 }
+
+// A grant that crossed its waiter's give-up names an entry marked left:
+// the waiter behind takes the lock at once, without waiting for the grant
+// to expire.
+func TestGrantToAWaiterThatLeftIsTakenAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		h := mustLock(t, newMutex(t, srv, "left", "a"))
+		ctx, cancel := context.WithCancel(t.Context())
+		b := queueInOrder(t, ctx, newMutex(t, srv, "left", "b"))[0]
+		c := queueInOrder(t, t.Context(), newMutex(t, srv, "left", "c"))[0]
+		time.Sleep(time.Second)
+		cancel()
+		if r := <-b; !errors.Is(r.err, context.Canceled) {
+			t.Fatalf("b: %v, want context.Canceled", r.err)
+		}
+		synctest.Wait()
+		var entry *coordinationv1.Lease
+		for _, name := range queueEntries(srv, "left") {
+			if l := srv.Lease(ns, name); l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == "" {
+				entry = l
+			}
+		}
+		if entry == nil {
+			t.Fatal("no queue entry marked left after b gave up")
+		}
+		// a's hand-over to b, as it would have been written had a read
+		// the queue just before b left (a's term ends: it reads the new
+		// holder).
+		cur := srv.Lease(ns, "left")
+		grant := cur.DeepCopy()
+		b0, now := "b", metav1.NewMicroTime(time.Now())
+		grant.Spec.HolderIdentity = &b0
+		grant.Spec.AcquireTime, grant.Spec.RenewTime = &now, &now
+		trans := *cur.Spec.LeaseTransitions + 1
+		grant.Spec.LeaseTransitions = &trans
+		pos := entry.Annotations["leasehold.io/queued-at"]
+		if pos == "" {
+			pos = entry.ResourceVersion
+		}
+		grant.Annotations["leasehold.io/queue-entry"] = "granted/" + pos + "/" + entry.Name
+		grant.Annotations["leasehold.io/granted-on"] = entry.ResourceVersion
+		tok, err := lease.TokenOf(cur.ResourceVersion)
+		if err != nil {
+			t.Fatal(err)
+		}
+		grant.Annotations[lease.TokenAnnotation] = lease.TokenAnnotationValue(tok, trans, "b")
+		granted := time.Now()
+		srv.Put(grant)
+		<-h.Done()
+		r := <-c
+		if r.err != nil || r.at != granted {
+			t.Fatalf("c: %v %v after the grant to b's left entry, want the lock at once", r.err, r.at.Sub(granted))
+		}
+		_ = h.Release(t.Context())
+		mustRelease(t, r.held)
+	})
+}

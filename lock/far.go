@@ -295,23 +295,12 @@ func (w *waiter) replayQueue(ctx context.Context, kept map[string]*lease.Snapsho
 			if !ok {
 				return nil, "", errors.New("lock: the queue's watch ended")
 			}
-			switch ev.Type {
-			case watch.Added, watch.Modified:
-				if l, ok := ev.Object.(*coordinationv1.Lease); ok {
-					out[l.Name] = lease.NewSnapshot(l)
-					if l.Name == reg.name() {
-						return out, l.ResourceVersion, nil
-					}
-				}
-			case watch.Deleted:
-				if m, err := meta.Accessor(ev.Object); err == nil {
-					delete(out, m.GetName())
-				}
-			case watch.Error:
-				if s, ok := ev.Object.(*metav1.Status); ok {
-					return nil, "", lease.WatchStatusError(w.cfg.Namespace, selector, s)
-				}
-				return nil, "", errors.New("lock: the queue's watch ended with an error event")
+			l, err := w.queueEvent(out, ev, selector)
+			if err != nil {
+				return nil, "", err
+			}
+			if l != nil && l.Name == reg.name() {
+				return out, l.ResourceVersion, nil
 			}
 		}
 	}
@@ -343,25 +332,38 @@ func (w *waiter) readQueue(ctx context.Context, reg *registration) (map[string]*
 			if !ok {
 				return nil, "", errors.New("lock: the queue's watch ended before its initial events")
 			}
-			switch ev.Type {
-			case watch.Added, watch.Modified:
-				if l, ok := ev.Object.(*coordinationv1.Lease); ok {
-					out[l.Name] = lease.NewSnapshot(l)
-				}
-			case watch.Deleted:
-				if m, err := meta.Accessor(ev.Object); err == nil {
-					delete(out, m.GetName())
-				}
-			case watch.Bookmark:
+			if ev.Type == watch.Bookmark {
 				if m, err := meta.Accessor(ev.Object); err == nil && m.GetAnnotations()[initialEventsEnd] == "true" {
 					return out, m.GetResourceVersion(), nil
 				}
-			case watch.Error:
-				if s, ok := ev.Object.(*metav1.Status); ok {
-					return nil, "", lease.WatchStatusError(w.cfg.Namespace, selector, s)
-				}
-				return nil, "", errors.New("lock: the queue's watch ended with an error event")
+				continue
+			}
+			if _, err := w.queueEvent(out, ev, selector); err != nil {
+				return nil, "", err
 			}
 		}
 	}
+}
+
+// queueEvent applies an event of a watch on the queue's entries to out. It
+// returns the Lease an Added or Modified event carried, and the error an
+// Error event reports.
+func (w *waiter) queueEvent(out map[string]*lease.Snapshot, ev watch.Event, selector string) (*coordinationv1.Lease, error) {
+	switch ev.Type {
+	case watch.Added, watch.Modified:
+		if l, ok := ev.Object.(*coordinationv1.Lease); ok {
+			out[l.Name] = lease.NewSnapshot(l)
+			return l, nil
+		}
+	case watch.Deleted:
+		if m, err := meta.Accessor(ev.Object); err == nil {
+			delete(out, m.GetName())
+		}
+	case watch.Error:
+		if s, ok := ev.Object.(*metav1.Status); ok {
+			return nil, lease.WatchStatusError(w.cfg.Namespace, selector, s)
+		}
+		return nil, errors.New("lock: the queue's watch ended with an error event")
+	}
+	return nil, nil
 }

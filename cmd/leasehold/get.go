@@ -176,16 +176,9 @@ func (g *getCmd) run(ctx context.Context, args []string) error {
 	case g.watchEvents && !g.watch:
 		return withCode(ExitUsage, errors.New("--output-watch-events needs -w"))
 	}
-	cs, err := g.clientset()
+	cs, ns, err := g.target()
 	if err != nil {
-		return asFailure(err)
-	}
-	ns, err := g.namespace()
-	if err != nil {
-		return asFailure(err)
-	}
-	if g.allNamespaces {
-		ns = metav1.NamespaceAll
+		return err
 	}
 
 	items, rv, readErr := g.read(ctx, cs, ns, names)
@@ -215,6 +208,23 @@ func (g *getCmd) run(ctx context.Context, args []string) error {
 
 // read gets the named Leases (all of them, reporting those it cannot get),
 // or lists them; rv is the version a watch of them starts after.
+// target returns the clientset and the namespace to read (all of them with
+// -A), or the failure to report.
+func (g *getCmd) target() (kubernetes.Interface, string, error) {
+	cs, err := g.clientset()
+	if err != nil {
+		return nil, "", asFailure(err)
+	}
+	ns, err := g.namespace()
+	if err != nil {
+		return nil, "", asFailure(err)
+	}
+	if g.allNamespaces {
+		ns = metav1.NamespaceAll
+	}
+	return cs, ns, nil
+}
+
 func (g *getCmd) read(ctx context.Context, cs kubernetes.Interface, ns string, names []string) (items []coordinationv1.Lease, rv string, err error) {
 	if len(names) == 0 {
 		list, err := cs.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{LabelSelector: g.selector})
@@ -342,16 +352,9 @@ func (g *getCmd) runGroups(ctx context.Context, names []string) error {
 	case len(names) > 0 && g.allNamespaces:
 		return withCode(ExitUsage, errors.New("a shard group cannot be read by name across all namespaces: drop -A or the name"))
 	}
-	cs, err := g.clientset()
+	cs, ns, err := g.target()
 	if err != nil {
-		return asFailure(err)
-	}
-	ns, err := g.namespace()
-	if err != nil {
-		return asFailure(err)
-	}
-	if g.allNamespaces {
-		ns = metav1.NamespaceAll
+		return err
 	}
 	groups, readErr := readGroups(ctx, cs, ns, names, g.now())
 	if len(groups) == 0 && readErr == nil {

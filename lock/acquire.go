@@ -217,6 +217,7 @@ func (w *waiter) close() {
 		w.cancel()
 	}
 	w.wg.Wait()
+	stopWatch(w.queue.takeHanded()) // seeded but never run
 	w.mu.Lock()
 	started := w.queueStarted
 	w.mu.Unlock()

@@ -39,9 +39,54 @@ type farState struct {
 	renewAt time.Time // when the entry is next renewed
 	ahead   int       // the place last reported to Hooks.Queued (-1: none)
 	// The last read of the queue and its version, which the queue's view
-	// continues from (nil: none).
+	// continues from (nil: none), and the watch that read it, still open:
+	// the view goes on with it rather than open another.
 	read   map[string]*lease.Snapshot
 	readAt string
+	watch  watch.Interface
+}
+
+// queueWatch is a watch of the queue's entries opened under the waiter's
+// own context, so that it outlives the read it was opened for; Stop ends
+// the request too.
+type queueWatch struct {
+	watch.Interface
+	cancel context.CancelFunc
+}
+
+func (q queueWatch) Stop() {
+	q.Interface.Stop()
+	q.cancel()
+}
+
+// openQueueWatch opens a watch of the queue's entries under the waiter's
+// context (ctx only bounds the open). The caller stops it.
+func (w *waiter) openQueueWatch(ctx context.Context, open func(context.Context) (watch.Interface, error)) (watch.Interface, error) {
+	parent := w.ctx
+	if parent == nil {
+		parent = ctx
+	}
+	wctx, cancel := context.WithCancel(parent)
+	stop := context.AfterFunc(ctx, cancel) // ctx ending before the open returns ends it
+	wch, err := open(wctx)
+	stop()
+	if err != nil || ctx.Err() != nil {
+		if wch != nil {
+			wch.Stop()
+		}
+		cancel()
+		if err == nil {
+			err = ctx.Err()
+		}
+		return nil, err
+	}
+	return queueWatch{wch, cancel}, nil
+}
+
+func stopWatch(wch watch.Interface) {
+	if wch != nil {
+		wch.Stop()
+	}
 }
 
 // waitNear returns once fewer than lookahead live entries are ahead of
@@ -56,7 +101,10 @@ func (w *waiter) waitNear(ctx context.Context, st *farState) error {
 		if first {
 			read = w.catchUp
 		}
-		entries, rv, err := read(ctx, reg)
+		entries, rv, wch, err := read(ctx, reg)
+		if err != nil || ctx.Err() != nil {
+			stopWatch(wch)
+		}
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -74,6 +122,7 @@ func (w *waiter) waitNear(ctx context.Context, st *farState) error {
 			// Not in the read: deleted or replaced (or the read lags).
 			// The renewal tells: queued again, read again; else follow
 			// the lock (the near loop handles the rest).
+			stopWatch(wch)
 			if err := w.renewFar(ctx, st); err != nil || w.entry().name() != reg.name() {
 				return err
 			}
@@ -87,9 +136,10 @@ func (w *waiter) waitNear(ctx context.Context, st *farState) error {
 			}
 		}
 		if len(ahead) < w.lookahead() {
-			st.read, st.readAt = entries, rv
+			st.read, st.readAt, st.watch = entries, rv, wch
 			return nil
 		}
+		stopWatch(wch)
 		if err := w.follow(ctx, ahead[:w.lookahead()], rv, st, dead); err != nil {
 			return err
 		}
@@ -256,7 +306,7 @@ func (w *waiter) renewFar(ctx context.Context, st *farState) error {
 // since (a few, when it locks again right after releasing), up to this
 // call's own entry; from scratch (readQueue) when nothing was kept or the
 // replay fails (the kept version is too old for the apiserver's cache).
-func (w *waiter) catchUp(ctx context.Context, reg *registration) (map[string]*lease.Snapshot, string, error) {
+func (w *waiter) catchUp(ctx context.Context, reg *registration) (map[string]*lease.Snapshot, string, watch.Interface, error) {
 	kept, rv := map[string]*lease.Snapshot(nil), ""
 	if w.mem != nil {
 		// Kept within half an entry's duration: at most about one
@@ -264,8 +314,8 @@ func (w *waiter) catchUp(ctx context.Context, reg *registration) (map[string]*le
 		kept, rv = w.mem.keptQueue(w.cfg.Clock.Now().Add(-w.renewEvery()))
 	}
 	if kept != nil {
-		if entries, at, err := w.replayQueue(ctx, kept, rv, reg); err == nil {
-			return entries, at, nil
+		if entries, at, wch, err := w.replayQueue(ctx, kept, rv, reg); err == nil {
+			return entries, at, wch, nil
 		}
 	}
 	return w.readQueue(ctx, reg)
@@ -273,34 +323,41 @@ func (w *waiter) catchUp(ctx context.Context, reg *registration) (map[string]*le
 
 // replayQueue applies to the entries kept as of version rv the queue's
 // changes since, until this call's entry appears, and returns the entries
-// and the version as of which they are exact.
-func (w *waiter) replayQueue(ctx context.Context, kept map[string]*lease.Snapshot, rv string, reg *registration) (map[string]*lease.Snapshot, string, error) {
+// and the version as of which they are exact, with the watch that read
+// them, still open (nil when nothing had to be read; the caller stops it).
+func (w *waiter) replayQueue(ctx context.Context, kept map[string]*lease.Snapshot, rv string, reg *registration) (_ map[string]*lease.Snapshot, _ string, _ watch.Interface, err error) {
 	out := maps.Clone(kept)
 	if s, ok := out[reg.name()]; ok && s.UID == reg.snap.UID {
-		return out, rv, nil
+		return out, rv, nil, nil
 	}
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.Timing.RenewDeadline)
 	defer cancel()
 	selector := entryLabel + "=" + w.key
-	wch, err := lease.WatchSelected(rctx, w.cfg.Leases, w.cfg.Namespace, selector, rv, false)
+	wch, err := w.openQueueWatch(rctx, func(c context.Context) (watch.Interface, error) {
+		return lease.WatchSelected(c, w.cfg.Leases, w.cfg.Namespace, selector, rv, false)
+	})
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
-	defer wch.Stop()
+	defer func() {
+		if err != nil {
+			wch.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-rctx.Done():
-			return nil, "", rctx.Err()
+			return nil, "", nil, rctx.Err()
 		case ev, ok := <-wch.ResultChan():
 			if !ok {
-				return nil, "", errors.New("lock: the queue's watch ended")
+				return nil, "", nil, errors.New("lock: the queue's watch ended")
 			}
 			l, err := w.queueEvent(out, ev, selector)
 			if err != nil {
-				return nil, "", err
+				return nil, "", nil, err
 			}
 			if l != nil && l.Name == reg.name() {
-				return out, l.ResourceVersion, nil
+				return out, l.ResourceVersion, wch, nil
 			}
 		}
 	}
@@ -308,38 +365,49 @@ func (w *waiter) replayQueue(ctx context.Context, kept map[string]*lease.Snapsho
 
 // readQueue reads the queue's entries with one watch that starts with them
 // (so it needs the watch verb only) at a version no older than the one
-// that created reg, and returns them and the version they were read at.
-func (w *waiter) readQueue(ctx context.Context, reg *registration) (map[string]*lease.Snapshot, string, error) {
+// that created reg, and returns them, the version they were read at and
+// the watch, still open (the caller stops it).
+func (w *waiter) readQueue(ctx context.Context, reg *registration) (_ map[string]*lease.Snapshot, _ string, _ watch.Interface, err error) {
 	minRV := reg.snap.ResourceVersion
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.Timing.RenewDeadline)
 	defer cancel()
 	yes := true
 	selector := entryLabel + "=" + w.key
-	wch, err := w.cfg.Leases.Leases(w.cfg.Namespace).Watch(rctx, metav1.ListOptions{
-		LabelSelector: selector, AllowWatchBookmarks: true, SendInitialEvents: &yes,
-		ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan, ResourceVersion: minRV,
+	wch, err := w.openQueueWatch(rctx, func(c context.Context) (watch.Interface, error) {
+		wch, err := w.cfg.Leases.Leases(w.cfg.Namespace).Watch(c, metav1.ListOptions{
+			LabelSelector: selector, AllowWatchBookmarks: true, SendInitialEvents: &yes,
+			ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan, ResourceVersion: minRV,
+		})
+		if err != nil {
+			return nil, lease.Classify("watch", w.cfg.Namespace, "-l "+selector, err)
+		}
+		return wch, nil
 	})
 	if err != nil {
-		return nil, "", lease.Classify("watch", w.cfg.Namespace, "-l "+selector, err)
+		return nil, "", nil, err
 	}
-	defer wch.Stop()
+	defer func() {
+		if err != nil {
+			wch.Stop()
+		}
+	}()
 	out := map[string]*lease.Snapshot{}
 	for {
 		select {
 		case <-rctx.Done():
-			return nil, "", rctx.Err()
+			return nil, "", nil, rctx.Err()
 		case ev, ok := <-wch.ResultChan():
 			if !ok {
-				return nil, "", errors.New("lock: the queue's watch ended before its initial events")
+				return nil, "", nil, errors.New("lock: the queue's watch ended before its initial events")
 			}
 			if ev.Type == watch.Bookmark {
 				if m, err := meta.Accessor(ev.Object); err == nil && m.GetAnnotations()[initialEventsEnd] == "true" {
-					return out, m.GetResourceVersion(), nil
+					return out, m.GetResourceVersion(), wch, nil
 				}
 				continue
 			}
 			if _, err := w.queueEvent(out, ev, selector); err != nil {
-				return nil, "", err
+				return nil, "", nil, err
 			}
 		}
 	}

@@ -50,7 +50,8 @@ type view struct {
 	from    string // the version a seeded view continues from
 	latest  string // the version as of which entries are exact ("" while reading them)
 	err     error
-	watches int // watches opened
+	watches int             // watches opened
+	handed  watch.Interface // a watch seed handed on, for the first run
 }
 
 // newView returns the view of the permit Leases (locks set) or of the
@@ -77,10 +78,12 @@ func (v *view) snapshot() (map[string]entry, bool, error, <-chan struct{}) {
 }
 
 // seed starts the queue's view from a read of the entries made at rv, so
-// that run continues from there instead of reading them all again.
-func (v *view) seed(entries map[string]*lease.Snapshot, rv string) {
+// that run continues from there instead of reading them all again: with
+// the watch that made the read (wch, nil: none), which run then owns.
+func (v *view) seed(entries map[string]*lease.Snapshot, rv string, wch watch.Interface) {
 	now := v.cfg.Clock.Now()
 	v.mu.Lock()
+	v.handed = wch
 	for name, s := range entries {
 		v.entries[name] = entry{snap: s, pos: positionOf(s), observedAt: now}
 	}
@@ -119,14 +122,17 @@ func (v *view) run(ctx context.Context) {
 // watch opens one watch (with the initial state when rv is "") and
 // follows it until it ends; it returns the version to continue from.
 func (v *view) watch(ctx context.Context, rv string) (string, error) {
-	w, err := lease.WatchSelected(ctx, v.cfg.Leases, v.cfg.Namespace, v.selector, rv, rv == "")
-	if err != nil {
-		return rv, err
+	w := v.takeHanded()
+	if w == nil {
+		var err error
+		if w, err = lease.WatchSelected(ctx, v.cfg.Leases, v.cfg.Namespace, v.selector, rv, rv == ""); err != nil {
+			return rv, err
+		}
+		v.mu.Lock()
+		v.watches++
+		v.mu.Unlock()
 	}
 	defer w.Stop()
-	v.mu.Lock()
-	v.watches++
-	v.mu.Unlock()
 	seen := map[string]bool{}
 	initial := rv == ""
 	for {
@@ -175,6 +181,15 @@ func (v *view) watch(ctx context.Context, rv string) (string, error) {
 			}
 		}
 	}
+}
+
+// takeHanded returns the watch seed handed on, once; nil if none.
+func (v *view) takeHanded() watch.Interface {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	w := v.handed
+	v.handed = nil
+	return w
 }
 
 // kept returns the entries and the version as of which the view shows

@@ -48,7 +48,7 @@ func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, inde
 	}
 	w.watchPermits()
 	if far.read != nil {
-		w.queue.seed(far.read, far.readAt)
+		w.queue.seed(far.read, far.readAt, far.watch)
 	}
 	w.watchQueue()
 	renewAt, seen, ahead := far.renewAt, false, far.ahead

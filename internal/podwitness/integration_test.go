@@ -188,6 +188,7 @@ func TestIntegrationTakeoverOnlyOnKubeletEvidence(t *testing.T) {
 	t.Run("deleted after the kubelet confirmed", func(t *testing.T) {
 		t.Parallel()
 		k, _, f := setup(t, "deleted")
+		f.holds(t) // the witness follows the Pod: it sees the report before the deletion
 		k.report(terminated("app", cid("a1")), terminated("side", cid("s1")))
 		if err := cs.CoreV1().Pods(k.pod.Namespace).Delete(t.Context(), k.pod.Name, *metav1.NewDeleteOptions(0)); err != nil {
 			t.Fatal(err)

@@ -276,6 +276,19 @@ func (r *registration) keepSent(rv string, t time.Time) {
 	r.sent[rv] = t
 }
 
+// lastSent returns when the latest write of the entry was sent.
+func (r *registration) lastSent() (time.Time, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var last time.Time
+	for _, at := range r.sent {
+		if at.After(last) {
+			last = at
+		}
+	}
+	return last, !last.IsZero()
+}
+
 // sentAt returns when the write that made version rv of the entry was sent.
 func (r *registration) sentAt(rv string) (time.Time, bool) {
 	r.mu.Lock()

@@ -620,3 +620,40 @@ func TestGrantToAWaiterThatLeftIsTakenAtOnce(t *testing.T) {
 		mustRelease(t, r.held)
 	})
 }
+
+// A waiter that turns near the head renews its entry if its last write is
+// more than a RetryPeriod old, so that its grant names a recent version:
+// its term then starts with most of its deadline ahead.
+func TestNearWaiterRenewsAStaleEntry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		h := mustLock(t, newMutex(t, srv, "stale", "a"))
+		ws := queueInOrder(t, t.Context(), newMutex(t, srv, "stale", "b"), newMutex(t, srv, "stale", "c"), newMutex(t, srv, "stale", "d"))
+		var entry string
+		for _, name := range queueEntries(srv, "stale") {
+			if *srv.Lease(ns, name).Spec.HolderIdentity == "d" {
+				entry = name
+			}
+		}
+		time.Sleep(3 * time.Second) // past RetryPeriod (2s), before the first renewal (3.75s at the earliest)
+		before := len(srv.Versions(ns, entry))
+		mustRelease(t, h) // to b: d is now second in line, near
+		synctest.Wait()
+		turnedNear := time.Now()
+		if got := len(srv.Versions(ns, entry)) - before; got != 1 {
+			t.Fatalf("d's entry written %d times as d turned near, want 1 (a renewal)", got)
+		}
+		b := <-ws[0]
+		mustRelease(t, b.held) // to c
+		c := <-ws[1]
+		mustRelease(t, c.held) // to d
+		d := <-ws[2]
+		if d.err != nil {
+			t.Fatal(d.err)
+		}
+		if want := turnedNear.Add(10 * time.Second); !d.held.Deadline().Equal(want) {
+			t.Errorf("d's deadline %v after it turned near, want RenewDeadline (10s) from its renewal", d.held.Deadline().Sub(turnedNear))
+		}
+		mustRelease(t, d.held)
+	})
+}

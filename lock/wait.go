@@ -52,6 +52,15 @@ func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, inde
 	}
 	w.watchQueue()
 	renewAt, seen, ahead := far.renewAt, false, far.ahead
+	if reg := w.entry(); reg != nil && !try {
+		// Near the head: an entry written more than a RetryPeriod ago is
+		// renewed now, so that a grant soon to come names a recent
+		// version, from which the term starts at once with most of its
+		// deadline ahead (adopt) and adopts only a RetryPeriod later.
+		if last, ok := reg.lastSent(); ok && w.cfg.Clock.Since(last) > w.cfg.Timing.RetryPeriod {
+			renewAt = w.cfg.Clock.Now()
+		}
+	}
 	for {
 		changed := w.changed.C() // invariant 1: the channel before the states
 		_, synced, verr, _ := w.view.snapshot()

@@ -100,6 +100,14 @@ func (w *waiter) waitNear(ctx context.Context, st *farState) error {
 		read := w.readQueue
 		if first {
 			read = w.catchUp
+		} else if last, ok := reg.lastSent(); ok && w.cfg.Clock.Since(last) > w.cfg.Timing.RetryPeriod {
+			// An entry ahead went: this waiter may be near now, and a grant
+			// can follow within a few hand-overs. Renew first, so that the
+			// grant names a recent version (see acquire).
+			if err := w.renewFar(ctx, st); err != nil {
+				return err
+			}
+			reg = w.entry()
 		}
 		entries, rv, wch, err := read(ctx, reg)
 		if err != nil || ctx.Err() != nil {

@@ -323,3 +323,68 @@ func TestTakeoverByNewOwner(t *testing.T) {
 		f.log.check(t)
 	})
 }
+
+// TestCrashServesOneWriteAfterExpiry: the members claim the shards of a
+// member that has gone quiet on their renewals, before it expires, so that
+// when it does only the takeover write stands between its expiry and its
+// shards' start elsewhere — not a claim write and then the takeover, each
+// a round trip on a busy apiserver.
+func TestCrashServesOneWriteAfterExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 64
+		const delay = 100 * time.Millisecond // every write lands this long after it was sent
+		f := newFleet(t, k, nil)
+		slow := &slowLeases{srv: f.srv, delay: delay}
+		m3 := &cutLeases{srv: slow}
+		f.mod = func(c *shard.Config) {
+			c.Leases = slow
+			if c.Identity == "m3" {
+				c.Leases = m3
+			}
+		}
+		for _, id := range ids(4) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		before := f.log.owners(k)
+		m3.cut.Store(true)
+		vs := f.srv.Versions(ns, group+"-m3")
+		// The others saw m3's last write when it landed; it expires
+		// LeaseDuration (3s) later in their view.
+		expiry := vs[len(vs)-1].Spec.RenewTime.Add(delay + 3*time.Second)
+		time.Sleep(time.Until(expiry) - time.Millisecond)
+		synctest.Wait()
+		ahead := map[int]string{}
+		for _, id := range ids(3) {
+			m, err := shard.MemberOf(f.srv.Lease(ns, group+"-"+id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for s := range m.Claims {
+				ahead[s] = id
+			}
+		}
+		for s, o := range before {
+			if o == "m3" && ahead[s] == "" {
+				t.Errorf("shard %d of m3 is claimed by no other member when m3 expires", s)
+			}
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if c := f.counts(t); c["m3"] != 0 || len(c) != 3 || imbalance(c) > 1 {
+			t.Errorf("after m3's expiry: counts %v", c)
+		}
+		f.log.mu.Lock()
+		for _, r := range f.log.runs {
+			if r.member != "m3" && before[r.shard] == "m3" && r.start.After(expiry.Add(-time.Second)) {
+				if d := r.start.Sub(expiry); d > delay+10*time.Millisecond {
+					t.Errorf("shard %d of m3 ran again on %s %v after m3's expiry, want one write (%v)", r.shard, r.member, d, delay)
+				}
+			}
+		}
+		f.log.mu.Unlock()
+		f.stopAll()
+		f.log.check(t)
+	})
+}

@@ -62,8 +62,12 @@ type member struct {
 	runs     map[int]*run
 	active   int
 
-	assignKey uint64 // input of the last Assign, hashed
-	owners    []int  // its result
+	now   assignCache // Assign over the live members
+	ahead assignCache // Assign over the live members that are not quiet
+	// early: the claims made ahead of time, for shards of a quiet member
+	// that this member would be assigned without it; they ride on the next
+	// renewal instead of a write of their own.
+	early map[int]bool
 
 	writing bool
 	dirty   bool
@@ -85,6 +89,7 @@ type member struct {
 	foreign    map[string]string    // peer Lease -> version reported as edited by hand
 
 	mine   []bool        // reconcile's scratch: shards assigned here
+	soon   []bool        // claimAhead's scratch: shards to claim ahead
 	lowest []lease.Token // blockers' scratch: lowest other claim per shard
 
 	results  chan result
@@ -130,6 +135,7 @@ func (m *member) run(ctx context.Context) error {
 // Every shard has stopped when it returns.
 func (m *member) serve(ctx context.Context, t *term) error {
 	m.claims, m.assigned, m.runs, m.active = map[int]lease.Token{}, map[int]time.Time{}, map[int]*run{}, 0
+	m.early = map[int]bool{}
 	m.leaving, m.stopping, m.urgent = false, 0, false
 	m.dirty, m.retryAt = false, time.Time{}
 	ctxDone, termDone := ctx.Done(), t.ctx.Done()
@@ -212,10 +218,12 @@ func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uin
 	}
 	mine := m.mine
 	clear(mine)
+	var soon []bool
 	if !leaving {
-		for s, o := range m.assign(live, current) {
+		for s, o := range m.now.assign(m.k(), live, current) {
 			mine[s] = live[o] == m.id()
 		}
+		soon = m.claimAhead(now, peers, live, current)
 	}
 	for s, r := range m.runs {
 		if !mine[s] && r.active && !r.stopping {
@@ -224,17 +232,32 @@ func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uin
 	}
 	for s := range m.claims {
 		if r := m.runs[s]; !mine[s] && (r == nil || !r.active) {
-			// Invariant 2: a claim is given up only after the work has returned.
+			if m.early[s] && soon != nil && soon[s] {
+				continue // still wanted ahead
+			}
+			// Invariant 2: a claim is given up only after the work has
+			// returned (a claim made ahead never ran).
 			delete(m.claims, s)
 			delete(m.assigned, s)
 			delete(m.runs, s)
+			if m.early[s] {
+				delete(m.early, s) // its give-up rides on the next renewal
+				continue
+			}
 			m.dirty = true
 		}
 	}
 	for s, ok := range mine {
-		if _, claimed := m.claims[s]; ok && !claimed {
+		_, claimed := m.claims[s]
+		switch {
+		case ok && !claimed:
 			m.claims[s], m.assigned[s] = pending, now // invariant 1: claimed before started
 			m.dirty, m.urgent = true, true
+		case ok && m.early[s]:
+			delete(m.early, s) // claimed ahead: now assigned here
+			m.assigned[s] = now
+		case !ok && !claimed && soon != nil && soon[s]:
+			m.claims[s], m.early[s] = pending, true // rides on the next renewal
 		}
 	}
 	lowest := m.blockers(now, peers)
@@ -286,8 +309,13 @@ func (m *member) batching(now time.Time) bool {
 	return !m.urgent && m.stopping > 0 && (m.holdUntil.IsZero() || now.Before(m.holdUntil))
 }
 
-// assign is Assign, computed again only when its input changed.
-func (m *member) assign(live []string, current []int) []int {
+// assignCache is Assign, computed again only when its input changed.
+type assignCache struct {
+	key    uint64 // input of the last Assign, hashed
+	owners []int  // its result
+}
+
+func (c *assignCache) assign(k int, live []string, current []int) []int {
 	h := fnv.New64a()
 	for _, id := range live {
 		h.Write([]byte(id))
@@ -298,10 +326,63 @@ func (m *member) assign(live []string, current []int) []int {
 		binary.LittleEndian.PutUint64(b[:], uint64(int64(o)))
 		h.Write(b[:])
 	}
-	if key := h.Sum64(); key != m.assignKey || m.assigned == nil || m.owners == nil {
-		m.assignKey, m.owners = key, Assign(m.k(), live, current)
+	if key := h.Sum64(); key != c.key || c.owners == nil {
+		c.key, c.owners = key, Assign(k, live, current)
 	}
-	return m.owners
+	return c.owners
+}
+
+// claimAhead returns the shards of quiet members that this member would be
+// assigned if they left the group now, or nil when no member is quiet. A
+// member is quiet when its record has not changed for RenewDeadline in
+// this view: if it is down, its own hard deadline has passed and its record
+// expires within LeaseDuration − RenewDeadline. Claimed ahead, on a
+// renewal, these shards need no write of their own when it expires: only
+// the takeover write stands between its expiry and their start.
+//
+// The assignment without the quiet members counts their shards as owned by
+// nobody, whatever claims wait behind theirs, so that it does not change
+// while the claims made ahead arrive one renewal at a time.
+func (m *member) claimAhead(now time.Time, peers map[string]peer, live []string, current []int) []bool {
+	rd := m.g.core.Timing.RenewDeadline
+	gone := make([]bool, len(live))
+	quiet := 0
+	for name, p := range peers {
+		if name == m.g.name || p.snap == nil || now.Before(p.observedAt.Add(rd)) {
+			continue
+		}
+		if i, ok := slices.BinarySearch(live, p.holderID()); ok && live[i] != m.id() && !gone[i] {
+			gone[i] = true
+			quiet++
+		}
+	}
+	if quiet == 0 {
+		return nil
+	}
+	rest := make([]string, 0, len(live)-quiet)
+	index := make([]int, len(live)) // in live -> in rest, -1 for the quiet
+	for i, id := range live {
+		index[i] = -1
+		if !gone[i] {
+			index[i] = len(rest)
+			rest = append(rest, id)
+		}
+	}
+	cur := make([]int, len(current))
+	for s, o := range current {
+		cur[s] = -1
+		if o >= 0 {
+			cur[s] = index[o]
+		}
+	}
+	if len(m.soon) != m.k() {
+		m.soon = make([]bool, m.k())
+	}
+	soon := m.soon
+	for s, o := range m.ahead.assign(m.k(), rest, cur) {
+		soon[s] = current[s] >= 0 && gone[current[s]] && rest[o] == m.id()
+	}
+	return soon
 }
 
 func cause(leaving bool) error {
@@ -431,10 +512,11 @@ func (m *member) evictBlockers(now time.Time, peers map[string]peer, wanted map[
 func (m *member) taker(p peer, live []string) string {
 	best := ""
 	for s := range p.claims(m.k()) {
-		if s >= len(m.owners) || m.owners[s] < 0 || m.owners[s] >= len(live) {
+		owners := m.now.owners
+		if s >= len(owners) || owners[s] < 0 || owners[s] >= len(live) {
 			continue
 		}
-		if id := live[m.owners[s]]; best == "" || id < best {
+		if id := live[owners[s]]; best == "" || id < best {
 			best = id
 		}
 	}

@@ -2,10 +2,11 @@ package shard_test
 
 import (
 	"testing"
-
-	"github.com/leasehold/leasehold/shard"
 	"testing/synctest"
 	"time"
+
+	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/shard"
 )
 
 // TestBalanceAndSingleOwner: N members of one group split K shards with
@@ -349,6 +350,7 @@ func TestCrashServesOneWriteAfterExpiry(t *testing.T) {
 		synctest.Wait()
 		before := f.log.owners(k)
 		m3.cut.Store(true)
+		time.Sleep(2 * delay) // a write sent before the cut lands
 		vs := f.srv.Versions(ns, group+"-m3")
 		// The others saw m3's last write when it landed; it expires
 		// LeaseDuration (3s) later in their view.
@@ -384,6 +386,54 @@ func TestCrashServesOneWriteAfterExpiry(t *testing.T) {
 			}
 		}
 		f.log.mu.Unlock()
+		f.stopAll()
+		f.log.check(t)
+	})
+}
+
+// TestTakeoverBesideTheClaim: when the shards of a crashed member could
+// not be claimed ahead (here RenewDeadline is so close to LeaseDuration
+// that no renewal lands between the moment it goes quiet and its expiry),
+// the member that takes it over sends the takeover at its expiry, beside
+// the write that claims them, not after that write has landed: one write
+// on the path, not two in a row.
+func TestTakeoverBesideTheClaim(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 64
+		const delay = 100 * time.Millisecond // every write lands this long after it was sent
+		f := newFleet(t, k, nil)
+		slow := &slowLeases{srv: f.srv, delay: delay}
+		m3 := &cutLeases{srv: slow}
+		f.mod = func(c *shard.Config) {
+			c.RenewDeadline = 3*time.Second - time.Millisecond
+			c.Leases = slow
+			if c.Identity == "m3" {
+				c.Leases = m3
+			}
+		}
+		for _, id := range ids(4) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		m3.cut.Store(true)
+		time.Sleep(2 * delay) // a write sent before the cut lands
+		vs := f.srv.Versions(ns, group+"-m3")
+		last := len(vs) - 1
+		expiry := vs[last].Spec.RenewTime.Add(delay + 3*time.Second)
+		time.Sleep(time.Until(expiry) + 2*time.Second)
+		synctest.Wait()
+		if c := f.counts(t); c["m3"] != 0 || len(c) != 3 || imbalance(c) > 1 {
+			t.Errorf("after m3's expiry: counts %v", c)
+		}
+		vs = f.srv.Versions(ns, group+"-m3")
+		if len(vs) != last+2 || lease.FromSpec(vs[last+1].Spec).Held() {
+			t.Fatalf("m3's Lease after its expiry: %d versions more, want one (the takeover)", len(vs)-last-1)
+		}
+		// A released record's renewTime is when the takeover was sent.
+		if d := vs[last+1].Spec.RenewTime.Sub(expiry); d > 10*time.Millisecond {
+			t.Errorf("m3 was taken over by a write sent %v after its expiry, want at once (not after a claim write of %v)", d, delay)
+		}
 		f.stopAll()
 		f.log.check(t)
 	})

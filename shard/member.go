@@ -263,24 +263,23 @@ func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uin
 	lowest := m.blockers(now, peers)
 	var evict map[int]bool
 	for s, ok := range mine {
-		if !ok {
+		if !ok || m.runs[s] != nil {
 			continue
 		}
 		tok := m.claims[s]
-		if tok == pending || m.runs[s] != nil {
-			continue
-		}
-		// Invariant 3: start only once the watch has delivered our own
-		// claim (so every earlier claim is known) and no earlier claim of
-		// another member still counts.
-		if wm < uint64(tok) {
-			continue
-		}
-		if lowest[s] < tok {
+		if lowest[s] != noClaim && (tok == pending || lowest[s] < tok) {
+			// Another member's claim may come first: take that member over
+			// if it has expired, without waiting for our own claim's
+			// write, so that the two writes go in parallel.
 			if evict == nil {
 				evict = map[int]bool{}
 			}
 			evict[s] = true
+		}
+		// Invariant 3: start only once the watch has delivered our own
+		// claim (so every earlier claim is known) and no earlier claim of
+		// another member still counts.
+		if tok == pending || wm < uint64(tok) || lowest[s] < tok {
 			continue
 		}
 		m.start(t, s, tok, now)
@@ -470,6 +469,10 @@ func (m *member) blockers(now time.Time, peers map[string]peer) []lease.Token {
 // renewed since, so a member is taken over only when its last successful
 // renewal is the one whose expiry this view saw; its own deadline, counted
 // from when it sent that renewal, has passed then.
+//
+// wanted are the shards assigned here that another member's claim may
+// precede, including those whose own claim is still being written: the
+// takeover goes beside that write, not after it.
 //
 // One write suffices, so at first only one member takes an expired member
 // over: the first, by identity, of those its shards are assigned to; the

@@ -210,8 +210,9 @@ var errPanicked = errors.New("shard: a shard's work panicked")
 
 // reconcile moves the member towards the assignment of its current view:
 // it stops shards that moved away, gives up their claims once their work
-// has returned, claims the shards assigned to it, and starts those whose
-// earlier owners have provably stopped.
+// has returned, claims the shards assigned to it (and ahead, those it would
+// be assigned once quiet members expire), and starts those whose earlier
+// owners have provably stopped.
 func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uint64, leaving bool, live []string, current []int) {
 	if len(m.mine) != m.k() {
 		m.mine = make([]bool, m.k())
@@ -230,9 +231,18 @@ func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uin
 			m.stop(r, cause(leaving))
 		}
 	}
+	m.updateClaims(now, mine, soon)
+	m.startFree(now, t, peers, wm, live, mine)
+}
+
+// updateClaims gives up the claims on shards no longer assigned here whose
+// work has returned, and claims the shards assigned here (at once) and
+// those in soon (on the next renewal). soon may be nil.
+func (m *member) updateClaims(now time.Time, mine, soon []bool) {
+	ahead := func(s int) bool { return soon != nil && soon[s] }
 	for s := range m.claims {
 		if r := m.runs[s]; !mine[s] && (r == nil || !r.active) {
-			if m.early[s] && soon != nil && soon[s] {
+			if m.early[s] && ahead(s) {
 				continue // still wanted ahead
 			}
 			// Invariant 2: a claim is given up only after the work has
@@ -256,10 +266,16 @@ func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uin
 		case ok && m.early[s]:
 			delete(m.early, s) // claimed ahead: now assigned here
 			m.assigned[s] = now
-		case !ok && !claimed && soon != nil && soon[s]:
+		case !ok && !claimed && ahead(s):
 			m.claims[s], m.early[s] = pending, true // rides on the next renewal
 		}
 	}
+}
+
+// startFree starts the shards assigned here whose earlier owners have
+// provably stopped, and takes over the expired members that block the
+// others.
+func (m *member) startFree(now time.Time, t *term, peers map[string]peer, wm uint64, live []string, mine []bool) {
 	lowest := m.blockers(now, peers)
 	var evict map[int]bool
 	for s, ok := range mine {

@@ -438,3 +438,65 @@ func TestTakeoverBesideTheClaim(t *testing.T) {
 		f.log.check(t)
 	})
 }
+
+// TestClaimsAheadRideOnRenewals: a member whose watch stalls sees another
+// go quiet and claims its shards ahead; when the watch recovers before the
+// quiet member has expired in its view, those claims are given up again.
+// Both ride on renewals: the member writes no more often than once per
+// RetryPeriod, and no shard moves.
+func TestClaimsAheadRideOnRenewals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 16
+		f := newFleet(t, k, nil)
+		stale := &frozenWatch{srv: f.srv}
+		f.mod = func(c *shard.Config) {
+			if c.Identity == "m1" {
+				c.Leases = stale
+			}
+		}
+		for _, id := range ids(2) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		before := f.log.owners(k)
+		own := 0
+		for _, o := range before {
+			if o == "m1" {
+				own++
+			}
+		}
+		seen := len(f.srv.Versions(ns, group+"-m1"))
+		stale.frozen.Store(true)
+		time.Sleep(2700 * time.Millisecond) // m0 quiet (2s) in m1's view, not expired (3s)
+		synctest.Wait()
+		stale.frozen.Store(false)
+		time.Sleep(2300 * time.Millisecond)
+		synctest.Wait()
+		vs := f.srv.Versions(ns, group+"-m1")[seen:]
+		most := 0
+		for _, l := range vs {
+			m, err := shard.MemberOf(l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			most = max(most, len(m.Claims))
+		}
+		if most != k {
+			t.Errorf("m1 claimed at most %d shards while m0 was quiet in its view, want all %d (its %d and m0's ahead)", most, k, own)
+		}
+		if last, _ := shard.MemberOf(vs[len(vs)-1]); len(last.Claims) != own {
+			t.Errorf("m1 still claims %d shards after its watch recovered, want its own %d", len(last.Claims), own)
+		}
+		for i := 1; i < len(vs); i++ {
+			if d := vs[i].Spec.RenewTime.Sub(vs[i-1].Spec.RenewTime.Time); d < 500*time.Millisecond {
+				t.Errorf("m1 wrote %v after its previous write, want its renewals only, one per RetryPeriod (500ms)", d)
+			}
+		}
+		if after := f.log.owners(k); moved(before, after) != 0 {
+			t.Errorf("shards moved while every member was alive: %v -> %v", before, after)
+		}
+		f.stopAll()
+		f.log.check(t)
+	})
+}

@@ -40,13 +40,15 @@
 // claim waits behind the quiet member's lower one like any other
 // (invariant 3); if the quiet member renews after all, it is given up on a
 // later renewal. So when a crashed member expires, one write stands between
-// its expiry and its shards' start elsewhere: the takeover of its record.
+// its expiry and its shards' start elsewhere: the takeover of its record,
+// which one member sends at the expiry (beside the write of any claim it
+// could not make ahead, not after it).
 //
 // Cost does not grow with K: in steady state each member writes its own
 // Lease once per RetryPeriod (its claims ride on its renewal), nobody polls,
 // and each member has one watch. A join or a leave costs one extra write per
 // member involved (a claim, a give-up); a crash one write in all (the
-// takeover), since the claims ride on renewals.
+// takeover) when the claims made ahead rode on renewals.
 //
 // # Invariants
 //

@@ -466,9 +466,17 @@ func TestClaimsAheadRideOnRenewals(t *testing.T) {
 				own++
 			}
 		}
+		// Freeze m1's watch just after it has seen a renewal of m0, so that
+		// m0 is quiet in m1's view 2s (RenewDeadline) later and expires 3s
+		// (LeaseDuration) later.
+		for n := len(f.srv.Versions(ns, group+"-m0")); len(f.srv.Versions(ns, group+"-m0")) == n; {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
 		seen := len(f.srv.Versions(ns, group+"-m1"))
 		stale.frozen.Store(true)
-		time.Sleep(2700 * time.Millisecond) // m0 quiet (2s) in m1's view, not expired (3s)
+		time.Sleep(2700 * time.Millisecond) // m0 quiet in m1's view, not expired
 		synctest.Wait()
 		stale.frozen.Store(false)
 		time.Sleep(2300 * time.Millisecond)

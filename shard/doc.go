@@ -31,10 +31,24 @@
 // others assign its shards elsewhere at once and claim them, and each
 // starts as soon as the leaver gives its claim up.
 //
+// A member whose record has not changed for RenewDeadline in another's
+// view is quiet there: if it is down, its own hard deadline has passed, and
+// its record expires within LeaseDuration − RenewDeadline. The others claim
+// ahead, on their next renewal, the quiet member's shards that they would
+// be assigned without it (counting its shards as owned by nobody, so that
+// this assignment does not change as the claims made ahead arrive). Such a
+// claim waits behind the quiet member's lower one like any other
+// (invariant 3); if the quiet member renews after all, it is given up on a
+// later renewal. So when a crashed member expires, one write stands between
+// its expiry and its shards' start elsewhere: the takeover of its record,
+// which one member sends at the expiry (beside the write of any claim it
+// could not make ahead, not after it).
+//
 // Cost does not grow with K: in steady state each member writes its own
 // Lease once per RetryPeriod (its claims ride on its renewal), nobody polls,
-// and each member has one watch. Changes cost one extra write per member
-// involved (a claim, a give-up).
+// and each member has one watch. A join or a leave costs one extra write per
+// member involved (a claim, a give-up); a crash one write in all (the
+// takeover) when the claims made ahead rode on renewals.
 //
 // # Invariants
 //
@@ -88,9 +102,11 @@
 // grow: a resource that remembers the highest token it has seen for a shard
 // and rejects lower ones is safe even from a paused member.
 //
-// The assignment is not part of the argument: members with different views
-// may both claim a shard, and the lower claim runs first while the higher
-// waits (invariant 3). Views converge as the watch delivers, and the member whose
+// The assignment is not part of the argument, nor are claims made ahead of
+// a quiet member's expiry: members with different views may both claim a
+// shard, and the lower claim runs first while the higher waits (invariant
+// 3); a claim made ahead is an ordinary claim, written before any run under
+// it, and given up without a run. Views converge as the watch delivers, and the member whose
 // view no longer assigns it the shard gives its claim up.
 //
 // # Clock assumptions

@@ -1,11 +1,13 @@
 package shard_test
 
 import (
+	"slices"
 	"testing"
-
-	"github.com/leasehold/leasehold/shard"
 	"testing/synctest"
 	"time"
+
+	"github.com/leasehold/leasehold/lease"
+	"github.com/leasehold/leasehold/shard"
 )
 
 // TestBalanceAndSingleOwner: N members of one group split K shards with
@@ -284,13 +286,26 @@ func TestTakeoverByNewOwner(t *testing.T) {
 		}
 		time.Sleep(5 * time.Second)
 		synctest.Wait()
+		members := ids(5)
+		if c := f.counts(t); c["m0"] == 0 {
+			// The join order left m0 without a shard. One of the others
+			// leaves (its shard goes to m0) and a sixth member joins,
+			// which keeps none: shards stay where they run.
+			leaver := "m1"
+			f.stop(leaver)
+			time.Sleep(2 * time.Second)
+			f.start("m5")
+			time.Sleep(3 * time.Second)
+			synctest.Wait()
+			members = append(slices.DeleteFunc(members, func(id string) bool { return id == leaver }), "m5")
+		}
 		before := f.log.owners(k)
 		// The victim: a member other than m0 that runs a shard; its shard
 		// goes to the one member that runs none, which must not be m0
 		// either (else m0 is the taker in both rules).
 		c := f.counts(t)
 		victim, idle := "", ""
-		for _, id := range ids(5) {
+		for _, id := range members {
 			if c[id] == 0 {
 				idle = id
 			} else if id != "m0" && victim == "" {
@@ -319,6 +334,190 @@ func TestTakeoverByNewOwner(t *testing.T) {
 			}
 		}
 		f.log.mu.Unlock()
+		f.stopAll()
+		f.log.check(t)
+	})
+}
+
+// TestCrashServesOneWriteAfterExpiry: the members claim the shards of a
+// member that has gone quiet on their renewals, before it expires, so that
+// when it does only the takeover write stands between its expiry and its
+// shards' start elsewhere — not a claim write and then the takeover, each
+// a round trip on a busy apiserver.
+func TestCrashServesOneWriteAfterExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 64
+		const delay = 100 * time.Millisecond // every write lands this long after it was sent
+		f := newFleet(t, k, nil)
+		slow := &slowLeases{srv: f.srv, delay: delay}
+		m3 := &cutLeases{srv: slow}
+		f.mod = func(c *shard.Config) {
+			c.Leases = slow
+			if c.Identity == "m3" {
+				c.Leases = m3
+			}
+		}
+		for _, id := range ids(4) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		before := f.log.owners(k)
+		m3.cut.Store(true)
+		time.Sleep(2 * delay) // a write sent before the cut lands
+		vs := f.srv.Versions(ns, group+"-m3")
+		// The others saw m3's last write when it landed; it expires
+		// LeaseDuration (3s) later in their view.
+		expiry := vs[len(vs)-1].Spec.RenewTime.Add(delay + 3*time.Second)
+		time.Sleep(time.Until(expiry) - time.Millisecond)
+		synctest.Wait()
+		ahead := map[int]string{}
+		for _, id := range ids(3) {
+			m, err := shard.MemberOf(f.srv.Lease(ns, group+"-"+id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for s := range m.Claims {
+				ahead[s] = id
+			}
+		}
+		for s, o := range before {
+			if o == "m3" && ahead[s] == "" {
+				t.Errorf("shard %d of m3 is claimed by no other member when m3 expires", s)
+			}
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if c := f.counts(t); c["m3"] != 0 || len(c) != 3 || imbalance(c) > 1 {
+			t.Errorf("after m3's expiry: counts %v", c)
+		}
+		f.log.mu.Lock()
+		for _, r := range f.log.runs {
+			if r.member != "m3" && before[r.shard] == "m3" && r.start.After(expiry.Add(-time.Second)) {
+				if d := r.start.Sub(expiry); d > delay+10*time.Millisecond {
+					t.Errorf("shard %d of m3 ran again on %s %v after m3's expiry, want one write (%v)", r.shard, r.member, d, delay)
+				}
+			}
+		}
+		f.log.mu.Unlock()
+		f.stopAll()
+		f.log.check(t)
+	})
+}
+
+// TestTakeoverBesideTheClaim: when the shards of a crashed member could
+// not be claimed ahead (here RenewDeadline is so close to LeaseDuration
+// that no renewal lands between the moment it goes quiet and its expiry),
+// the member that takes it over sends the takeover at its expiry, beside
+// the write that claims them, not after that write has landed: one write
+// on the path, not two in a row.
+func TestTakeoverBesideTheClaim(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 64
+		const delay = 100 * time.Millisecond // every write lands this long after it was sent
+		f := newFleet(t, k, nil)
+		slow := &slowLeases{srv: f.srv, delay: delay}
+		m3 := &cutLeases{srv: slow}
+		f.mod = func(c *shard.Config) {
+			c.RenewDeadline = 3*time.Second - time.Millisecond
+			c.Leases = slow
+			if c.Identity == "m3" {
+				c.Leases = m3
+			}
+		}
+		for _, id := range ids(4) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		m3.cut.Store(true)
+		time.Sleep(2 * delay) // a write sent before the cut lands
+		vs := f.srv.Versions(ns, group+"-m3")
+		last := len(vs) - 1
+		expiry := vs[last].Spec.RenewTime.Add(delay + 3*time.Second)
+		time.Sleep(time.Until(expiry) + 2*time.Second)
+		synctest.Wait()
+		if c := f.counts(t); c["m3"] != 0 || len(c) != 3 || imbalance(c) > 1 {
+			t.Errorf("after m3's expiry: counts %v", c)
+		}
+		vs = f.srv.Versions(ns, group+"-m3")
+		if len(vs) != last+2 || lease.FromSpec(vs[last+1].Spec).Held() {
+			t.Fatalf("m3's Lease after its expiry: %d versions more, want one (the takeover)", len(vs)-last-1)
+		}
+		// A released record's renewTime is when the takeover was sent.
+		if d := vs[last+1].Spec.RenewTime.Sub(expiry); d > 10*time.Millisecond {
+			t.Errorf("m3 was taken over by a write sent %v after its expiry, want at once (not after a claim write of %v)", d, delay)
+		}
+		f.stopAll()
+		f.log.check(t)
+	})
+}
+
+// TestClaimsAheadRideOnRenewals: a member whose watch stalls sees another
+// go quiet and claims its shards ahead; when the watch recovers before the
+// quiet member has expired in its view, those claims are given up again.
+// Both ride on renewals: the member writes no more often than once per
+// RetryPeriod, and no shard moves.
+func TestClaimsAheadRideOnRenewals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 16
+		f := newFleet(t, k, nil)
+		stale := &frozenWatch{srv: f.srv}
+		f.mod = func(c *shard.Config) {
+			if c.Identity == "m1" {
+				c.Leases = stale
+			}
+		}
+		for _, id := range ids(2) {
+			f.start(id)
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		before := f.log.owners(k)
+		own := 0
+		for _, o := range before {
+			if o == "m1" {
+				own++
+			}
+		}
+		// Freeze m1's watch just after it has seen a renewal of m0, so that
+		// m0 is quiet in m1's view 2s (RenewDeadline) later and expires 3s
+		// (LeaseDuration) later.
+		for n := len(f.srv.Versions(ns, group+"-m0")); len(f.srv.Versions(ns, group+"-m0")) == n; {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		seen := len(f.srv.Versions(ns, group+"-m1"))
+		stale.frozen.Store(true)
+		time.Sleep(2700 * time.Millisecond) // m0 quiet in m1's view, not expired
+		synctest.Wait()
+		stale.frozen.Store(false)
+		time.Sleep(2300 * time.Millisecond)
+		synctest.Wait()
+		vs := f.srv.Versions(ns, group+"-m1")[seen:]
+		most := 0
+		for _, l := range vs {
+			m, err := shard.MemberOf(l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			most = max(most, len(m.Claims))
+		}
+		if most != k {
+			t.Errorf("m1 claimed at most %d shards while m0 was quiet in its view, want all %d (its %d and m0's ahead)", most, k, own)
+		}
+		if last, _ := shard.MemberOf(vs[len(vs)-1]); len(last.Claims) != own {
+			t.Errorf("m1 still claims %d shards after its watch recovered, want its own %d", len(last.Claims), own)
+		}
+		for i := 1; i < len(vs); i++ {
+			if d := vs[i].Spec.RenewTime.Sub(vs[i-1].Spec.RenewTime.Time); d < 500*time.Millisecond {
+				t.Errorf("m1 wrote %v after its previous write, want its renewals only, one per RetryPeriod (500ms)", d)
+			}
+		}
+		if after := f.log.owners(k); moved(before, after) != 0 {
+			t.Errorf("shards moved while every member was alive: %v -> %v", before, after)
+		}
 		f.stopAll()
 		f.log.check(t)
 	})

@@ -311,3 +311,24 @@ func (h *heldWatch) Stop() {
 }
 
 func (h *heldWatch) ResultChan() <-chan watch.Event { return h.ch }
+
+// slowLeases delays every update by delay, as a busy apiserver does: a
+// write lands delay after it was sent.
+type slowLeases struct {
+	srv   coordinationv1client.LeasesGetter
+	delay time.Duration
+}
+
+func (s *slowLeases) Leases(namespace string) coordinationv1client.LeaseInterface {
+	return &slowLeaseAPI{LeaseInterface: s.srv.Leases(namespace), delay: s.delay}
+}
+
+type slowLeaseAPI struct {
+	coordinationv1client.LeaseInterface
+	delay time.Duration
+}
+
+func (a *slowLeaseAPI) Update(ctx context.Context, l *coordinationv1.Lease, o metav1.UpdateOptions) (*coordinationv1.Lease, error) {
+	time.Sleep(a.delay)
+	return a.LeaseInterface.Update(ctx, l, o)
+}

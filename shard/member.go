@@ -62,8 +62,12 @@ type member struct {
 	runs     map[int]*run
 	active   int
 
-	assignKey uint64 // input of the last Assign, hashed
-	owners    []int  // its result
+	now   assignCache // Assign over the live members
+	ahead assignCache // Assign over the live members that are not quiet
+	// early: the claims made ahead of time, for shards of a quiet member
+	// that this member would be assigned without it; they ride on the next
+	// renewal instead of a write of their own.
+	early map[int]bool
 
 	writing bool
 	dirty   bool
@@ -85,6 +89,7 @@ type member struct {
 	foreign    map[string]string    // peer Lease -> version reported as edited by hand
 
 	mine   []bool        // reconcile's scratch: shards assigned here
+	soon   []bool        // claimAhead's scratch: shards to claim ahead
 	lowest []lease.Token // blockers' scratch: lowest other claim per shard
 
 	results  chan result
@@ -130,6 +135,7 @@ func (m *member) run(ctx context.Context) error {
 // Every shard has stopped when it returns.
 func (m *member) serve(ctx context.Context, t *term) error {
 	m.claims, m.assigned, m.runs, m.active = map[int]lease.Token{}, map[int]time.Time{}, map[int]*run{}, 0
+	m.early = map[int]bool{}
 	m.leaving, m.stopping, m.urgent = false, 0, false
 	m.dirty, m.retryAt = false, time.Time{}
 	ctxDone, termDone := ctx.Done(), t.ctx.Done()
@@ -204,60 +210,92 @@ var errPanicked = errors.New("shard: a shard's work panicked")
 
 // reconcile moves the member towards the assignment of its current view:
 // it stops shards that moved away, gives up their claims once their work
-// has returned, claims the shards assigned to it, and starts those whose
-// earlier owners have provably stopped.
+// has returned, claims the shards assigned to it (and ahead, those it would
+// be assigned once quiet members expire), and starts those whose earlier
+// owners have provably stopped.
 func (m *member) reconcile(now time.Time, t *term, peers map[string]peer, wm uint64, leaving bool, live []string, current []int) {
 	if len(m.mine) != m.k() {
 		m.mine = make([]bool, m.k())
 	}
 	mine := m.mine
 	clear(mine)
+	var soon []bool
 	if !leaving {
-		for s, o := range m.assign(live, current) {
+		for s, o := range m.now.assign(m.k(), live, current) {
 			mine[s] = live[o] == m.id()
 		}
+		soon = m.claimAhead(now, peers, live, current)
 	}
 	for s, r := range m.runs {
 		if !mine[s] && r.active && !r.stopping {
 			m.stop(r, cause(leaving))
 		}
 	}
+	m.updateClaims(now, mine, soon)
+	m.startFree(now, t, peers, wm, live, mine)
+}
+
+// updateClaims gives up the claims on shards no longer assigned here whose
+// work has returned, and claims the shards assigned here (at once) and
+// those in soon (on the next renewal). soon may be nil.
+func (m *member) updateClaims(now time.Time, mine, soon []bool) {
+	ahead := func(s int) bool { return soon != nil && soon[s] }
 	for s := range m.claims {
 		if r := m.runs[s]; !mine[s] && (r == nil || !r.active) {
-			// Invariant 2: a claim is given up only after the work has returned.
+			if m.early[s] && ahead(s) {
+				continue // still wanted ahead
+			}
+			// Invariant 2: a claim is given up only after the work has
+			// returned (a claim made ahead never ran).
 			delete(m.claims, s)
 			delete(m.assigned, s)
 			delete(m.runs, s)
+			if m.early[s] {
+				delete(m.early, s) // its give-up rides on the next renewal
+				continue
+			}
 			m.dirty = true
 		}
 	}
 	for s, ok := range mine {
-		if _, claimed := m.claims[s]; ok && !claimed {
+		_, claimed := m.claims[s]
+		switch {
+		case ok && !claimed:
 			m.claims[s], m.assigned[s] = pending, now // invariant 1: claimed before started
 			m.dirty, m.urgent = true, true
+		case ok && m.early[s]:
+			delete(m.early, s) // claimed ahead: now assigned here
+			m.assigned[s] = now
+		case !ok && !claimed && ahead(s):
+			m.claims[s], m.early[s] = pending, true // rides on the next renewal
 		}
 	}
+}
+
+// startFree starts the shards assigned here whose earlier owners have
+// provably stopped, and takes over the expired members that block the
+// others.
+func (m *member) startFree(now time.Time, t *term, peers map[string]peer, wm uint64, live []string, mine []bool) {
 	lowest := m.blockers(now, peers)
 	var evict map[int]bool
 	for s, ok := range mine {
-		if !ok {
+		if !ok || m.runs[s] != nil {
 			continue
 		}
 		tok := m.claims[s]
-		if tok == pending || m.runs[s] != nil {
-			continue
-		}
-		// Invariant 3: start only once the watch has delivered our own
-		// claim (so every earlier claim is known) and no earlier claim of
-		// another member still counts.
-		if wm < uint64(tok) {
-			continue
-		}
-		if lowest[s] < tok {
+		if lowest[s] != noClaim && (tok == pending || lowest[s] < tok) {
+			// Another member's claim may come first: take that member over
+			// if it has expired, without waiting for our own claim's
+			// write, so that the two writes go in parallel.
 			if evict == nil {
 				evict = map[int]bool{}
 			}
 			evict[s] = true
+		}
+		// Invariant 3: start only once the watch has delivered our own
+		// claim (so every earlier claim is known) and no earlier claim of
+		// another member still counts.
+		if tok == pending || wm < uint64(tok) || lowest[s] < tok {
 			continue
 		}
 		m.start(t, s, tok, now)
@@ -286,8 +324,13 @@ func (m *member) batching(now time.Time) bool {
 	return !m.urgent && m.stopping > 0 && (m.holdUntil.IsZero() || now.Before(m.holdUntil))
 }
 
-// assign is Assign, computed again only when its input changed.
-func (m *member) assign(live []string, current []int) []int {
+// assignCache is Assign, computed again only when its input changed.
+type assignCache struct {
+	key    uint64 // input of the last Assign, hashed
+	owners []int  // its result
+}
+
+func (c *assignCache) assign(k int, live []string, current []int) []int {
 	h := fnv.New64a()
 	for _, id := range live {
 		h.Write([]byte(id))
@@ -298,10 +341,63 @@ func (m *member) assign(live []string, current []int) []int {
 		binary.LittleEndian.PutUint64(b[:], uint64(int64(o)))
 		h.Write(b[:])
 	}
-	if key := h.Sum64(); key != m.assignKey || m.assigned == nil || m.owners == nil {
-		m.assignKey, m.owners = key, Assign(m.k(), live, current)
+	if key := h.Sum64(); key != c.key || c.owners == nil {
+		c.key, c.owners = key, Assign(k, live, current)
 	}
-	return m.owners
+	return c.owners
+}
+
+// claimAhead returns the shards of quiet members that this member would be
+// assigned if they left the group now, or nil when no member is quiet. A
+// member is quiet when its record has not changed for RenewDeadline in
+// this view: if it is down, its own hard deadline has passed and its record
+// expires within LeaseDuration − RenewDeadline. Claimed ahead, on a
+// renewal, these shards need no write of their own when it expires: only
+// the takeover write stands between its expiry and their start.
+//
+// The assignment without the quiet members counts their shards as owned by
+// nobody, whatever claims wait behind theirs, so that it does not change
+// while the claims made ahead arrive one renewal at a time.
+func (m *member) claimAhead(now time.Time, peers map[string]peer, live []string, current []int) []bool {
+	rd := m.g.core.Timing.RenewDeadline
+	gone := make([]bool, len(live))
+	quiet := 0
+	for name, p := range peers {
+		if name == m.g.name || p.snap == nil || now.Before(p.observedAt.Add(rd)) {
+			continue
+		}
+		if i, ok := slices.BinarySearch(live, p.holderID()); ok && live[i] != m.id() && !gone[i] {
+			gone[i] = true
+			quiet++
+		}
+	}
+	if quiet == 0 {
+		return nil
+	}
+	rest := make([]string, 0, len(live)-quiet)
+	index := make([]int, len(live)) // in live -> in rest, -1 for the quiet
+	for i, id := range live {
+		index[i] = -1
+		if !gone[i] {
+			index[i] = len(rest)
+			rest = append(rest, id)
+		}
+	}
+	cur := make([]int, len(current))
+	for s, o := range current {
+		cur[s] = -1
+		if o >= 0 {
+			cur[s] = index[o]
+		}
+	}
+	if len(m.soon) != m.k() {
+		m.soon = make([]bool, m.k())
+	}
+	soon := m.soon
+	for s, o := range m.ahead.assign(m.k(), rest, cur) {
+		soon[s] = current[s] >= 0 && gone[current[s]] && rest[o] == m.id()
+	}
+	return soon
 }
 
 func cause(leaving bool) error {
@@ -390,6 +486,10 @@ func (m *member) blockers(now time.Time, peers map[string]peer) []lease.Token {
 // renewal is the one whose expiry this view saw; its own deadline, counted
 // from when it sent that renewal, has passed then.
 //
+// wanted are the shards assigned here that another member's claim may
+// precede, including those whose own claim is still being written: the
+// takeover goes beside that write, not after it.
+//
 // One write suffices, so at first only one member takes an expired member
 // over: the first, by identity, of those its shards are assigned to; the
 // others do so RetryPeriod after the expiry if it is still not released
@@ -431,10 +531,11 @@ func (m *member) evictBlockers(now time.Time, peers map[string]peer, wanted map[
 func (m *member) taker(p peer, live []string) string {
 	best := ""
 	for s := range p.claims(m.k()) {
-		if s >= len(m.owners) || m.owners[s] < 0 || m.owners[s] >= len(live) {
+		owners := m.now.owners
+		if s >= len(owners) || owners[s] < 0 || owners[s] >= len(live) {
 			continue
 		}
-		if id := live[m.owners[s]]; best == "" || id < best {
+		if id := live[owners[s]]; best == "" || id < best {
 			best = id
 		}
 	}

@@ -268,27 +268,41 @@ func (w *waiter) watchTargets(ctx context.Context, wg *sync.WaitGroup, targets [
 		if err != nil {
 			return err
 		}
-		wg.Go(func() { forward(ctx, wch, events, func(watch.Event, bool) (int, bool) { return i, true }) })
+		wg.Go(func() { forward(ctx, i, wch, events) })
 	}
 	return nil
 }
 
 // forwardByName passes the events of one watch of several followed
-// entries on, each as its entry's (index): see forward. An event of no
-// followed entry (a bookmark) is dropped; the end of the watch is reported
-// as the first entry's.
+// entries on, each as its entry's (index), until ctx ends or the watch
+// does; an event of no followed entry (a bookmark) is dropped, and the
+// end of the watch is reported as the first entry's.
 func forwardByName(ctx context.Context, index map[string]int, wch watch.Interface, out chan<- followEvent) {
-	forward(ctx, wch, out, func(ev watch.Event, ok bool) (int, bool) {
-		if !ok || ev.Type == watch.Error {
-			return 0, true
+	defer wch.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-wch.ResultChan():
+			i, known := 0, !ok || ev.Type == watch.Error
+			if m, err := meta.Accessor(ev.Object); ok && err == nil {
+				if j, found := index[m.GetName()]; found {
+					i, known = j, true
+				}
+			}
+			if !known {
+				continue
+			}
+			select {
+			case out <- followEvent{i, ev, ok}:
+			case <-ctx.Done():
+				return
+			}
+			if !ok {
+				return
+			}
 		}
-		m, err := meta.Accessor(ev.Object)
-		if err != nil {
-			return 0, false
-		}
-		i, found := index[m.GetName()]
-		return i, found
-	})
+	}
 }
 
 // followEvent is an event of the watch of the i-th followed entry; ok
@@ -299,19 +313,15 @@ type followEvent struct {
 	ok bool
 }
 
-// forward passes the events of a watch on, as the followed entry's that
-// route names (false: drop the event), until ctx ends or the watch does.
-func forward(ctx context.Context, wch watch.Interface, out chan<- followEvent, route func(ev watch.Event, ok bool) (int, bool)) {
+// forward passes the events of one followed entry's watch on until ctx
+// ends or the watch does.
+func forward(ctx context.Context, i int, wch watch.Interface, out chan<- followEvent) {
 	defer wch.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case ev, ok := <-wch.ResultChan():
-			i, keep := route(ev, ok)
-			if !keep {
-				continue
-			}
 			select {
 			case out <- followEvent{i, ev, ok}:
 			case <-ctx.Done():

@@ -657,32 +657,3 @@ func TestNearWaiterRenewsAStaleEntry(t *testing.T) {
 		mustRelease(t, d.held)
 	})
 }
-
-// Entries written by an earlier version carry no ID label: a far waiter
-// follows them by name, and sees them go at once.
-func TestFarWaiterFollowsUnlabelledEntries(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		srv := fakelease.New()
-		h := mustLock(t, newMutex(t, srv, "old", "a"))
-		var old []string
-		for i, id := range []string{"x", "y"} {
-			l := leaseObj(fmt.Sprintf("old-q-0000000%d", i), id, 15, 0, time.Now())
-			l.Labels = map[string]string{"leasehold.io/queue-entry": "old"}
-			srv.Put(l)
-			old = append(old, l.Name)
-		}
-		b := queueInOrder(t, t.Context(), newMutex(t, srv, "old", "b"))[0]
-		time.Sleep(time.Second)
-		for _, name := range old {
-			srv.Delete(ns, name)
-		}
-		synctest.Wait()
-		released := time.Now()
-		mustRelease(t, h)
-		r := <-b
-		if r.err != nil || r.at != released {
-			t.Fatalf("b: %v %v after the release, want the lock at once (the entries ahead of it were deleted)", r.err, r.at.Sub(released))
-		}
-		mustRelease(t, r.held)
-	})
-}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -183,12 +182,20 @@ func (w *waiter) follow(ctx context.Context, targets []*lease.Snapshot, rv strin
 	defer wg.Wait() // after cancel: the watches' goroutines end with fctx
 	defer cancel()
 	events := make(chan followEvent)
-	if err := w.watchTargets(fctx, &wg, targets, rv, events); err != nil {
-		if lease.Permanent(err) {
+	for i, t := range targets {
+		c, err := lease.NewClient(w.cfg.Leases, w.cfg.Namespace, t.Name)
+		if err != nil {
 			return fmt.Errorf("lock: %w", err)
 		}
-		_, err := holder.Wait(ctx, w.cfg.Clock, nil, w.cfg.Timing.RetryPeriod)
-		return err
+		wch, err := c.Watch(fctx, rv)
+		if err != nil {
+			if lease.Permanent(err) {
+				return fmt.Errorf("lock: %w", err)
+			}
+			_, err := holder.Wait(ctx, w.cfg.Clock, nil, w.cfg.Timing.RetryPeriod)
+			return err
+		}
+		wg.Go(func() { forward(fctx, i, wch, events) })
 	}
 	name := w.entry().name()
 	last := slices.Clone(targets)
@@ -233,74 +240,6 @@ func (w *waiter) follow(ctx context.Context, targets []*lease.Snapshot, rv strin
 				observed[fe.i] = w.cfg.Clock.Now() // only a change restarts the wait
 			}
 			last[fe.i] = next
-		}
-	}
-}
-
-// watchTargets starts the watches of the followed entries, whose events
-// their goroutines (in wg, ending with ctx) pass to events: one watch
-// selected by the entries' IDs (entryIDLabel), or, when an entry lacks the
-// label (written by an earlier version), one watch per entry by name.
-func (w *waiter) watchTargets(ctx context.Context, wg *sync.WaitGroup, targets []*lease.Snapshot, rv string, events chan<- followEvent) error {
-	index := map[string]int{}
-	ids := make([]string, 0, len(targets))
-	for i, t := range targets {
-		index[t.Name] = i
-		if id := t.Label(entryIDLabel); id != "" && id == entryID(t.Name) {
-			ids = append(ids, id)
-		}
-	}
-	if len(ids) == len(targets) {
-		selector := entryLabel + "=" + w.key + "," + entryIDLabel + " in (" + strings.Join(ids, ",") + ")"
-		wch, err := lease.WatchSelected(ctx, w.cfg.Leases, w.cfg.Namespace, selector, rv, false)
-		if err != nil {
-			return err
-		}
-		wg.Go(func() { forwardByName(ctx, index, wch, events) })
-		return nil
-	}
-	for i, t := range targets {
-		c, err := lease.NewClient(w.cfg.Leases, w.cfg.Namespace, t.Name)
-		if err != nil {
-			return err
-		}
-		wch, err := c.Watch(ctx, rv)
-		if err != nil {
-			return err
-		}
-		wg.Go(func() { forward(ctx, i, wch, events) })
-	}
-	return nil
-}
-
-// forwardByName passes the events of one watch of several followed
-// entries on, each as its entry's (index), until ctx ends or the watch
-// does; an event of no followed entry (a bookmark) is dropped, and the
-// end of the watch is reported as the first entry's.
-func forwardByName(ctx context.Context, index map[string]int, wch watch.Interface, out chan<- followEvent) {
-	defer wch.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-wch.ResultChan():
-			i, known := 0, !ok || ev.Type == watch.Error
-			if m, err := meta.Accessor(ev.Object); ok && err == nil {
-				if j, found := index[m.GetName()]; found {
-					i, known = j, true
-				}
-			}
-			if !known {
-				continue
-			}
-			select {
-			case out <- followEvent{i, ev, ok}:
-			case <-ctx.Done():
-				return
-			}
-			if !ok {
-				return
-			}
 		}
 	}
 }

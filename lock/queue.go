@@ -45,10 +45,6 @@ const (
 	// counting its deadline from when it sent that version (invariant 13).
 	// Empty on every other write.
 	grantedOnAnnotation = "leasehold.io/granted-on"
-	// entryIDLabel is set on every entry to the 8 hex digits that end its
-	// name, so that a far waiter follows the entries just ahead of it with
-	// one label-selected watch.
-	entryIDLabel = "leasehold.io/queue-entry-id"
 	// entrySuffixLen is the length of "-q-" plus 8 hex digits.
 	entrySuffixLen = 11
 )
@@ -94,9 +90,6 @@ func entryName(lock string) (string, error) {
 	}
 	return lock + "-q-" + hex.EncodeToString(b[:]), nil
 }
-
-// entryID is the part of an entry's name that entryIDLabel carries.
-func entryID(name string) string { return name[len(name)-8:] }
 
 // positionOf is an entry's place in the queue.
 func positionOf(s *lease.Snapshot) uint64 {
@@ -318,7 +311,7 @@ func register(ctx context.Context, cfg settings, key string) (*registration, err
 	}
 	now := cfg.Clock.Now()
 	rec := lease.Record{Holder: cfg.Identity, LeaseDuration: cfg.Timing.LeaseDuration, AcquireTime: now, RenewTime: now}
-	s, err := c.CreateLabelled(ctx, rec, map[string]string{entryLabel: key, entryIDLabel: entryID(name)}, nil)
+	s, err := c.CreateLabelled(ctx, rec, map[string]string{entryLabel: key}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("lock: join the queue: %w", err)
 	}

@@ -158,7 +158,7 @@ func (m *member) serve(ctx context.Context, t *term) error {
 		if (leaving || !t.valid()) && m.active == 0 && !m.writing {
 			break
 		}
-		if !m.writing && t.valid() && !now.Before(m.retryAt) && (m.dirty && !m.batching(now) || !now.Before(m.nextRenew)) {
+		if !m.writing && t.valid() && !now.Before(m.retryAt) && (m.dirty && !m.batching(now) || !now.Before(m.nextRenew) && !m.holding(now)) {
 			m.startWrite(t)
 		}
 		timer := clk.NewTimer(m.nextWake(now, t, peers))
@@ -322,6 +322,15 @@ const giveUpBatch = 20 * time.Millisecond
 // for more stopped runs to return.
 func (m *member) batching(now time.Time) bool {
 	return !m.urgent && m.stopping > 0 && (m.holdUntil.IsZero() || now.Before(m.holdUntil))
+}
+
+// holding reports whether some of the runs this member stopped together
+// have returned and the others are still due within giveUpBatch: every
+// write waits for them then, a renewal too (by at most giveUpBatch), so
+// that their give-ups go in one write rather than part on a renewal and
+// the rest in a write of its own right after.
+func (m *member) holding(now time.Time) bool {
+	return m.batching(now) && !m.holdUntil.IsZero()
 }
 
 // assignCache is Assign, computed again only when its input changed.
@@ -637,7 +646,7 @@ func (m *member) nextWake(now time.Time, t *term, peers map[string]peer) time.Du
 		next = m.nextRenew
 		if m.dirty && m.retryAt.After(now) {
 			next = m.retryAt
-		} else if m.dirty && m.batching(now) && !m.holdUntil.IsZero() && m.holdUntil.Before(next) {
+		} else if m.holding(now) && (m.holdUntil.Before(next) || !next.After(now)) {
 			next = m.holdUntil
 		}
 	}

@@ -52,11 +52,7 @@ func TestJoinAndLeaveMoveFewShards(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const k = 64
 		f := newFleet(t, k, nil)
-		for _, id := range ids(3) {
-			f.start(id)
-		}
-		time.Sleep(5 * time.Second)
-		synctest.Wait()
+		f.startSettled(3)
 		before := f.log.owners(k)
 
 		f.start("m3")
@@ -101,16 +97,8 @@ func TestCrashTakeoverAfterExpiry(t *testing.T) {
 		const k = 16
 		f := newFleet(t, k, nil)
 		m0 := &cutLeases{srv: f.srv}
-		f.mod = func(c *shard.Config) {
-			if c.Identity == "m0" {
-				c.Leases = m0
-			}
-		}
-		for _, id := range ids(3) {
-			f.start(id)
-		}
-		time.Sleep(5 * time.Second)
-		synctest.Wait()
+		f.leasesFor("m0", m0)
+		f.startSettled(3)
 		before := f.log.owners(k)
 		m0.cut.Store(true)
 		cut := time.Now()
@@ -150,16 +138,8 @@ func TestStaleViewDoesNotTakeOver(t *testing.T) {
 		const k = 16
 		f := newFleet(t, k, nil)
 		stale := &frozenWatch{srv: f.srv}
-		f.mod = func(c *shard.Config) {
-			if c.Identity == "m1" {
-				c.Leases = stale
-			}
-		}
-		for _, id := range ids(2) {
-			f.start(id)
-		}
-		time.Sleep(5 * time.Second)
-		synctest.Wait()
+		f.leasesFor("m1", stale)
+		f.startSettled(2)
 		before := f.log.owners(k)
 		stale.frozen.Store(true)
 		frozenAt := time.Now()
@@ -194,11 +174,7 @@ func TestGiveUpsInOneWrite(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const k = 64
 		f := newFleet(t, k, nil)
-		for _, id := range ids(3) {
-			f.start(id)
-		}
-		time.Sleep(5 * time.Second)
-		synctest.Wait()
+		f.startSettled(3)
 		seen := map[string]int{}
 		for _, id := range ids(3) {
 			seen[id] = len(f.srv.Versions(ns, group+"-"+id))
@@ -243,16 +219,8 @@ func TestOneTakeoverWrite(t *testing.T) {
 		const k = 64
 		f := newFleet(t, k, nil)
 		m3 := &cutLeases{srv: f.srv}
-		f.mod = func(c *shard.Config) {
-			if c.Identity == "m3" {
-				c.Leases = m3
-			}
-		}
-		for _, id := range ids(4) {
-			f.start(id)
-		}
-		time.Sleep(5 * time.Second)
-		synctest.Wait()
+		f.leasesFor("m3", m3)
+		f.startSettled(4)
 		conflicts := f.srv.Conflicts()
 		m3.cut.Store(true)
 		time.Sleep(3200 * time.Millisecond) // past m3's expiry, before RetryPeriod after it
@@ -281,11 +249,7 @@ func TestTakeoverByNewOwner(t *testing.T) {
 			cut[c.Identity] = &cutLeases{srv: f.srv}
 			c.Leases = cut[c.Identity]
 		}
-		for _, id := range ids(5) {
-			f.start(id)
-		}
-		time.Sleep(5 * time.Second)
-		synctest.Wait()
+		f.startSettled(5)
 		members := ids(5)
 		if c := f.counts(t); c["m0"] == 0 {
 			// The join order left m0 without a shard. One of the others
@@ -357,11 +321,7 @@ func TestCrashServesOneWriteAfterExpiry(t *testing.T) {
 				c.Leases = m3
 			}
 		}
-		for _, id := range ids(4) {
-			f.start(id)
-		}
-		time.Sleep(5 * time.Second)
-		synctest.Wait()
+		f.startSettled(4)
 		before := f.log.owners(k)
 		m3.cut.Store(true)
 		time.Sleep(2 * delay) // a write sent before the cut lands
@@ -425,11 +385,7 @@ func TestTakeoverBesideTheClaim(t *testing.T) {
 				c.Leases = m3
 			}
 		}
-		for _, id := range ids(4) {
-			f.start(id)
-		}
-		time.Sleep(5 * time.Second)
-		synctest.Wait()
+		f.startSettled(4)
 		m3.cut.Store(true)
 		time.Sleep(2 * delay) // a write sent before the cut lands
 		vs := f.srv.Versions(ns, group+"-m3")
@@ -463,16 +419,8 @@ func TestClaimsAheadRideOnRenewals(t *testing.T) {
 		const k = 16
 		f := newFleet(t, k, nil)
 		stale := &frozenWatch{srv: f.srv}
-		f.mod = func(c *shard.Config) {
-			if c.Identity == "m1" {
-				c.Leases = stale
-			}
-		}
-		for _, id := range ids(2) {
-			f.start(id)
-		}
-		time.Sleep(5 * time.Second)
-		synctest.Wait()
+		f.leasesFor("m1", stale)
+		f.startSettled(2)
 		before := f.log.owners(k)
 		own := 0
 		for _, o := range before {

@@ -2,19 +2,19 @@ package shard_test
 
 import (
 	"context"
-	"sync/atomic"
-
 	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
 	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
-	"slices"
-	"sync"
-	"testing"
-	"time"
-
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/leasehold/leasehold/internal/fakelease"
 	"github.com/leasehold/leasehold/lease"
@@ -129,6 +129,27 @@ func config(srv *fakelease.Server, k int, id string) shard.Config {
 		Leases: srv, Namespace: ns, Name: group, Shards: k, Identity: id,
 		LeaseDuration: 3 * time.Second, RenewDeadline: 2 * time.Second, RetryPeriod: 500 * time.Millisecond,
 	}
+}
+
+// leasesFor makes member id reach the API through leases (a cut, a slow or
+// a frozen one); the others keep the fleet's server.
+func (f *fleet) leasesFor(id string, leases coordinationv1client.LeasesGetter) {
+	f.mod = func(c *shard.Config) {
+		if c.Identity == id {
+			c.Leases = leases
+		}
+	}
+}
+
+// startSettled starts members m0..m(n-1) and lets them settle (5s, in the
+// bubble's time).
+func (f *fleet) startSettled(n int) {
+	f.t.Helper()
+	for _, id := range ids(n) {
+		f.start(id)
+	}
+	time.Sleep(5 * time.Second)
+	synctest.Wait()
 }
 
 func (f *fleet) start(id string) *shard.Group {

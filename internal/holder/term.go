@@ -364,10 +364,6 @@ func (t *Term) isAdopting() bool {
 	return t.adopting
 }
 
-// Adopting reports whether the term began on a grant (AdoptFrom) whose
-// adopting write has not succeeded yet.
-func (t *Term) Adopting() bool { return t.isAdopting() }
-
 // halt stops the term's goroutines and waits for them.
 func (t *Term) halt() {
 	t.stopOnce.Do(func() { close(t.stop) })

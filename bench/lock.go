@@ -61,7 +61,7 @@ type lockHandoverResult struct {
 	AttemptFailures        int64   `json:"attempt_failures,omitempty"`
 	// Overtakes counts acquisitions made while another waiter still waited
 	// whose queue entry had certainly been created first (its create had
-	// returned before this waiter's was sent).
+	// returned before this waiter's Lock call began).
 	Overtakes int `json:"overtakes"`
 	// ApiserverRPS is the API requests per second of all waiters and
 	// holders together while hand-overs were measured.
@@ -70,10 +70,12 @@ type lockHandoverResult struct {
 
 // queueOrder tracks which Lock calls are waiting and where they queued, to
 // count overtakes: a waiter acquiring while another still waits whose
-// queue entry was certainly created first — its create had returned before
-// this waiter's create (or, if this one took the lock without queueing,
-// its Lock call) began. Two creates in flight together are ordered by the
-// apiserver alone, invisibly to the bench, and are not compared.
+// queue entry was certainly there first — its create had returned before
+// this waiter's Lock call began. (The queue orders waiters by a version
+// each reads as its Lock call begins, before it creates its entry: a call
+// that began before another's entry existed may be served first, and
+// calls in flight together are ordered by the apiserver alone, invisibly
+// to the bench.)
 type queueOrder struct {
 	mu      sync.Mutex
 	waiting map[int]waitStart // waiter index -> its current Lock call
@@ -82,29 +84,32 @@ type queueOrder struct {
 
 type waitStart struct {
 	at         int64 // candidate.Mono at the Lock call
-	sent, done int64 // its last entry create: sent, and returned (0: none yet)
+	done int64 // when its last entry create returned (0: none yet)
 }
 
 // waiterKey carries a waiter's index in its Lock call's context, so that
 // the request counter can tell whose entry a create is.
 type waiterKey struct{}
 
-func (q *queueOrder) begin(i int) {
+func (q *queueOrder) begin(i int) { q.beginAt(i, candidate.Mono()) }
+
+// beginAt records that waiter i's Lock call began at at.
+func (q *queueOrder) beginAt(i int, at int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.waiting == nil {
 		q.waiting = map[int]waitStart{}
 	}
-	q.waiting[i] = waitStart{at: candidate.Mono()}
+	q.waiting[i] = waitStart{at: at}
 }
 
-// created records that waiter i's create of a queue entry was sent at sent
-// and returned successfully at done.
-func (q *queueOrder) created(i int, sent, done int64) {
+// created records that waiter i's create of a queue entry returned
+// successfully at done.
+func (q *queueOrder) created(i int, done int64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if w, ok := q.waiting[i]; ok {
-		w.sent, w.done = sent, done
+		w.done = done
 		q.waiting[i] = w
 	}
 }
@@ -116,12 +121,8 @@ func (q *queueOrder) acquired(i int) {
 	defer q.mu.Unlock()
 	me := q.waiting[i]
 	delete(q.waiting, i)
-	queued := me.at
-	if me.done != 0 {
-		queued = me.sent
-	}
 	for _, o := range q.waiting {
-		if o.done != 0 && o.done < queued {
+		if o.done != 0 && o.done < me.at {
 			q.n++
 			return
 		}
@@ -141,9 +142,8 @@ type reqCounter struct {
 	lockUpdate, entryUpdate           atomic.Int64 // PUT of the lock's Lease, of a queue entry
 	create, delete, read, watchEvents atomic.Int64
 	// created, if set, is told of every successful create made under a
-	// context that carries a waiterKey: the waiter, when it was sent, when
-	// it returned.
-	created atomic.Pointer[func(i int, sent, done int64)]
+	// context that carries a waiterKey: the waiter, and when it returned.
+	created atomic.Pointer[func(i int, done int64)]
 }
 
 func (c *reqCounter) wrap(rt http.RoundTripper) http.RoundTripper {
@@ -167,10 +167,9 @@ func (c *reqCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 			c.create.Add(1)
 			if i, ok := r.Context().Value(waiterKey{}).(int); ok {
 				if f := c.created.Load(); f != nil {
-					sent := candidate.Mono()
 					resp, err := rt.RoundTrip(r)
 					if err == nil && resp.StatusCode == http.StatusCreated {
-						(*f)(i, sent, candidate.Mono())
+						(*f)(i, candidate.Mono())
 					}
 					return resp, err
 				}
@@ -254,10 +253,6 @@ type lockEnv struct {
 	reqs      reqCounter
 	conflicts atomic.Int64
 	failures  atomic.Int64
-	// placed holds the identities whose Lock call has reported its place
-	// in the queue (Hooks.Queued): it has joined and read the queue.
-	placed  sync.Map
-	nPlaced atomic.Int64
 }
 
 func (b *bench) newLockEnv() (*lockEnv, error) {
@@ -281,11 +276,6 @@ func (b *bench) mutex(env *lockEnv, name, identity string) (*lock.Mutex, error) 
 		Hooks: lock.Hooks{
 			Conflict:      func() { env.conflicts.Add(1) },
 			AttemptFailed: func(error) { env.failures.Add(1) },
-			Queued: func(int) {
-				if _, had := env.placed.LoadOrStore(identity, true); !had && strings.HasPrefix(identity, "waiter-") {
-					env.nPlaced.Add(1)
-				}
-			},
 		},
 	})
 }
@@ -420,9 +410,7 @@ func (b *bench) lockHandover(ctx context.Context, waiters int) (any, error) {
 }
 
 // settle waits until every waiter waits: the lock's queue is as long as the
-// waiter count (checked through queueLen) and every waiter has reported its
-// place (it has read the queue, so the joins' reads are over), then one
-// more second. A lock without a queue (an earlier version) gets a fixed
+// waiter count (checked through queueLen), then one more second. A lock without a queue (an earlier version) gets a fixed
 // time instead.
 func (b *bench) settle(ctx context.Context, env *lockEnv, name string, waiters int) {
 	start := time.Now()
@@ -434,12 +422,12 @@ func (b *bench) settle(ctx context.Context, env *lockEnv, name string, waiters i
 			time.Sleep(time.Second + time.Duration(waiters)*4*time.Millisecond)
 			return
 		}
-		if n >= waiters && env.nPlaced.Load() >= int64(waiters) {
+		if n >= waiters {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	b.logf("lock-handover: %d waiters queued, %d placed after %v", waiters, env.nPlaced.Load(), time.Since(start).Round(time.Millisecond))
+	b.logf("lock-handover: %d waiters queued after %v", waiters, time.Since(start).Round(time.Millisecond))
 	time.Sleep(time.Second)
 }
 

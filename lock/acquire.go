@@ -4,9 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/leasehold/leasehold/internal/holder"
 	"github.com/leasehold/leasehold/lease"
@@ -79,6 +85,8 @@ type waiter struct {
 
 	mu           sync.Mutex
 	reg          *registration   // nil for TryLock
+	tail         []string        // the queue's tail the permits named when reg joined
+	joinRV       string          // the version they were read at
 	mine         map[string]bool // every entry this call created
 	queueStarted bool
 	lockStarted  bool
@@ -120,14 +128,17 @@ func (w *waiter) markHeld(base *lease.Snapshot) *lease.Snapshot {
 	w.mu.Lock()
 	reg := w.reg
 	w.mu.Unlock()
+	_, cur := cursorOf(holder.State{Lease: base})
 	if reg == nil {
 		// TryLock queues no entry: the cursor stays.
-		_, pos, _ := cursorOf(holder.State{Lease: base})
-		return lease.WithAnnotation(base, entryAnnotation, cursorValue("free", pos, ""))
+		return lease.WithAnnotation(base, entryAnnotation, cursorValue("free", cur))
 	}
-	_, pos, _ := cursorOf(holder.State{Lease: base})
+	p := reg.pos
+	if cur.cmp(p) > 0 {
+		p.at = cur.at // the cursor never moves back
+	}
 	base = lease.WithAnnotation(base, grantedOnAnnotation, "")
-	return lease.WithAnnotation(base, entryAnnotation, cursorValue("held", max(pos, reg.pos), reg.name()))
+	return lease.WithAnnotation(base, entryAnnotation, cursorValue("held", p))
 }
 
 // start prepares the waiter's background work, owned by it until close.
@@ -222,8 +233,8 @@ func (w *waiter) close() {
 	started := w.queueStarted
 	w.mu.Unlock()
 	if started && w.mem != nil {
-		if entries, rv, ok := w.queue.kept(); ok {
-			w.mem.keepQueue(entries, rv, w.cfg.Clock.Now())
+		if q, ok := w.queue.kept(); ok {
+			w.mem.keepQueue(q, w.cfg.Clock.Now())
 		}
 	}
 }
@@ -236,14 +247,119 @@ func (w *waiter) entry() *registration {
 
 // join registers a (new) queue entry for this call.
 func (w *waiter) join(ctx context.Context) error {
-	reg, err := register(ctx, w.cfg, w.key)
+	rv, tail, err := w.lookTail(ctx)
+	if err != nil {
+		return err
+	}
+	est, err := strconv.ParseUint(rv, 10, 64)
+	if err != nil {
+		return fmt.Errorf("lock: read the current version: %q is not a number", rv)
+	}
+	reg, err := register(ctx, w.cfg, w.key, est)
 	if err != nil {
 		return err
 	}
 	w.mu.Lock()
-	w.reg, w.mine[reg.name()] = reg, true
+	w.reg, w.mine[reg.name()], w.tail, w.joinRV = reg, true, tail, rv
 	w.mu.Unlock()
 	return nil
+}
+
+// lookTail reads the lock's permits (a Lease each) in ONE consistent
+// list, whatever the queue's length, for two things: its version, read
+// after this call began, is no later than the one its entry will be
+// created at and later than those of every entry whose creation had
+// completed when it began, so that the entry's place (entryName) comes
+// after theirs; and the queue's tail that the permits name
+// (tailAnnotation), the waiters just ahead of the entry. Where lists are
+// denied, a watch of the lock's Lease that starts with its current state
+// gives the version, and the tail stays unknown.
+func (w *waiter) lookTail(ctx context.Context) (rv string, tail []string, err error) {
+	rctx, cancel := context.WithTimeout(ctx, w.cfg.Timing.RenewDeadline)
+	defer cancel()
+	selector := queueLabel + "=" + w.key
+	l, err := w.cfg.Leases.Leases(w.cfg.Namespace).List(rctx, metav1.ListOptions{LabelSelector: selector})
+	if err == nil {
+		for i := range l.Items {
+			tail = append(tail, strings.Fields(l.Items[i].Annotations[tailAnnotation])...)
+		}
+		return l.ResourceVersion, tail, nil
+	}
+	listErr := lease.Classify("list", w.cfg.Namespace, "-l "+selector, err)
+	name := w.names[0]
+	yes := true
+	wch, err := w.cfg.Leases.Leases(w.cfg.Namespace).Watch(rctx, metav1.ListOptions{
+		FieldSelector: "metadata.name=" + name, AllowWatchBookmarks: true, SendInitialEvents: &yes,
+		ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan,
+	})
+	if err != nil {
+		return "", nil, fmt.Errorf("lock: read the current version: %w", errors.Join(listErr, lease.Classify("watch", w.cfg.Namespace, name, err)))
+	}
+	defer wch.Stop()
+	for {
+		select {
+		case <-rctx.Done():
+			return "", nil, fmt.Errorf("lock: read the current version: %w", rctx.Err())
+		case ev, ok := <-wch.ResultChan():
+			if !ok {
+				return "", nil, errors.New("lock: read the current version: the watch ended before its initial state")
+			}
+			if m, err := meta.Accessor(ev.Object); err == nil && ev.Type == watch.Bookmark && m.GetAnnotations()[initialEventsEnd] == "true" {
+				return m.GetResourceVersion(), nil, nil
+			}
+		}
+	}
+}
+
+// tailAhead returns the entries of the tail named when this call joined
+// that are ahead of reg, the nearest first, at most lookahead of them.
+func (w *waiter) tailAhead(reg *registration) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var ahead []place
+	for _, name := range w.tail {
+		if p, ok := placeNamed(name); ok && p.cmp(reg.pos) < 0 && !slices.Contains(ahead, p) {
+			ahead = append(ahead, p)
+		}
+	}
+	slices.SortFunc(ahead, func(a, b place) int { return b.cmp(a) })
+	names := make([]string, 0, w.lookahead())
+	for i := 0; i < len(ahead) && i < w.lookahead(); i++ {
+		names = append(names, ahead[i].name)
+	}
+	return names
+}
+
+// tailHint is the tailAnnotation a grant or release writes on base: the
+// last two live waiters known, from the queue's view and from the tail
+// base names (those the view cannot have missed and does not show are
+// gone). Unchanged while the view has not read the queue.
+func (w *waiter) tailHint(base *lease.Snapshot, live []queued, entries map[string]entry) string {
+	if entries == nil {
+		return base.Annotation(tailAnnotation)
+	}
+	h := w.queue.horizonNow()
+	var tail []place
+	for _, e := range live {
+		if !w.isMine(e.name) {
+			tail = append(tail, e.pos)
+		}
+	}
+	for _, name := range strings.Fields(base.Annotation(tailAnnotation)) {
+		if _, known := entries[name]; known {
+			continue // live above if it still waits
+		}
+		if p, ok := placeNamed(name); ok && !h.holdsBefore(p) && !slices.Contains(tail, p) {
+			tail = append(tail, p)
+		}
+	}
+	slices.SortFunc(tail, func(a, b place) int { return a.cmp(b) })
+	tail = tail[max(0, len(tail)-2):]
+	names := make([]string, len(tail))
+	for i, p := range tail {
+		names[i] = p.name
+	}
+	return strings.Join(names, " ")
 }
 
 func (w *waiter) isMine(name string) bool {
@@ -268,6 +384,7 @@ func (w *waiter) successor(base *lease.Snapshot) (*lease.Snapshot, lease.Record,
 	now := w.cfg.Clock.Now()
 	entries, _ := w.entries()
 	q := order(now, w.states(), w.cands, entries)
+	base = lease.WithAnnotation(base, tailAnnotation, w.tailHint(base, q.live, entries))
 	for _, e := range q.live {
 		if w.isMine(e.name) {
 			continue
@@ -276,9 +393,27 @@ func (w *waiter) successor(base *lease.Snapshot) (*lease.Snapshot, lease.Record,
 			return obj, rec, tok
 		}
 	}
-	_, pos, _ := cursorOf(holder.State{Lease: base})
+	_, cur := cursorOf(holder.State{Lease: base})
 	base = lease.WithAnnotation(base, grantedOnAnnotation, "")
-	return lease.WithAnnotation(base, entryAnnotation, cursorValue("free", pos, "")), base.Record.Released(now), 0
+	return lease.WithAnnotation(base, entryAnnotation, cursorValue("free", cur)), base.Record.Released(now), 0
+}
+
+// successorKnown reports whether the queue's view names the next waiter
+// for sure: it holds the whole queue, or its first live waiter is placed
+// where the view holds every entry before it. (A view that started from
+// the head of the queue lacks quiet entries beyond what it listed.)
+func (w *waiter) successorKnown() bool {
+	h := w.queue.horizonNow()
+	entries, err := w.entries()
+	if !h.partial || err != nil || entries == nil {
+		return true
+	}
+	for _, e := range order(w.cfg.Clock.Now(), w.states(), w.cands, entries).live {
+		if !w.isMine(e.name) {
+			return h.holdsBefore(e.pos)
+		}
+	}
+	return false
 }
 
 // passOn hands a permit granted to this call, which it will not use, to the
@@ -321,8 +456,8 @@ func (w *waiter) cleanUp(ctx context.Context) {
 	q := order(w.cfg.Clock.Now(), states, w.cands, entries)
 	named := map[string]bool{}
 	for _, st := range states {
-		if _, _, name := cursorOf(st); name != "" {
-			named[name] = true
+		if _, p := cursorOf(st); p.name != "" {
+			named[p.name] = true
 		}
 	}
 	for _, d := range q.dead {

@@ -113,7 +113,7 @@ func (c Config) complete(permits int) (settings, error) {
 		}
 	}
 	if max := 253 - entrySuffixLen; len(c.Name) > max {
-		errs = append(errs, fmt.Errorf("Name %q is %d characters long, more than %d: the lock's queue entries are named <Name>-q-<8 hex digits>, at most 253 characters", c.Name, len(c.Name), max))
+		errs = append(errs, fmt.Errorf("Name %q is %d characters long, more than %d: the lock's queue entries are named <Name>-q-<24 hex digits>, at most 253 characters", c.Name, len(c.Name), max))
 	}
 	s := settings{Config: core, queued: c.Hooks.Queued, requeued: c.Hooks.Requeued,
 		hooks: holder.Hooks{Renewed: c.Hooks.Renewed, AttemptFailed: c.Hooks.AttemptFailed, Conflict: c.Hooks.Conflict}}

@@ -1,7 +1,6 @@
 package lock
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,13 +37,23 @@ func (w *waiter) lookahead() int { return len(w.names) + 1 }
 type farState struct {
 	renewAt time.Time // when the entry is next renewed
 	ahead   int       // the place last reported to Hooks.Queued (-1: none)
-	// The last read of the queue and its version, which the queue's view
-	// continues from (nil: none), and the watch that read it, still open:
-	// the view goes on with it rather than open another.
-	read   map[string]*lease.Snapshot
-	readAt string
-	watch  watch.Interface
+	// The last read of the queue, which the queue's view continues from
+	// (entries nil: none), with the watch that read it, still open (the
+	// view goes on with it rather than open another).
+	read queueRead
 }
+
+// queueRead is one read of the queue's entries: exact as of version rv for
+// the entries it holds (h says which), with the watch that made it, still
+// open (nil: none). Whoever ends up with it stops the watch.
+type queueRead struct {
+	entries map[string]*lease.Snapshot
+	rv      string
+	h       horizon
+	watch   watch.Interface
+}
+
+func (q queueRead) stop() { stopWatch(q.watch) }
 
 // queueWatch is a watch of the queue's entries opened under the waiter's
 // own context, so that it outlives the read it was opened for; Stop ends
@@ -93,29 +102,59 @@ func stopWatch(wch watch.Interface) {
 // this call's entry (at once if so already), renewing the entry meanwhile
 // and queuing again if it is lost. A waiter never acts on the lock from
 // here: it only decides when to start following it.
+//
+// It first follows the waiters that the permits name as the queue's tail
+// (lookTail): nothing is read. With Hooks.Queued set, it reads the queue
+// whole instead, to report its place (catchUp). Later reads, when an entry
+// it follows goes, list only the head of the queue (readHead): enough when
+// this entry is among the entries it holds for sure, as it is when it has
+// become near. A read that cannot place this entry for sure is made again
+// whole (readQueue).
 func (w *waiter) waitNear(ctx context.Context, st *farState) error {
 	dead := map[string]string{} // entry -> the version at which it expired in this view
+	whole := false
 	for first := true; ; first = false {
 		reg := w.entry()
-		read := w.readQueue
-		if first {
-			read = w.catchUp
-		} else if last, ok := reg.lastSent(); ok && w.cfg.Clock.Since(last) > w.cfg.Timing.RetryPeriod {
-			// An entry ahead went: this waiter may be near now, and a grant
-			// can follow within a few hand-overs. Renew first, so that the
-			// grant names a recent version (see acquire).
-			if err := w.renewFar(ctx, st); err != nil {
-				return err
+		read := w.readHead
+		switch {
+		case whole:
+			read = w.readQueue
+		case first && w.cfg.queued != nil:
+			read = w.catchUp // its place is reported: read it exactly
+		case first:
+			// The waiters nearest ahead are the queue's tail, as the
+			// permits named it when this call joined: follow them. With
+			// fewer named, it may be near: list the head.
+			if names := w.tailAhead(reg); len(names) >= w.lookahead() {
+				if err := w.follow(ctx, names, make([]*lease.Snapshot, len(names)), w.joinRV, st, dead); err != nil {
+					return err
+				}
+				continue
 			}
-			reg = w.entry()
+		default:
+			if last, ok := reg.lastSent(); ok && w.cfg.Clock.Since(last) > w.cfg.Timing.RetryPeriod {
+				// An entry ahead went: this waiter may be near now, and a
+				// grant can follow within a few hand-overs. Renew first, so
+				// that the grant names a recent version (see acquire).
+				if err := w.renewFar(ctx, st); err != nil {
+					return err
+				}
+				reg = w.entry()
+			}
 		}
-		entries, rv, wch, err := read(ctx, reg)
+		q, err := read(ctx, reg)
 		if err != nil || ctx.Err() != nil {
-			stopWatch(wch)
+			q.stop()
 		}
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
+		case err != nil && !whole && !first:
+			// The head could not be listed (the list verb may be denied):
+			// read the queue whole.
+			w.cfg.Logger.V(2).Info("listing the head of the queue failed; reading it whole", "err", err)
+			whole = true
+			continue
 		case err != nil && lease.Permanent(err):
 			return fmt.Errorf("lock: %w", err)
 		case err != nil:
@@ -125,30 +164,55 @@ func (w *waiter) waitNear(ctx context.Context, st *farState) error {
 			}
 			continue
 		}
-		mine, ok := entries[reg.name()]
+		mine, ok := q.entries[reg.name()]
+		if q.h.partial && (!ok || mine.UID != reg.snap.UID) {
+			q.stop()
+			whole = true // not in a partial read: read whole
+			continue
+		}
 		if !ok || mine.UID != reg.snap.UID {
 			// Not in the read: deleted or replaced (or the read lags).
 			// The renewal tells: queued again, read again; else follow
 			// the lock (the near loop handles the rest).
-			stopWatch(wch)
+			q.stop()
 			if err := w.renewFar(ctx, st); err != nil || w.entry().name() != reg.name() {
 				return err
 			}
 			return nil
 		}
-		ahead := entriesAhead(entries, reg, dead)
-		if len(ahead) != st.ahead {
+		ahead := entriesAhead(q.entries, reg, dead)
+		exact := q.h.holdsBefore(reg.pos)
+		if !exact && len(ahead) < w.lookahead() {
+			// The read may lack entries ahead of this one that keep it
+			// far. (A far waiter that lacks some follows entries farther
+			// ahead than the nearest: it reads again when they go, never
+			// later than it would have.)
+			q.stop()
+			whole = true
+			continue
+		}
+		whole = false
+		if exact && len(ahead) != st.ahead {
 			st.ahead = len(ahead)
 			if w.cfg.queued != nil {
 				w.cfg.queued(len(ahead))
 			}
 		}
-		if len(ahead) < w.lookahead() {
-			st.read, st.readAt, st.watch = entries, rv, wch
+		if len(ahead) < w.lookahead() || (q.h.partial && len(ahead) == w.lookahead()) {
+			// Near; or, after a list of the head, one hand-over from
+			// near: the view that list seeds is read already, and
+			// following the entries ahead until then would cost a list
+			// more.
+			st.read = q
 			return nil
 		}
-		stopWatch(wch)
-		if err := w.follow(ctx, ahead[:w.lookahead()], rv, st, dead); err != nil {
+		q.stop()
+		targets := ahead[:w.lookahead()]
+		names := make([]string, len(targets))
+		for i, t := range targets {
+			names[i] = t.Name
+		}
+		if err := w.follow(ctx, names, targets, q.rv, st, dead); err != nil {
 			return err
 		}
 	}
@@ -162,34 +226,36 @@ func entriesAhead(entries map[string]*lease.Snapshot, reg *registration, dead ma
 		if name == reg.name() || !s.Record.Held() || dead[name] == s.ResourceVersion {
 			continue
 		}
-		if positionOf(s) < reg.pos {
+		if placeOf(s).cmp(reg.pos) < 0 {
 			out = append(out, s)
 		}
 	}
-	slices.SortFunc(out, func(a, b *lease.Snapshot) int {
-		return cmp.Or(cmp.Compare(positionOf(b), positionOf(a)), cmp.Compare(b.Name, a.Name))
-	})
+	slices.SortFunc(out, func(a, b *lease.Snapshot) int { return placeOf(b).cmp(placeOf(a)) })
 	return out
 }
 
-// follow watches the entries targets (as read at rv), each by name, until
-// one of them is deleted, replaced or released, or expires in this view
-// (then recorded in dead), renewing this call's entry when due. It returns
-// nil to read the queue again.
-func (w *waiter) follow(ctx context.Context, targets []*lease.Snapshot, rv string, st *farState, dead map[string]string) error {
+// follow watches the entries targets, each by name, until one of them is
+// deleted, replaced or released, or expires in this view (then recorded
+// in dead), renewing this call's entry when due. A target read at rv is
+// watched from there; one known by name only (nil snapshot: named by the
+// queue's tail, see lookTail) with its state as of rv first, and one that
+// does not exist then counts as gone. It returns nil to read the queue
+// again.
+func (w *waiter) follow(ctx context.Context, names []string, targets []*lease.Snapshot, rv string, st *farState, dead map[string]string) error {
 	fctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait() // after cancel: the watches' goroutines end with fctx
 	defer cancel()
 	events := make(chan followEvent)
-	for i, t := range targets {
-		c, err := lease.NewClient(w.cfg.Leases, w.cfg.Namespace, t.Name)
-		if err != nil {
-			return fmt.Errorf("lock: %w", err)
+	for i, name := range names {
+		opts := metav1.ListOptions{FieldSelector: "metadata.name=" + name, ResourceVersion: rv, AllowWatchBookmarks: true}
+		if targets[i] == nil {
+			yes := true
+			opts.SendInitialEvents, opts.ResourceVersionMatch = &yes, metav1.ResourceVersionMatchNotOlderThan
 		}
-		wch, err := c.Watch(fctx, rv)
+		wch, err := w.cfg.Leases.Leases(w.cfg.Namespace).Watch(fctx, opts)
 		if err != nil {
-			if lease.Permanent(err) {
+			if err := lease.Classify("watch", w.cfg.Namespace, name, err); lease.Permanent(err) {
 				return fmt.Errorf("lock: %w", err)
 			}
 			_, err := holder.Wait(ctx, w.cfg.Clock, nil, w.cfg.Timing.RetryPeriod)
@@ -197,7 +263,7 @@ func (w *waiter) follow(ctx context.Context, targets []*lease.Snapshot, rv strin
 		}
 		wg.Go(func() { forward(fctx, i, wch, events) })
 	}
-	name := w.entry().name()
+	mine := w.entry().name()
 	last := slices.Clone(targets)
 	observed := make([]time.Time, len(targets))
 	for i := range observed {
@@ -207,6 +273,9 @@ func (w *waiter) follow(ctx context.Context, targets []*lease.Snapshot, rv strin
 		now := w.cfg.Clock.Now()
 		var expiry time.Time
 		for i, s := range last {
+			if s == nil {
+				continue // its state is on its way
+			}
 			at := observed[i].Add(s.Record.LeaseDuration) // local time only (invariant 2)
 			if !now.Before(at) {
 				dead[s.Name] = s.ResourceVersion
@@ -215,7 +284,7 @@ func (w *waiter) follow(ctx context.Context, targets []*lease.Snapshot, rv strin
 			expiry = earliest(expiry, at)
 		}
 		if !now.Before(st.renewAt) {
-			if err := w.renewFar(ctx, st); err != nil || w.entry().name() != name {
+			if err := w.renewFar(ctx, st); err != nil || w.entry().name() != mine {
 				return err // queued again: read the queue
 			}
 			continue
@@ -232,6 +301,16 @@ func (w *waiter) follow(ctx context.Context, targets []*lease.Snapshot, rv strin
 			if !fe.ok {
 				return nil
 			}
+			if last[fe.i] == nil {
+				s, ok := initialState(fe.ev)
+				if !ok {
+					return nil // gone, left or unreadable: read the queue
+				}
+				if s != nil {
+					last[fe.i], observed[fe.i] = s, w.cfg.Clock.Now()
+				}
+				continue
+			}
 			next, more := followed(fe.ev, last[fe.i])
 			if !more {
 				return nil
@@ -242,6 +321,25 @@ func (w *waiter) follow(ctx context.Context, targets []*lease.Snapshot, rv strin
 			last[fe.i] = next
 		}
 	}
+}
+
+// initialState reads an event of a watch that starts with the state of a
+// followed entry: the entry (nil: not yet), or ok false when it does not
+// exist (the initial state ended without it) or is not a waiter's.
+func initialState(ev watch.Event) (s *lease.Snapshot, ok bool) {
+	switch ev.Type {
+	case watch.Added, watch.Modified:
+		l, isLease := ev.Object.(*coordinationv1.Lease)
+		if !isLease {
+			return nil, false
+		}
+		s = lease.NewSnapshot(l)
+		return s, s.Record.Held()
+	case watch.Bookmark:
+		m, err := meta.Accessor(ev.Object)
+		return nil, err == nil && m.GetAnnotations()[initialEventsEnd] != "true"
+	}
+	return nil, false
 }
 
 // followEvent is an event of the watch of the i-th followed entry; ok
@@ -309,43 +407,42 @@ func (w *waiter) renewFar(ctx context.Context, st *farState) error {
 	return nil
 }
 
-// catchUp reads the queue for this call's first look: from the queue a
-// previous call of this Mutex or Semaphore kept, replaying the changes
-// since (a few, when it locks again right after releasing), up to this
-// call's own entry; from scratch (readQueue) when nothing was kept or the
-// replay fails (the kept version is too old for the apiserver's cache).
-func (w *waiter) catchUp(ctx context.Context, reg *registration) (map[string]*lease.Snapshot, string, watch.Interface, error) {
-	kept, rv := map[string]*lease.Snapshot(nil), ""
+// catchUp reads the whole queue for this call's first look: from the
+// queue a previous call of this Mutex or Semaphore kept whole, replaying
+// the changes since (a few, when it locks again right after releasing), up
+// to this call's own entry; from scratch (readQueue) when nothing whole
+// was kept or the replay fails (the kept version is too old for the
+// apiserver's cache).
+func (w *waiter) catchUp(ctx context.Context, reg *registration) (queueRead, error) {
 	if w.mem != nil {
 		// Kept within half an entry's duration: at most about one
 		// renewal per entry to replay, never more than a full read.
-		kept, rv = w.mem.keptQueue(w.cfg.Clock.Now().Add(-w.renewEvery()))
-	}
-	if kept != nil {
-		if entries, at, wch, err := w.replayQueue(ctx, kept, rv, reg); err == nil {
-			return entries, at, wch, nil
+		if kept, ok := w.mem.keptQueue(w.cfg.Clock.Now().Add(-w.renewEvery())); ok && !kept.h.partial {
+			if q, err := w.replayQueue(ctx, kept, reg); err == nil {
+				return q, nil
+			}
 		}
 	}
 	return w.readQueue(ctx, reg)
 }
 
-// replayQueue applies to the entries kept as of version rv the queue's
-// changes since, until this call's entry appears, and returns the entries
-// and the version as of which they are exact, with the watch that read
-// them, still open (nil when nothing had to be read; the caller stops it).
-func (w *waiter) replayQueue(ctx context.Context, kept map[string]*lease.Snapshot, rv string, reg *registration) (_ map[string]*lease.Snapshot, _ string, _ watch.Interface, err error) {
-	out := maps.Clone(kept)
-	if s, ok := out[reg.name()]; ok && s.UID == reg.snap.UID {
-		return out, rv, nil, nil
+// replayQueue applies to the entries kept the queue's changes since, until
+// this call's entry appears, and returns the entries, with the watch that
+// read them, still open (none when nothing had to be read).
+func (w *waiter) replayQueue(ctx context.Context, kept queueRead, reg *registration) (_ queueRead, err error) {
+	out := queueRead{entries: maps.Clone(kept.entries), rv: kept.rv, h: kept.h}
+	if s, ok := out.entries[reg.name()]; ok && s.UID == reg.snap.UID {
+		return out, nil
 	}
+
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.Timing.RenewDeadline)
 	defer cancel()
 	selector := entryLabel + "=" + w.key
 	wch, err := w.openQueueWatch(rctx, func(c context.Context) (watch.Interface, error) {
-		return lease.WatchSelected(c, w.cfg.Leases, w.cfg.Namespace, selector, rv, false)
+		return lease.WatchSelected(c, w.cfg.Leases, w.cfg.Namespace, selector, kept.rv, false)
 	})
 	if err != nil {
-		return nil, "", nil, err
+		return queueRead{}, err
 	}
 	defer func() {
 		if err != nil {
@@ -355,27 +452,56 @@ func (w *waiter) replayQueue(ctx context.Context, kept map[string]*lease.Snapsho
 	for {
 		select {
 		case <-rctx.Done():
-			return nil, "", nil, rctx.Err()
+			return queueRead{}, rctx.Err()
 		case ev, ok := <-wch.ResultChan():
 			if !ok {
-				return nil, "", nil, errors.New("lock: the queue's watch ended")
+				return queueRead{}, errors.New("lock: the queue's watch ended")
 			}
-			l, err := w.queueEvent(out, ev, selector)
+			l, err := w.queueEvent(out.entries, ev, selector)
 			if err != nil {
-				return nil, "", nil, err
+				return queueRead{}, err
 			}
 			if l != nil && l.Name == reg.name() {
-				return out, l.ResourceVersion, wch, nil
+				out.rv, out.watch = l.ResourceVersion, wch
+				return out, nil
 			}
 		}
 	}
 }
 
+// headPage is how many entries readHead lists: the few that the near
+// waiters and the holders act on, with room for some that left or died.
+func (w *waiter) headPage() int64 { return int64(4*w.lookahead() + 8) }
+
+// readHead lists the first entries of the queue by name, in ONE request
+// whatever the queue's length. Names sort by estimate, and an entry's
+// estimate is no later than its place (entryName), so the list holds every
+// entry placed before the last one's estimate: that is its bound (none
+// when the list holds the whole queue). The view that continues from it
+// learns of every entry created or changed since.
+func (w *waiter) readHead(ctx context.Context, _ *registration) (queueRead, error) {
+	selector := entryLabel + "=" + w.key
+	l, err := w.cfg.Leases.Leases(w.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector, Limit: w.headPage()})
+	if err != nil {
+		return queueRead{}, lease.Classify("list", w.cfg.Namespace, "-l "+selector, err)
+	}
+	q := queueRead{entries: make(map[string]*lease.Snapshot, len(l.Items)), rv: l.ResourceVersion}
+	for i := range l.Items {
+		q.entries[l.Items[i].Name] = lease.NewSnapshot(&l.Items[i])
+	}
+	if l.Continue != "" {
+		q.h.partial = true
+		if n := len(l.Items); n > 0 {
+			q.h.bound = placeOf(q.entries[l.Items[n-1].Name])
+		}
+	}
+	return q, nil
+}
+
 // readQueue reads the queue's entries with one watch that starts with them
 // (so it needs the watch verb only) at a version no older than the one
-// that created reg, and returns them, the version they were read at and
-// the watch, still open (the caller stops it).
-func (w *waiter) readQueue(ctx context.Context, reg *registration) (_ map[string]*lease.Snapshot, _ string, _ watch.Interface, err error) {
+// that created reg, and returns them with that watch, still open.
+func (w *waiter) readQueue(ctx context.Context, reg *registration) (_ queueRead, err error) {
 	minRV := reg.snap.ResourceVersion
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.Timing.RenewDeadline)
 	defer cancel()
@@ -392,7 +518,7 @@ func (w *waiter) readQueue(ctx context.Context, reg *registration) (_ map[string
 		return wch, nil
 	})
 	if err != nil {
-		return nil, "", nil, err
+		return queueRead{}, err
 	}
 	defer func() {
 		if err != nil {
@@ -403,19 +529,19 @@ func (w *waiter) readQueue(ctx context.Context, reg *registration) (_ map[string
 	for {
 		select {
 		case <-rctx.Done():
-			return nil, "", nil, rctx.Err()
+			return queueRead{}, rctx.Err()
 		case ev, ok := <-wch.ResultChan():
 			if !ok {
-				return nil, "", nil, errors.New("lock: the queue's watch ended before its initial events")
+				return queueRead{}, errors.New("lock: the queue's watch ended before its initial events")
 			}
 			if ev.Type == watch.Bookmark {
 				if m, err := meta.Accessor(ev.Object); err == nil && m.GetAnnotations()[initialEventsEnd] == "true" {
-					return out, m.GetResourceVersion(), wch, nil
+					return queueRead{entries: out, rv: m.GetResourceVersion(), watch: wch}, nil
 				}
 				continue
 			}
 			if _, err := w.queueEvent(out, ev, selector); err != nil {
-				return nil, "", nil, err
+				return queueRead{}, err
 			}
 		}
 	}

@@ -68,9 +68,15 @@ func (h *Held) Release(ctx context.Context) error {
 	h.once.Do(func() {
 		// The queue's watch started with the term; give it half the
 		// release deadline to have read the entries (a plain release if it
-		// has not: the waiters then take the free lock in queue order).
+		// has not: the waiters then take the free lock in queue order),
+		// and to read them whole if the part it holds does not name the
+		// next waiter for sure.
 		sctx, cancel := context.WithTimeout(ctx, h.timeout/2)
 		h.w.queueSynced(sctx)
+		if !h.w.successorKnown() {
+			h.w.queue.readWhole()
+			h.w.queueSynced(sctx)
+		}
 		cancel()
 		h.relErr = h.term.HandOver(ctx, h.w.successor)
 		h.w.cleanUp(ctx)

@@ -349,7 +349,7 @@ func testNamespacesAndRBAC(t *testing.T, cp *testenv.ControlPlane, cs kubernetes
 	}
 	t.Run("other namespace", func(t *testing.T) {
 		_, err := mutex(teamA, "team-b", "a").Lock(ctx)
-		forbidden(t, err, "create", "team-b") // its queue entry
+		forbidden(t, err, "list", "team-b") // its first request reads the current version
 	})
 	t.Run("read-only role, no lease yet", func(t *testing.T) {
 		_, err := mutex(viewer, "readonly", "v").Lock(ctx)

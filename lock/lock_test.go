@@ -819,7 +819,7 @@ func TestForbiddenNamesTheVerb(t *testing.T) {
 func TestConfigValidationNamesEveryField(t *testing.T) {
 	srv := fakelease.New()
 	name251 := strings.Repeat("n", 251)
-	name242 := strings.Repeat("n", 242)
+	name226 := strings.Repeat("n", 226)
 	for _, tc := range []struct {
 		name    string
 		cfg     lock.Config
@@ -837,7 +837,7 @@ func TestConfigValidationNamesEveryField(t *testing.T) {
 		}), false, 0, []string{"RenewDeadline 10s must be less than LeaseDuration 10s"}},
 		{"zero permits", config(srv, "x", "a"), true, 0, []string{"permits 0"}},
 		{"negative permits and bad namespace", config(srv, "x", "a", func(c *lock.Config) { c.Namespace = "-" }), true, -3, []string{"permits -3", `Namespace "-"`}},
-		{"name too long for the queue entries", config(srv, name251, "a"), false, 0, []string{`Name "` + name251 + `"`, "more than 242", "-q-<8 hex digits>"}},
+		{"name too long for the queue entries", config(srv, name251, "a"), false, 0, []string{`Name "` + name251 + `"`, "more than 226", "-q-<24 hex digits>"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := tc.cfg
@@ -861,16 +861,16 @@ func TestConfigValidationNamesEveryField(t *testing.T) {
 		})
 	}
 	t.Run("valid", func(t *testing.T) {
-		cfg := config(srv, name242, "")
+		cfg := config(srv, name226, "")
 		m, err := lock.NewMutex(cfg)
 		if err != nil {
-			t.Fatalf("a 242-character name is a valid Mutex: %v", err)
+			t.Fatalf("a 226-character name is a valid Mutex: %v", err)
 		}
 		if m.Identity() == "" || cfg.Identity != "" {
 			t.Errorf("default identity %q; caller's Identity %q must stay empty", m.Identity(), cfg.Identity)
 		}
 		if _, err := lock.NewSemaphore(cfg, 10); err != nil {
-			t.Fatalf("%s-9 is a valid Lease name: %v", name242, err)
+			t.Fatalf("%s-9 is a valid Lease name: %v", name226, err)
 		}
 		if _, err := lock.NewMutex(config(srv, "x", "a", func(c *lock.Config) { c.ClaimAfter = -1 })); err != nil {
 			t.Fatalf("negative ClaimAfter disables claims: %v", err)

@@ -45,8 +45,16 @@ const (
 	// counting its deadline from when it sent that version (invariant 13).
 	// Empty on every other write.
 	grantedOnAnnotation = "leasehold.io/granted-on"
-	// entrySuffixLen is the length of "-q-" plus 8 hex digits.
-	entrySuffixLen = 11
+	// tailAnnotation, on a permit Lease, names the last two entries of the
+	// queue that the writer knew of ("<entry> <entry>", the last one
+	// last), written with every grant and release: a waiter that joins
+	// reads it with its version (lookTail) and follows them, so that it
+	// need not read the queue.
+	tailAnnotation = "leasehold.io/queue-tail"
+	// entrySuffixLen is the length of "-q-", the entry's estimate (16 hex
+	// digits) and 8 random hex digits.
+	entrySuffixLen = 3 + estDigits + 8
+	estDigits      = 16
 )
 
 // ErrQueueEntryLost is matched (errors.Is) by what Hooks.Requeued receives
@@ -83,45 +91,88 @@ func kindOf(permits int) string {
 	return fmt.Sprintf("semaphore/%d", permits)
 }
 
-func entryName(lock string) (string, error) {
+// entryName names a new entry <lock>-q-<est><random>: est, a version the
+// waiter saw before it created the entry, is a lower bound of the entry's
+// place, written as 16 hex digits so that names sort as their estimates
+// do. The apiserver lists in name order, so a list of the first entries
+// by name holds every entry placed before the last one's estimate
+// (readHead).
+func entryName(lock string, est uint64) (string, error) {
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
 	}
-	return lock + "-q-" + hex.EncodeToString(b[:]), nil
+	return fmt.Sprintf("%s-q-%0*x%s", lock, estDigits, est, hex.EncodeToString(b[:])), nil
 }
 
-// positionOf is an entry's place in the queue.
-func positionOf(s *lease.Snapshot) uint64 {
+// estOf returns the estimate in an entry's name; ok is false for a name
+// without one (an entry of an earlier version of this package).
+func estOf(name string) (est uint64, ok bool) {
+	if len(name) < entrySuffixLen || name[len(name)-entrySuffixLen:len(name)-entrySuffixLen+3] != "-q-" {
+		return 0, false
+	}
+	digits := name[len(name)-entrySuffixLen+3 : len(name)-8]
+	n, err := strconv.ParseUint(digits, 16, 64)
+	return n, err == nil
+}
+
+// place is an entry's place in the queue: a version, then the entry's name
+// to order entries of one version. For an entry named with an estimate
+// (entryName) the version is that estimate, so places sort as names do
+// and a list of the first entries by name is the head of the queue; for
+// one of an earlier version of this package (no estimate in its name), the
+// version that created it.
+type place struct {
+	at   uint64
+	name string
+}
+
+func (p place) cmp(q place) int {
+	return cmp.Or(cmp.Compare(p.at, q.at), strings.Compare(p.name, q.name))
+}
+
+// placeNamed is the place of the entry named name, if its name holds an
+// estimate.
+func placeNamed(name string) (place, bool) {
+	est, ok := estOf(name)
+	return place{est, name}, ok
+}
+
+// placeOf is an entry's place in the queue.
+func placeOf(s *lease.Snapshot) place {
+	if p, ok := placeNamed(s.Name); ok {
+		return p
+	}
 	if v := s.Annotation(queuedAtAnnotation); v != "" {
 		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
-			return n
+			return place{n, s.Name}
 		}
 	}
 	n, _ := strconv.ParseUint(s.ResourceVersion, 10, 64)
-	return n
+	return place{n, s.Name}
 }
 
 // cursorOf reads a permit's entryAnnotation: the state ("granted",
-// "held", "free"), the position served last and the entry named.
-func cursorOf(st holder.State) (state string, pos uint64, name string) {
+// "held", "free") and the place served last, whose name is the entry named
+// (for "free", the one served last, or "").
+func cursorOf(st holder.State) (state string, p place) {
 	if st.Lease == nil {
-		return "", 0, ""
+		return "", place{}
 	}
 	parts := strings.SplitN(st.Lease.Annotation(entryAnnotation), "/", 3)
 	if len(parts) != 3 {
-		return "", 0, ""
+		return "", place{}
 	}
 	n, err := strconv.ParseUint(parts[1], 10, 64)
 	if err != nil {
-		return "", 0, ""
+		return "", place{}
 	}
-	return parts[0], n, parts[2]
+	return parts[0], place{n, parts[2]}
 }
 
 // cursorValue is an entryAnnotation value.
-func cursorValue(state string, pos uint64, name string) string {
-	return state + "/" + strconv.FormatUint(pos, 10) + "/" + name
+func cursorValue(state string, p place) string {
+	return state + "/" + strconv.FormatUint(p.at, 10) + "/" + p.name
 }
 
 // namedBy returns the entry a permit Lease was handed to and whether the
@@ -131,22 +182,23 @@ func namedBy(st holder.State) (name string, granted bool) {
 	if st.Lease == nil || !st.Lease.Record.Held() {
 		return "", false
 	}
-	state, _, name := cursorOf(st)
+	state, p := cursorOf(st)
 	switch state {
 	case "granted":
-		return name, true
+		return p.name, true
 	case "held":
-		return name, false
+		return p.name, false
 	}
 	return "", false
 }
 
-// served is the queue's cursor: the highest position any permit records.
-func served(permits []holder.State) uint64 {
-	var c uint64
+// served is the queue's cursor: the latest place any permit records.
+func served(permits []holder.State) place {
+	var c place
 	for _, st := range permits {
-		_, pos, _ := cursorOf(st)
-		c = max(c, pos)
+		if _, p := cursorOf(st); p.cmp(c) > 0 {
+			c = p
+		}
 	}
 	return c
 }
@@ -198,7 +250,7 @@ func order(now time.Time, permits []holder.State, cands []*holder.Candidate, ent
 		case taken[name]:
 		case !e.snap.Record.Held(): // left
 			q.dead = append(q.dead, queued{name, e})
-		case e.pos <= cursor:
+		case e.pos.cmp(cursor) <= 0:
 			// Served or skipped already: its owner removes it (served) or
 			// queues again (passed over); an expired one is nobody's.
 			if !e.live(now) {
@@ -210,7 +262,7 @@ func order(now time.Time, permits []holder.State, cands []*holder.Candidate, ent
 			q.dead = append(q.dead, queued{name, e})
 		}
 	}
-	byPos := func(a, b queued) int { return cmp.Or(cmp.Compare(a.pos, b.pos), strings.Compare(a.name, b.name)) }
+	byPos := func(a, b queued) int { return a.pos.cmp(b.pos) }
 	slices.SortFunc(q.live, byPos)
 	slices.SortFunc(q.dead, byPos)
 	return q
@@ -238,7 +290,7 @@ func grantTo(base *lease.Snapshot, e queued, now time.Time) (*lease.Snapshot, le
 		Transitions:   base.Record.Transitions + 1,
 		Strategy:      base.Record.Strategy,
 	}
-	obj := lease.WithAnnotation(base, entryAnnotation, cursorValue("granted", e.pos, e.name))
+	obj := lease.WithAnnotation(base, entryAnnotation, cursorValue("granted", e.pos))
 	return lease.WithAnnotation(obj, grantedOnAnnotation, e.snap.ResourceVersion), rec, tok, nil
 }
 
@@ -248,7 +300,7 @@ type registration struct {
 	key    string
 	client *lease.Client
 	snap   *lease.Snapshot
-	pos    uint64
+	pos    place
 
 	removed sync.Once
 
@@ -298,10 +350,11 @@ func (r *registration) sentAt(rv string) (time.Time, bool) {
 }
 
 // register creates a queue entry for the waiter: a Lease named
-// <lock>-q-<random>, labelled with the queue key, holding the waiter's
-// identity and duration. Its creating version is its place in the queue.
-func register(ctx context.Context, cfg settings, key string) (*registration, error) {
-	name, err := entryName(cfg.Name)
+// <lock>-q-<est><random> (est a version it saw before), labelled with the
+// queue key, holding the waiter's identity and duration. Its creating
+// version is its place in the queue.
+func register(ctx context.Context, cfg settings, key string, est uint64) (*registration, error) {
+	name, err := entryName(cfg.Name, est)
 	if err != nil {
 		return nil, fmt.Errorf("lock: queue entry name: %w", err)
 	}
@@ -315,7 +368,7 @@ func register(ctx context.Context, cfg settings, key string) (*registration, err
 	if err != nil {
 		return nil, fmt.Errorf("lock: join the queue: %w", err)
 	}
-	r := &registration{cfg: cfg, key: key, client: c, snap: s, pos: positionOf(s)}
+	r := &registration{cfg: cfg, key: key, client: c, snap: s, pos: placeOf(s)}
 	r.keepSent(s.ResourceVersion, now)
 	return r, nil
 }
@@ -341,7 +394,7 @@ func (r *registration) renewOn(ctx context.Context, base *lease.Snapshot, fresh 
 	rec := base.Record
 	sent := r.cfg.Clock.Now()
 	rec.RenewTime = sent
-	s, err := r.client.Update(ctx, lease.WithAnnotation(base, queuedAtAnnotation, strconv.FormatUint(r.pos, 10)), rec, 0)
+	s, err := r.client.Update(ctx, lease.WithAnnotation(base, queuedAtAnnotation, strconv.FormatUint(r.pos.at, 10)), rec, 0)
 	if errors.Is(err, lease.ErrConflict) && !fresh {
 		// Written by someone else since: look, and renew on what is there
 		// if it is still this waiter's entry.

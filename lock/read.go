@@ -1,7 +1,6 @@
 package lock
 
 import (
-	"cmp"
 	"context"
 	"slices"
 	"time"
@@ -16,11 +15,12 @@ import (
 
 // QueueEntry is one waiter of a lock's queue, as ReadQueue shows it.
 type QueueEntry struct {
-	// Lease is the entry's Lease name (<lock>-q-<random>).
+	// Lease is the entry's Lease name (<lock>-q-<version><random>).
 	Lease string
 	// Identity is the waiter's identity.
 	Identity string
-	// Position orders the queue (the version that created the entry).
+	// Position orders the queue, Lease breaking ties: a version the waiter
+	// read before it created the entry.
 	Position uint64
 	// RenewTime is when the waiter last renewed its entry, by its clock.
 	RenewTime time.Time
@@ -41,15 +41,14 @@ func ReadQueue(ctx context.Context, leases coordinationv1client.LeasesGetter, pe
 		return nil, lease.Classify("list", permit.Namespace, "-l "+entryLabel+"="+key, err)
 	}
 	st := holder.State{Synced: true, Lease: lease.NewSnapshot(permit)}
-	cursor := served([]holder.State{st})
-	_, _, name := cursorOf(st)
+	_, cursor := cursorOf(st)
 	var out []QueueEntry
 	for i := range list.Items {
 		s := lease.NewSnapshot(&list.Items[i])
-		if pos := positionOf(s); pos > cursor && s.Name != name && s.Record.Held() {
-			out = append(out, QueueEntry{Lease: s.Name, Identity: s.Record.Holder, Position: pos, RenewTime: s.Record.RenewTime})
+		if p := placeOf(s); p.cmp(cursor) > 0 && s.Record.Held() {
+			out = append(out, QueueEntry{Lease: s.Name, Identity: s.Record.Holder, Position: p.at, RenewTime: s.Record.RenewTime})
 		}
 	}
-	slices.SortFunc(out, func(a, b QueueEntry) int { return cmp.Compare(a.Position, b.Position) })
+	slices.SortFunc(out, func(a, b QueueEntry) int { return place{a.Position, a.Lease}.cmp(place{b.Position, b.Lease}) })
 	return out, nil
 }

@@ -149,29 +149,29 @@ func claimName(ctx context.Context, cfg settings, kind string) error {
 type memory struct {
 	mu   sync.Mutex
 	last map[string]holder.State
-	// The queue as the last waiter that followed it left it: its entries
-	// and the version as of which they are exact. The next call's first
-	// read of the queue replays the changes since then instead of reading
-	// every entry (a Mutex that locks again right after releasing).
-	queue   map[string]*lease.Snapshot
-	queueRV string
-	keptAt  time.Time
+	// The queue as the last waiter that followed it left it (no watch).
+	// The next call's first read of the queue replays the changes since
+	// then instead of reading every entry (a Mutex that locks again right
+	// after releasing).
+	queue  queueRead
+	keptAt time.Time
 }
 
-func (m *memory) keepQueue(entries map[string]*lease.Snapshot, rv string, now time.Time) {
+func (m *memory) keepQueue(q queueRead, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.queue, m.queueRV, m.keptAt = entries, rv, now
+	m.queue, m.keptAt = q, now
 }
 
-// keptQueue returns the queue kept no earlier than since (nil if none).
-func (m *memory) keptQueue(since time.Time) (map[string]*lease.Snapshot, string) {
+// keptQueue returns the queue kept no earlier than since; ok is false if
+// none was.
+func (m *memory) keptQueue(since time.Time) (q queueRead, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.queue == nil || m.keptAt.Before(since) {
-		return nil, ""
+	if m.queue.entries == nil || m.keptAt.Before(since) {
+		return queueRead{}, false
 	}
-	return m.queue, m.queueRV
+	return m.queue, true
 }
 
 func (m *memory) get(name string) holder.State {

@@ -22,7 +22,7 @@ const initialEventsEnd = "k8s.io/initial-events-end"
 // entry is one queue entry as this process sees it.
 type entry struct {
 	snap       *lease.Snapshot
-	pos        uint64    // place in the queue: the version that created it
+	pos        place     // place in the queue
 	observedAt time.Time // local time its record last changed (invariant 2)
 }
 
@@ -44,15 +44,31 @@ type view struct {
 	locks    map[string]*holder.Observer // permit Lease name -> its observer; nil for the queue
 	changed  *holder.Signal              // notified at every change
 
+	reread chan struct{} // asks run to read the entries whole again
+
 	mu      sync.Mutex
 	entries map[string]entry
 	synced  bool
 	from    string // the version a seeded view continues from
 	latest  string // the version as of which entries are exact ("" while reading them)
+	horizon horizon
 	err     error
 	watches int             // watches opened
 	handed  watch.Interface // a watch seed handed on, for the first run
 }
+
+// horizon says how much of the queue a view (or a read) holds: every entry
+// unless partial. A partial one holds every entry placed up to bound (its
+// zero value: none for sure). One that started from a list of the first
+// entries by name (readHead) has as bound the place of the last one
+// listed, and learns of every entry created or changed since.
+type horizon struct {
+	partial bool
+	bound   place
+}
+
+// holdsBefore reports whether every entry placed before p is known.
+func (h horizon) holdsBefore(p place) bool { return !h.partial || p.cmp(h.bound) <= 0 }
 
 // newView returns the view of the permit Leases (locks set) or of the
 // queue's entries (locks nil) of the lock with queue key key.
@@ -61,7 +77,26 @@ func newView(cfg settings, key string, locks map[string]*holder.Observer, change
 	if locks != nil {
 		label = queueLabel
 	}
-	return &view{cfg: cfg, key: key, selector: label + "=" + key, locks: locks, entries: map[string]entry{}, changed: changed}
+	return &view{cfg: cfg, key: key, selector: label + "=" + key, locks: locks, entries: map[string]entry{}, changed: changed, reread: make(chan struct{}, 1)}
+}
+
+// horizonNow returns how much of the queue the view holds.
+func (v *view) horizonNow() horizon {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.horizon
+}
+
+// readWhole makes run read the entries whole again (the view is not
+// synced until it has).
+func (v *view) readWhole() {
+	v.mu.Lock()
+	v.synced = false
+	v.mu.Unlock()
+	select {
+	case v.reread <- struct{}{}:
+	default:
+	}
 }
 
 // snapshot returns the entries, whether the view is synced and its error,
@@ -77,17 +112,17 @@ func (v *view) snapshot() (map[string]entry, bool, error, <-chan struct{}) {
 	return out, v.synced, v.err, ch
 }
 
-// seed starts the queue's view from a read of the entries made at rv, so
-// that run continues from there instead of reading them all again: with
-// the watch that made the read (wch, nil: none), which run then owns.
-func (v *view) seed(entries map[string]*lease.Snapshot, rv string, wch watch.Interface) {
+// seed starts the queue's view from a read of the entries, so that run
+// continues from there instead of reading them all again: with the watch
+// that made the read (nil: none), which run then owns.
+func (v *view) seed(q queueRead) {
 	now := v.cfg.Clock.Now()
 	v.mu.Lock()
-	v.handed = wch
-	for name, s := range entries {
-		v.entries[name] = entry{snap: s, pos: positionOf(s), observedAt: now}
+	v.handed, v.horizon = q.watch, q.h
+	for name, s := range q.entries {
+		v.entries[name] = entry{snap: s, pos: placeOf(s), observedAt: now}
 	}
-	v.synced, v.from, v.latest = true, rv, rv
+	v.synced, v.from, v.latest = true, q.rv, q.rv
 	v.mu.Unlock()
 	v.changed.Notify()
 }
@@ -139,6 +174,8 @@ func (v *view) watch(ctx context.Context, rv string) (string, error) {
 		select {
 		case <-ctx.Done():
 			return rv, ctx.Err()
+		case <-v.reread:
+			return "", nil
 		case ev, ok := <-w.ResultChan():
 			if !ok {
 				if initial {
@@ -192,19 +229,19 @@ func (v *view) takeHanded() watch.Interface {
 	return w
 }
 
-// kept returns the entries and the version as of which the view shows
-// them exactly; ok is false when it has not read them.
-func (v *view) kept() (entries map[string]*lease.Snapshot, rv string, ok bool) {
+// kept returns the entries as a read, exact as of the view's latest
+// version; ok is false when it has not read them.
+func (v *view) kept() (q queueRead, ok bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if !v.synced || v.err != nil || v.latest == "" {
-		return nil, "", false
+		return queueRead{}, false
 	}
-	entries = make(map[string]*lease.Snapshot, len(v.entries))
+	entries := make(map[string]*lease.Snapshot, len(v.entries))
 	for name, e := range v.entries {
 		entries[name] = e.snap
 	}
-	return entries, v.latest, true
+	return queueRead{entries: entries, rv: v.latest, h: v.horizon}, true
 }
 
 // put records a version of a permit Lease or of an entry.
@@ -216,7 +253,7 @@ func (v *view) put(s *lease.Snapshot) {
 	}
 	v.mu.Lock()
 	prev, had := v.entries[s.Name]
-	e := entry{snap: s, pos: positionOf(s), observedAt: v.cfg.Clock.Now()}
+	e := entry{snap: s, pos: placeOf(s), observedAt: v.cfg.Clock.Now()}
 	if had && prev.snap.UID == s.UID && prev.snap.Record.Equal(s.Record) {
 		e.observedAt = prev.observedAt // invariant 3: only a change restarts the wait
 	}
@@ -254,7 +291,7 @@ func (v *view) endInitial(ctx context.Context, seen map[string]bool, rv string) 
 		}
 	}
 	v.mu.Lock()
-	v.synced = true
+	v.synced, v.horizon = true, horizon{}
 	v.mu.Unlock()
 	v.changed.Notify()
 }

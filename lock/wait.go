@@ -47,8 +47,8 @@ func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, inde
 		}
 	}
 	w.watchPermits()
-	if far.read != nil {
-		w.queue.seed(far.read, far.readAt, far.watch)
+	if far.read.entries != nil {
+		w.queue.seed(far.read)
 	}
 	w.watchQueue()
 	renewAt, seen, ahead := far.renewAt, false, far.ahead
@@ -213,11 +213,11 @@ func (w *waiter) confirmVoid(ctx context.Context, i int, st holder.State) bool {
 // passed reports whether the queue's cursor has moved beyond this call's
 // entry while no permit names it: a releasing holder skipped it as expired.
 func (w *waiter) passed(states []holder.State, reg *registration) bool {
-	if served(states) <= reg.pos {
+	if served(states).cmp(reg.pos) <= 0 {
 		return false
 	}
 	for _, st := range states {
-		if _, _, name := cursorOf(st); w.isMine(name) {
+		if _, p := cursorOf(st); w.isMine(p.name) {
 			return false
 		}
 	}
@@ -259,8 +259,8 @@ func (w *waiter) adoptGrant(ctx context.Context, states []holder.State) (turn, b
 // after the adopting write.
 func (w *waiter) adopt(ctx context.Context, i int, granted *lease.Snapshot) (*holder.Term, error) {
 	if reg := w.entry(); reg != nil {
-		_, _, name := cursorOf(holder.State{Lease: granted})
-		if since, ok := reg.sentAt(granted.Annotation(grantedOnAnnotation)); ok && name == reg.name() &&
+		_, p := cursorOf(holder.State{Lease: granted})
+		if since, ok := reg.sentAt(granted.Annotation(grantedOnAnnotation)); ok && p.name == reg.name() &&
 			since.Add(w.cfg.Timing.RenewDeadline).Sub(w.cfg.Clock.Now()) >= w.cfg.Timing.RetryPeriod {
 			if t, err := w.cands[i].AdoptFrom(ctx, granted, since); err == nil {
 				return t, nil
@@ -342,6 +342,11 @@ func (w *waiter) requeue(ctx context.Context, why error) (turn, error) {
 	}
 	if err := w.join(ctx); err != nil {
 		return turn{}, err
+	}
+	if w.queue.horizonNow().partial {
+		// The view started from the head of the queue; the new entry is
+		// at its back, behind entries the view may lack.
+		w.queue.readWhole()
 	}
 	return turn{retrySoon: true}, nil
 }

@@ -1,8 +1,8 @@
 // Package fakelease is an in-memory Leases API for unit tests: it keeps a
 // global resourceVersion counter like etcd, rejects stale updates with 409,
 // serves watches (with 410 Gone for compacted versions) and lets a test inject
-// errors per verb. It implements only what Leasehold uses (get, create,
-// update, delete, watch); other methods panic.
+// errors per verb. It implements only what Leasehold uses (get, list,
+// create, update, delete, watch); other methods panic.
 package fakelease
 
 import (
@@ -67,7 +67,7 @@ func New() *Server {
 	}
 }
 
-// Fail makes every request with verb (get, create, update, delete, watch)
+// Fail makes every request with verb (get, list, create, update, delete, watch)
 // return fn's error when fn returns non-nil. fn nil clears it.
 func (s *Server) Fail(verb string, fn func(name string) error) {
 	s.mu.Lock()
@@ -365,6 +365,45 @@ func (l *leases) Delete(_ context.Context, name string, opts metav1.DeleteOption
 	return nil
 }
 
+// List serves a list of the namespace's Leases in name order, as the
+// apiserver does: selected by label or by a metadata.name field selector,
+// at most opts.Limit of them (0: all), continuing after the name the
+// Continue token holds. Count("list-item") counts the Leases returned.
+func (l *leases) List(_ context.Context, opts metav1.ListOptions) (*coordinationv1.LeaseList, error) {
+	s := l.s
+	lsel, err := labels.Parse(opts.LabelSelector)
+	if err != nil {
+		return nil, apierrors.NewBadRequest(err.Error())
+	}
+	fsel, err := fields.ParseSelector(opts.FieldSelector)
+	if err != nil {
+		return nil, apierrors.NewBadRequest(err.Error())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.request("list", opts.LabelSelector+opts.FieldSelector); err != nil {
+		return nil, err
+	}
+	var names []string
+	for k, obj := range s.objs {
+		if k.ns == l.ns && k.name > opts.Continue && lsel.Matches(labels.Set(obj.Labels)) &&
+			fsel.Matches(fields.Set{"metadata.name": k.name, "metadata.namespace": k.ns}) {
+			names = append(names, k.name)
+		}
+	}
+	sort.Strings(names)
+	out := &coordinationv1.LeaseList{ListMeta: metav1.ListMeta{ResourceVersion: strconv.FormatUint(s.rv, 10)}}
+	if opts.Limit > 0 && int64(len(names)) > opts.Limit {
+		names = names[:opts.Limit]
+		out.Continue = names[len(names)-1]
+	}
+	for _, n := range names {
+		out.Items = append(out.Items, *s.objs[key{l.ns, n}].DeepCopy())
+	}
+	s.counts["list-item"] += len(names)
+	return out, nil
+}
+
 func (l *leases) Watch(_ context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 	s := l.s
 	if opts.LabelSelector != "" {
@@ -385,8 +424,18 @@ func (l *leases) Watch(_ context.Context, opts metav1.ListOptions) (watch.Interf
 	}
 	k := key{l.ns, name}
 	w := &fakeWatch{s: s, key: k, ch: make(chan watch.Event, 1024)}
-	switch opts.ResourceVersion {
-	case "":
+	switch {
+	case opts.SendInitialEvents != nil && *opts.SendInitialEvents:
+		// The current state (if any), then the bookmark that ends it.
+		if obj := s.objs[k]; obj != nil {
+			w.sendLocked(watch.Event{Type: watch.Added, Object: obj.DeepCopy()})
+		}
+		mark := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
+			ResourceVersion: strconv.FormatUint(s.rv, 10),
+			Annotations:     map[string]string{"k8s.io/initial-events-end": "true"},
+		}}
+		w.sendLocked(watch.Event{Type: watch.Bookmark, Object: mark})
+	case opts.ResourceVersion == "":
 		if obj := s.objs[k]; obj != nil {
 			w.sendLocked(watch.Event{Type: watch.Added, Object: obj.DeepCopy()})
 		}

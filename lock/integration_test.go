@@ -49,6 +49,7 @@ func TestIntegration(t *testing.T) {
 	t.Run("Semaphore", func(t *testing.T) { testSemaphore(t, cs) })
 	t.Run("NamespacesAndRBAC", func(t *testing.T) { testNamespacesAndRBAC(t, cp, cs) })
 	t.Run("FIFOHandOver", func(t *testing.T) { testFIFOHandOver(t, cp) })
+	t.Run("HeadOfTheQueue", func(t *testing.T) { testHeadOfTheQueue(t, cp) })
 }
 
 func timeout(t *testing.T) context.Context {
@@ -511,5 +512,93 @@ func adopted(t *testing.T, ctx context.Context, cs kubernetes.Interface, name, i
 			t.Fatalf("%s's adopting write of %s never came: %v", identity, name, err)
 		case <-time.After(5 * time.Millisecond):
 		}
+	}
+}
+
+// 30 waiters queue one after the other behind a holder, more than one list
+// of the head of the queue holds (16 entries): the apiserver lists entries
+// in name order, so every hand-over goes to the next waiter in queue
+// order, and the waiters that move near the head list only its head: no
+// read of the whole queue once they have all joined.
+func testHeadOfTheQueue(t *testing.T, cp *testenv.ControlPlane) {
+	const waiters = 30
+	ctx := timeout(t)
+	const name = "head"
+	var wholeReads, headReads atomic.Int64
+	cfg := cp.Config()
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			q := r.URL.Query()
+			switch {
+			case q.Get("sendInitialEvents") == "true" && strings.HasPrefix(q.Get("labelSelector"), "leasehold.io/queue-entry="):
+				wholeReads.Add(1)
+			case r.Method == http.MethodGet && q.Get("watch") == "" && q.Get("limit") != "" && strings.HasPrefix(q.Get("labelSelector"), "leasehold.io/queue-entry="):
+				headReads.Add(1)
+			}
+			return rt.RoundTrip(r)
+		})
+	})
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := func() int {
+		l, err := cs.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{LabelSelector: lock.QueueSelector(name, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(l.Items)
+	}
+	h, err := newMutex(t, cs.CoordinationV1(), name, "holder", fast).Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type won struct {
+		i int
+		h *lock.Held
+	}
+	wins := make(chan won, waiters)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i := range waiters {
+		m := newMutex(t, cs.CoordinationV1(), name, fmt.Sprintf("w%02d", i), fast)
+		wg.Go(func() {
+			h, err := m.Lock(ctx)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			wins <- won{i, h}
+		})
+		// The next Lock call begins once this one's entry exists: it
+		// is behind it.
+		for entries() < i+1 {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("w%02d's queue entry never appeared", i)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
+	time.Sleep(itRetry) // the joins' reads are over
+	whole0, head0 := wholeReads.Load(), headReads.Load()
+	for i := range waiters {
+		if err := h.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		w := <-wins
+		if w.i != i {
+			t.Fatalf("hand-over %d went to w%02d, want w%02d, the next in the queue", i, w.i, i)
+		}
+		h = w.h
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Error(err)
+	}
+	if n := wholeReads.Load() - whole0; n != 0 {
+		t.Errorf("%d reads of the whole queue during %d hand-overs, want 0", n, waiters)
+	}
+	if n := headReads.Load() - head0; n == 0 || n > 2*waiters {
+		t.Errorf("%d lists of the head of the queue during %d hand-overs, want 1 to %d", n, waiters, 2*waiters)
 	}
 }

@@ -657,3 +657,126 @@ func TestNearWaiterRenewsAStaleEntry(t *testing.T) {
 		mustRelease(t, d.held)
 	})
 }
+
+// A waiter that joins a long queue reads nothing of it: the lock's Lease
+// names the queue's tail (written with the grant before), and the waiter
+// follows those two entries, each by name. It is served last.
+func TestJoinFollowsTheTailReadingNoQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		const n = 30
+		h := mustLock(t, newMutex(t, srv, "tail", "holder"))
+		var ms []*lock.Mutex
+		for i := range n {
+			ms = append(ms, newMutex(t, srv, "tail", fmt.Sprintf("w%02d", i)))
+		}
+		waits := queueInOrder(t, t.Context(), ms...)
+		mustRelease(t, h) // the grant to w00 names the tail: w28, w29
+		r := <-waits[0]
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		synctest.Wait()
+		initial, watches, listed := srv.Count("initial-event"), srv.Count("watch"), srv.Count("list-item")
+		last := lockAsync(t, t.Context(), newMutex(t, srv, "tail", "late"))
+		synctest.Wait()
+		if d := srv.Count("initial-event") - initial; d != 0 {
+			t.Errorf("joining behind %d waiters read %d entries as a watch's initial state, want 0", n-1, d)
+		}
+		if d := srv.Count("list-item") - listed; d != 1 {
+			t.Errorf("joining listed %d Leases, want 1 (the lock's, for its version and the tail it names)", d)
+		}
+		if d := srv.Count("watch") - watches; d != 2 {
+			t.Errorf("joining opened %d watches, want 2 (the two entries of the tail)", d)
+		}
+		h = r.held
+		for i := 1; i < n; i++ {
+			mustRelease(t, h)
+			r := <-waits[i]
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			pending(t, last)
+			h = r.held
+		}
+		mustRelease(t, h)
+		r = <-last
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		mustRelease(t, r.held)
+	})
+}
+
+// A hand-over in a long queue reads only its head: the waiter that moves
+// near lists the first entries by name (where the queue's order is), never
+// the whole queue, and every waiter is served in order.
+func TestHandOverListsOnlyTheHead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		const n = 40
+		h := mustLock(t, newMutex(t, srv, "head", "holder"))
+		var ms []*lock.Mutex
+		for i := range n {
+			ms = append(ms, newMutex(t, srv, "head", fmt.Sprintf("w%02d", i)))
+		}
+		waits := queueInOrder(t, t.Context(), ms...)
+		const queue = "initial-event:leasehold.io/queue-entry=head"
+		initial, listed := srv.Count(queue), srv.Count("list-item")
+		for i := range n {
+			mustRelease(t, h)
+			r := <-waits[i]
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			h = r.held
+		}
+		mustRelease(t, h)
+		if d := srv.Count(queue) - initial; d != 0 {
+			t.Errorf("%d hand-overs read %d queue entries as a watch's initial state, want 0", n, d)
+		}
+		if d := srv.Count("list-item") - listed; d > 16*n {
+			t.Errorf("%d hand-overs listed %d entries, more than 16 each", n, d)
+		}
+	})
+}
+
+// entryNamed is a queue entry of lockName named with the estimate est (as
+// the package names them), held by holder ("" : its waiter left).
+func entryNamed(lockName string, est uint64, holder string, now time.Time) *coordinationv1.Lease {
+	l := entryObj(lockName, fmt.Sprintf("%016x00000000", est), holder, now)
+	if holder == "" {
+		l.Spec.HolderIdentity = nil
+	}
+	return l
+}
+
+// A holder whose view started from a list of the head of the queue does
+// not grant beyond what that list holds: the waiter it would choose may be
+// preceded by one it has not seen (here alpha, queued before beta and
+// quiet since). It reads the whole queue first, and grants to alpha.
+func TestSuccessorBeyondTheListedHeadIsReadWhole(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		now := time.Now()
+		const far = 1 << 40 // places after every waiter that joins here
+		for k := range 15 {
+			srv.Put(entryNamed("beyond", far+uint64(k), "", now)) // left: dead
+		}
+		alpha := srv.Put(entryNamed("beyond", far+16, "alpha", now))
+		beta := srv.Put(entryNamed("beyond", far+18, "beta", now))
+		// h lists the head: itself and the 15 entries that left; alpha
+		// and beta lie beyond.
+		h := mustLock(t, newMutex(t, srv, "beyond", "h"))
+		synctest.Wait()
+		time.Sleep(time.Second)
+		beta.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
+		srv.Put(beta) // renewed: now in h's view
+		synctest.Wait()
+		mustRelease(t, h)
+		got := srv.Lease(ns, "beyond").Annotations["leasehold.io/queue-entry"]
+		if want := "/" + alpha.Name; !strings.HasPrefix(got, "granted/") || !strings.HasSuffix(got, want) {
+			t.Errorf("released to %q, want a grant to alpha's entry %s", got, alpha.Name)
+		}
+	})
+}

@@ -485,7 +485,10 @@ func (l *leases) watchSelected(opts metav1.ListOptions) (watch.Interface, error)
 		for _, n := range names {
 			w.sendLocked(watch.Event{Type: watch.Added, Object: s.objs[key{l.ns, n}].DeepCopy()})
 		}
-		s.counts["initial-event"] += len(names) // Count("initial-event"): objects sent as initial events
+		// Count("initial-event"): objects sent as initial events; with
+		// ":"+selector, those of watches with that label selector.
+		s.counts["initial-event"] += len(names)
+		s.counts["initial-event:"+opts.LabelSelector] += len(names)
 		mark := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{
 			ResourceVersion: strconv.FormatUint(s.rv, 10),
 			Annotations:     map[string]string{"k8s.io/initial-events-end": "true"},

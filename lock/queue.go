@@ -296,11 +296,12 @@ func grantTo(base *lease.Snapshot, e queued, now time.Time) (*lease.Snapshot, le
 
 // registration is this waiter's entry in the queue.
 type registration struct {
-	cfg    settings
-	key    string
-	client *lease.Client
-	snap   *lease.Snapshot
-	pos    place
+	cfg     settings
+	key     string
+	client  *lease.Client
+	snap    *lease.Snapshot
+	pos     place
+	created time.Time // when the create was sent
 
 	removed sync.Once
 
@@ -368,7 +369,7 @@ func register(ctx context.Context, cfg settings, key string, est uint64) (*regis
 	if err != nil {
 		return nil, fmt.Errorf("lock: join the queue: %w", err)
 	}
-	r := &registration{cfg: cfg, key: key, client: c, snap: s, pos: placeOf(s)}
+	r := &registration{cfg: cfg, key: key, client: c, snap: s, pos: placeOf(s), created: now}
 	r.keepSent(s.ResourceVersion, now)
 	return r, nil
 }

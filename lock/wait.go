@@ -155,6 +155,12 @@ func (w *waiter) step(ctx context.Context, states []holder.State, entries map[st
 		return w.requeue(ctx, fmt.Errorf("%w: entry %s/%s was deleted (by another client, or skipped as expired); queuing again at the back", ErrQueueEntryLost, w.cfg.Namespace, reg.name()))
 	}
 	if w.passed(states, reg) {
+		if w.cfg.Clock.Since(reg.created) < w.cfg.Timing.LeaseDuration/2 {
+			// Too young to have expired anywhere: its creation was in
+			// flight while the lock was handed to a waiter placed after
+			// it (their calls began together). Nothing was lost.
+			return w.requeue(ctx, nil)
+		}
 		return w.requeue(ctx, fmt.Errorf("%w: entry %s/%s was passed over (it expired in the releasing holder's view); queuing again at the back", ErrQueueEntryLost, w.cfg.Namespace, reg.name()))
 	}
 	now := w.cfg.Clock.Now()
@@ -331,11 +337,17 @@ func (w *waiter) nextChange(now time.Time, states []holder.State, q queueOf, r i
 	return at
 }
 
-// requeue registers a new entry after the old one was lost, and says so.
+// requeue registers a new entry after the old one was lost, and says so
+// (why nil: it was not lost, and there is nothing to say).
 func (w *waiter) requeue(ctx context.Context, why error) (turn, error) {
-	w.cfg.Logger.Info("queue entry lost", "err", why.Error())
-	if w.cfg.requeued != nil {
-		w.cfg.requeued(why)
+	switch {
+	case why == nil:
+		w.cfg.Logger.V(1).Info("queuing again: the lock was handed past this waiter's place while its entry was being created", "entry", w.entry().name())
+	default:
+		w.cfg.Logger.Info("queue entry lost", "err", why.Error())
+		if w.cfg.requeued != nil {
+			w.cfg.requeued(why)
+		}
 	}
 	if old := w.entry(); old != nil {
 		old.remove(ctx)

@@ -71,10 +71,12 @@ type Hooks struct {
 	// 409).
 	Conflict func()
 	// Queued is called while waiting whenever the number of live waiters
-	// queued ahead of this one changes (0: next in line). A waiter far back
-	// in the queue learns that number only when it reads the queue (on
-	// joining, and whenever one of the few entries it watches goes), so
-	// there it reports it then; near the head, at every change.
+	// queued ahead of this one changes (0: next in line). Setting it makes
+	// a waiter read the whole queue when it joins, to learn that number
+	// (one request whose size grows with the queue; without it, joining
+	// reads nothing of the queue). Far back in the queue it reports the
+	// number then, and whenever a read places it again (when one of the
+	// few entries it watches goes); near the head, at every change.
 	Queued func(ahead int)
 	// Requeued is called when the waiter's queue entry was deleted or
 	// edited by another client, or skipped because it expired in the

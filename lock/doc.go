@@ -13,40 +13,55 @@
 // The lock itself is the Lease Name (a Semaphore: Name-0 … Name-(N−1), one
 // per permit), written in client-go's format: the holder in holderIdentity,
 // so a client-go elector or kubectl never sees it free while it is held.
-// A waiter queues by creating a Lease of its own, Name-q-<random>, labelled
+// A waiter queues by creating a Lease of its own, labelled
 // leasehold.io/queue-entry=<key>, that names it in holderIdentity and is
-// renewed every LeaseDuration/2 while it waits; the resourceVersion that
-// created it is its place in the queue (recorded on the entry at its first
-// renewal as leasehold.io/queued-at).
+// renewed every LeaseDuration/2 while it waits. Its name is its place:
+// Name-q-<version><random>, the version (16 hex digits) read by the one
+// list of the lock's permits that begins its call. That version is later
+// than the creation of every entry that existed when the call began, so
+// the entry is placed after them; calls that begin together are ordered by
+// the apiserver's versions and then by name. Since the apiserver lists in
+// name order, a list of the first entries is the head of the queue.
 //
-// Wake-ups are O(1) per waiter and per hand-over. On joining, a waiter
-// reads the queue once (a watch that starts with the entries, at a version
-// no older than its own entry's; or only the changes since the queue that
-// its Mutex's previous call kept). While P+1 or more live entries are
-// ahead of it (P the number of permits, 1 for a Mutex) it is far: it
-// watches only the P+1 nearest of them, each by name, and reads the queue
-// again when one of them is deleted or expires in its view. Nothing
-// written to the lock's Leases reaches it, nor any other entry's renewal.
-// With at most P live entries ahead (for a Mutex: the head, and the waiter
-// right behind it) it is near: it follows the lock's Leases with ONE
+// Wake-ups and reads are O(1) per waiter and per hand-over. Every grant
+// and release names the last two entries its writer knew of
+// (leasehold.io/queue-tail); a waiter that joins reads them with the
+// permits (the list above) and follows them, each with a watch by name:
+// it reads nothing of the queue. While P+1 or more live entries are ahead
+// of it (P the number of permits, 1 for a Mutex) it is far, and nothing
+// written to the lock's Leases reaches it, nor any entry's but those it
+// follows. When one of them goes, it lists the head of the queue (one
+// request, 4P+12 entries at most): if it is there, the list places it
+// exactly, and with at most P+1 live entries ahead it is near, else it
+// follows the nearest. A waiter the list does not place for sure (far
+// back, or behind entries of one version beyond the list) reads the queue
+// whole, once. Near the head it follows the lock's Leases with ONE
 // label-selected watch (leasehold.io/queue=<key>), whatever the number of
-// permits, and the queue's entries with another, continuing from its last
-// read; it keeps both when it becomes a holder, so a holder knows the next
-// waiter without reading anything at release. A waiter that takes or
-// adopts a permit deletes its entry at once (the permit's cursor records
-// its place), which is what tells the waiter behind it that it is near.
+// permits, and the queue's entries with another, continuing from the list;
+// it keeps both when it becomes a holder, so a holder knows the next
+// waiter without reading anything at release: the list held every entry
+// up to the last it returned, and the watch shows every entry created or
+// renewed since. A holder whose first live waiter lies beyond what the
+// list held reads the queue whole before it grants (an entry placed before
+// that waiter may have been quiet since). A waiter that takes or adopts a
+// permit deletes its entry at once (the permit's cursor records its
+// place), which is what tells the waiters behind it that they are near.
+// With Hooks.Queued set, a waiter reads the queue whole when it joins, to
+// report its place; a Mutex that locks again within LeaseDuration/2
+// replays only the changes since the queue its previous call kept, when
+// that call held it whole.
 //
 // Release is a hand-over: the holder writes the lock Lease, in ONE
 // conditional write, to the first live waiter of its view: holderIdentity
 // that waiter, a fresh acquire and renew time, leaseTransitions + 1 and the
 // token of the new term (the resourceVersion this write replaces), plus the
-// annotations leasehold.io/queue-entry=granted/<position>/<entry> and
+// annotations leasehold.io/queue-entry=granted/<version>/<entry> and
 // leasehold.io/granted-on=<the entry's version it read>. The waiter learns
 // it from its watch and its term starts at once: the grant was written
 // after that entry version, whose send time the waiter knows, so its hard
 // deadline counts RenewDeadline from that send (holder invariant 13). Its
 // first renewal, a RetryPeriod after that send, is the adoption
-// (…=held/<position>/<entry>); a waiter that joined within a RetryPeriod of
+// (…=held/<version>/<entry>); a waiter that joined within a RetryPeriod of
 // its turn, or whose entry was renewed since, and releases before then
 // never writes the lock at all. A hand-over therefore costs one write of
 // the lock Lease (the grant), two when the grantee keeps the lock past its
@@ -108,16 +123,23 @@
 // # Order and liveness
 //
 // Waiters are served in queue order: a holder grants to the first live entry
-// above the queue's cursor (the position it records in
-// leasehold.io/queue-entry), so an entry at or below the cursor was served
-// or skipped and is never granted again. A watch delivers entries in
-// resourceVersion order, so a holder that sees an entry has seen every entry
-// queued before it. Overtaking happens only when a holder's view shows a live
-// waiter's entry as expired (its renewals did not reach the holder for a
-// LeaseDuration): that waiter is passed over, sees the cursor beyond its
-// place, and queues again. A free permit (released by a client-go holder, or
-// by a Leasehold holder that saw nobody waiting) is taken by the head of the
-// queue; if the head does not take it within a LeaseDuration, any waiter may.
+// placed after the queue's cursor (the place it records in
+// leasehold.io/queue-entry), so an entry at or before the cursor was served
+// or skipped and is never granted again. An entry's version is earlier
+// than its creation, and a watch delivers entries in the order they were
+// created, so a holder that sees an entry has seen every entry whose
+// creation had completed before that entry's call began: a waiter is never
+// served before one that was queued when its call began. Calls that begin
+// while the other's entry is being created are ordered by version, and an
+// entry whose creation was still in flight when the lock was handed past
+// its place queues again (quietly: nothing was lost). Overtaking happens
+// only when a holder's view shows a live waiter's entry as expired (its
+// renewals did not reach the holder for a LeaseDuration): that waiter is
+// passed over, sees the cursor beyond its place, and queues again
+// (Hooks.Requeued). A free permit (released by a client-go holder, or by a
+// Leasehold holder that saw nobody waiting) is taken by the head of the
+// queue; if the head does not take it within a LeaseDuration, any waiter
+// may.
 //
 // # Guarantees and clock assumptions
 //
@@ -130,23 +152,27 @@
 // # Costs and non-guarantees
 //
 // Per hand-over: one write of the lock Lease (the grant), two when the
-// grantee holds the lock past its adoption, no conflict; the served waiter's entry delete; and, for a waiter that queues
-// again, one create. A join reads the queue once (one request, but its
-// size grows with the queue), except that a Mutex or Semaphore locking again
-// within LeaseDuration/2 of its last call replays only the changes since
-// the view that call kept; and each hand-over moves one far waiter near,
-// which reads the queue once (its view as a holder). So N waiters that
-// queue at once read O(N²) entries between them, once. Wake-ups per
-// hand-over are a fixed number (the holder and the near waiters see the
-// grant, the adoption and the served entry's deletion; the waiters that
-// watched that entry see its deletion), whatever the queue's length.
+// grantee holds the lock past its adoption, no conflict; the served
+// waiter's entry delete; one list of the head of the queue (at most 4P+12
+// entries) and two watches opened by the waiter that moves near; and, for
+// a waiter that queues again, one list of the permits, one create and P+1
+// watches of the entries it follows. None of it grows with the queue.
+// Wake-ups per hand-over are a fixed number too (the holder and the near
+// waiters see the grant, the adoption and the served entry's deletion; the
+// waiters that follow that entry see its deletion). A waiter reads the
+// whole queue (one request, one event per entry) only when a list of the
+// head cannot place it for sure, when it joins with Hooks.Queued set, and
+// when, as a holder, its next waiter lies beyond what its list held.
+// Entries that leave, expire or get passed cost a list or a read more for
+// the waiters that followed them.
 // In the background every waiter renews its entry every LeaseDuration/2
 // (at 500 waiters and LeaseDuration 15s, 67 writes a second, whatever the
 // hand-over rate); each renewal wakes the P+1 far waiters behind it, the
 // near waiters and the holders (their queue watches). A far waiter holds
 // P+1 watches open; a near one two.
-// RBAC needs get, watch, create, update and delete on Leases (delete: the
-// entries). Anyone who may update Leases can reorder or empty the queue by
+// RBAC needs get, list, watch, create, update and delete on Leases (delete:
+// the entries; without list, a waiter reads the whole queue where it would
+// list its head). Anyone who may update Leases can reorder or empty the queue by
 // hand; the lock stays safe (conditional writes), the order does not.
 // Mixed fleets: a client-go elector on a lock's Lease does not queue; it
 // takes the lock only when it is released with nobody waiting or expires.

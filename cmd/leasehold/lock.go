@@ -46,7 +46,7 @@ COMMAND exits. It waits for the lock, woken by a watch rather than polling,
 unless --wait=false; --timeout bounds the wait. With --permits N greater than 1
 the lock is a semaphore of N permits on the Leases NAME-0 ... NAME-(N-1), and
 at most N commands hold one at a time. N is at most 64: each permit is a Lease
-of its own. Waiters queue (a Lease NAME-q-<random> each, renewed while they
+of its own. Waiters queue (a Lease NAME-q-<version><random> each, renewed while they
 wait) and are served in order: a releasing holder hands the lock to the
 first. While waiting, lock prints how many waiters are ahead.
 

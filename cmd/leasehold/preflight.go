@@ -81,7 +81,7 @@ type preflight struct {
 	ns, name string // the Lease (for a semaphore, its first permit)
 	status   *apiStatus
 	// queue says the command queues for a lock: it creates and deletes
-	// queue entries (<lock>-q-<random>), so it also needs delete.
+	// queue entries (<lock>-q-<version><random>), so it also needs delete.
 	queue bool
 }
 
@@ -91,7 +91,7 @@ var verbPurpose = []struct{ verb, purpose string }{
 	{"watch", "to follow it"},
 	{"update", "to take and renew it"},
 	{"create", "to create it, as it does not exist yet"},
-	{"delete", "to remove its queue entries (<lock>-q-<random>) when a waiter is served or gives up"},
+	{"delete", "to remove its queue entries (<lock>-q-<version><random>) when a waiter is served or gives up"},
 }
 
 // run retries while the API cannot be reached, reporting each new error to

@@ -410,7 +410,8 @@ func (b *bench) lockHandover(ctx context.Context, waiters int) (any, error) {
 }
 
 // settle waits until every waiter waits: the lock's queue is as long as the
-// waiter count (checked through queueLen), then one more second. A lock without a queue (an earlier version) gets a fixed
+// waiter count (checked through queueLen) and their requests have quieted,
+// then one more second. A lock without a queue (an earlier version) gets a fixed
 // time instead.
 func (b *bench) settle(ctx context.Context, env *lockEnv, name string, waiters int) {
 	start := time.Now()
@@ -427,7 +428,18 @@ func (b *bench) settle(ctx context.Context, env *lockEnv, name string, waiters i
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	b.logf("lock-handover: %d waiters queued after %v", waiters, time.Since(start).Round(time.Millisecond))
+	// The joins' reads (a waiter that cannot place itself reads the whole
+	// queue) are over when the waiters' requests have quieted: fewer than
+	// one per ten waiters in half a second.
+	for last := env.reqs.total.Load(); time.Now().Before(deadline) && ctx.Err() == nil; {
+		time.Sleep(500 * time.Millisecond)
+		now := env.reqs.total.Load()
+		if now-last < int64(waiters/10+1) {
+			break
+		}
+		last = now
+	}
+	b.logf("lock-handover: %d waiters queued and quiet after %v", waiters, time.Since(start).Round(time.Millisecond))
 	time.Sleep(time.Second)
 }
 

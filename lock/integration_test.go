@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -516,12 +517,14 @@ func adopted(t *testing.T, ctx context.Context, cs kubernetes.Interface, name, i
 }
 
 // 30 waiters queue one after the other behind a holder, more than one list
-// of the head of the queue holds (16 entries): the apiserver lists entries
-// in name order, so every hand-over goes to the next waiter in queue
-// order, and the waiters that move near the head list only its head: no
-// read of the whole queue once they have all joined.
+// of the head of the queue holds (16 entries), and 5 more join once the
+// lock has been handed over, behind the tail that hand-over named: the
+// apiserver lists entries in name order, so every hand-over goes to the
+// next waiter in queue order; the late joiners read nothing of the queue,
+// and the waiters that move near the head list only its head: no read of
+// the whole queue after the first 30 joined.
 func testHeadOfTheQueue(t *testing.T, cp *testenv.ControlPlane) {
-	const waiters = 30
+	const waiters, late = 30, 5
 	ctx := timeout(t)
 	const name = "head"
 	var wholeReads, headReads atomic.Int64
@@ -542,12 +545,14 @@ func testHeadOfTheQueue(t *testing.T, cp *testenv.ControlPlane) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	entries := func() int {
+	queued := func(id string) bool {
 		l, err := cs.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{LabelSelector: lock.QueueSelector(name, 1)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return len(l.Items)
+		return slices.ContainsFunc(l.Items, func(e coordinationv1.Lease) bool {
+			return e.Spec.HolderIdentity != nil && *e.Spec.HolderIdentity == id
+		})
 	}
 	h, err := newMutex(t, cs.CoordinationV1(), name, "holder", fast).Lock(ctx)
 	if err != nil {
@@ -557,11 +562,14 @@ func testHeadOfTheQueue(t *testing.T, cp *testenv.ControlPlane) {
 		i int
 		h *lock.Held
 	}
-	wins := make(chan won, waiters)
+	wins := make(chan won, waiters+late)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for i := range waiters {
-		m := newMutex(t, cs.CoordinationV1(), name, fmt.Sprintf("w%02d", i), fast)
+	// join starts waiter i's Lock; the next call begins once its entry
+	// exists: it is behind it.
+	join := func(i int) {
+		id := fmt.Sprintf("w%02d", i)
+		m := newMutex(t, cs.CoordinationV1(), name, id, fast)
 		wg.Go(func() {
 			h, err := m.Lock(ctx)
 			if err != nil {
@@ -570,9 +578,7 @@ func testHeadOfTheQueue(t *testing.T, cp *testenv.ControlPlane) {
 			}
 			wins <- won{i, h}
 		})
-		// The next Lock call begins once this one's entry exists: it
-		// is behind it.
-		for entries() < i+1 {
+		for !queued(id) {
 			select {
 			case <-ctx.Done():
 				t.Fatalf("w%02d's queue entry never appeared", i)
@@ -580,9 +586,12 @@ func testHeadOfTheQueue(t *testing.T, cp *testenv.ControlPlane) {
 			}
 		}
 	}
+	for i := range waiters {
+		join(i)
+	}
 	time.Sleep(itRetry) // the joins' reads are over
 	whole0, head0 := wholeReads.Load(), headReads.Load()
-	for i := range waiters {
+	for i := range waiters + late {
 		if err := h.Release(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -591,14 +600,19 @@ func testHeadOfTheQueue(t *testing.T, cp *testenv.ControlPlane) {
 			t.Fatalf("hand-over %d went to w%02d, want w%02d, the next in the queue", i, w.i, i)
 		}
 		h = w.h
+		if i == 0 {
+			for k := range late {
+				join(waiters + k)
+			}
+		}
 	}
 	if err := h.Release(ctx); err != nil {
 		t.Error(err)
 	}
 	if n := wholeReads.Load() - whole0; n != 0 {
-		t.Errorf("%d reads of the whole queue during %d hand-overs, want 0", n, waiters)
+		t.Errorf("%d reads of the whole queue during %d hand-overs and %d joins, want 0", n, waiters+late, late)
 	}
-	if n := headReads.Load() - head0; n == 0 || n > 2*waiters {
-		t.Errorf("%d lists of the head of the queue during %d hand-overs, want 1 to %d", n, waiters, 2*waiters)
+	if n := headReads.Load() - head0; n == 0 || n > 2*(waiters+late) {
+		t.Errorf("%d lists of the head of the queue during %d hand-overs, want 1 to %d", n, waiters+late, 2*(waiters+late))
 	}
 }

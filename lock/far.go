@@ -473,29 +473,41 @@ func (w *waiter) replayQueue(ctx context.Context, kept queueRead, reg *registrat
 // waiters and the holders act on, with room for some that left or died.
 func (w *waiter) headPage() int64 { return int64(4*w.lookahead() + 8) }
 
-// readHead lists the first entries of the queue by name, in ONE request
-// whatever the queue's length. Names sort by estimate, and an entry's
-// estimate is no later than its place (entryName), so the list holds every
-// entry placed before the last one's estimate: that is its bound (none
-// when the list holds the whole queue). The view that continues from it
-// learns of every entry created or changed since.
-func (w *waiter) readHead(ctx context.Context, _ *registration) (queueRead, error) {
+// readHead lists the first entries of the queue by name: one page of
+// headPage entries, and more pages (each larger, from the same snapshot)
+// only until they reach reg's place, so that the cost grows with how far
+// back reg is, not with the queue. Names sort as places do (entryName), so
+// the pages hold every entry placed up to the last one listed: that is
+// their bound (none when they hold the whole queue). The view that
+// continues from them learns of every entry created or changed since.
+func (w *waiter) readHead(ctx context.Context, reg *registration) (queueRead, error) {
 	selector := entryLabel + "=" + w.key
-	l, err := w.cfg.Leases.Leases(w.cfg.Namespace).List(ctx, metav1.ListOptions{LabelSelector: selector, Limit: w.headPage()})
-	if err != nil {
-		return queueRead{}, lease.Classify("list", w.cfg.Namespace, "-l "+selector, err)
-	}
-	q := queueRead{entries: make(map[string]*lease.Snapshot, len(l.Items)), rv: l.ResourceVersion}
-	for i := range l.Items {
-		q.entries[l.Items[i].Name] = lease.NewSnapshot(&l.Items[i])
-	}
-	if l.Continue != "" {
+	opts := metav1.ListOptions{LabelSelector: selector, Limit: w.headPage()}
+	q := queueRead{entries: map[string]*lease.Snapshot{}}
+	for {
+		l, err := w.cfg.Leases.Leases(w.cfg.Namespace).List(ctx, opts)
+		if err != nil {
+			return queueRead{}, lease.Classify("list", w.cfg.Namespace, "-l "+selector, err)
+		}
+		if q.rv == "" {
+			q.rv = l.ResourceVersion // the snapshot every page is read at
+		}
+		for i := range l.Items {
+			q.entries[l.Items[i].Name] = lease.NewSnapshot(&l.Items[i])
+		}
+		if l.Continue == "" {
+			q.h = horizon{}
+			return q, nil
+		}
 		q.h.partial = true
 		if n := len(l.Items); n > 0 {
 			q.h.bound = placeOf(q.entries[l.Items[n-1].Name])
 		}
+		if q.h.holdsBefore(reg.pos) {
+			return q, nil
+		}
+		opts.Continue, opts.Limit = l.Continue, min(4*opts.Limit, 512)
 	}
-	return q, nil
 }
 
 // readQueue reads the queue's entries with one watch that starts with them

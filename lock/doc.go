@@ -30,12 +30,13 @@
 // it reads nothing of the queue. While P+1 or more live entries are ahead
 // of it (P the number of permits, 1 for a Mutex) it is far, and nothing
 // written to the lock's Leases reaches it, nor any entry's but those it
-// follows. When one of them goes, it lists the head of the queue (one
-// request, 4P+12 entries at most): if it is there, the list places it
-// exactly, and with at most P+1 live entries ahead it is near, else it
-// follows the nearest. A waiter the list does not place for sure (far
-// back, or behind entries of one version beyond the list) reads the queue
-// whole, once. Near the head it follows the lock's Leases with ONE
+// follows. When one of them goes, it lists the head of the queue: one
+// page of 4P+12 entries, and further pages of the same snapshot only as
+// far as its own place (when it followed entries farther ahead than its
+// nearest, as a waiter that joined while others' entries were being
+// created may). The list places it exactly: with at most P+1 live entries
+// ahead it is near, else it follows the nearest. Near the head it follows
+// the lock's Leases with ONE
 // label-selected watch (leasehold.io/queue=<key>), whatever the number of
 // permits, and the queue's entries with another, continuing from the list;
 // it keeps both when it becomes a holder, so a holder knows the next
@@ -153,18 +154,21 @@
 //
 // Per hand-over: one write of the lock Lease (the grant), two when the
 // grantee holds the lock past its adoption, no conflict; the served
-// waiter's entry delete; one list of the head of the queue (at most 4P+12
+// waiter's entry delete; one list of the head of the queue (4P+12
 // entries) and two watches opened by the waiter that moves near; and, for
 // a waiter that queues again, one list of the permits, one create and P+1
 // watches of the entries it follows. None of it grows with the queue.
 // Wake-ups per hand-over are a fixed number too (the holder and the near
 // waiters see the grant, the adoption and the served entry's deletion; the
-// waiters that follow that entry see its deletion). A waiter reads the
-// whole queue (one request, one event per entry) only when a list of the
-// head cannot place it for sure, when it joins with Hooks.Queued set, and
-// when, as a holder, its next waiter lies beyond what its list held.
-// Entries that leave, expire or get passed cost a list or a read more for
-// the waiters that followed them.
+// waiters that follow that entry see its deletion). A waiter that joins
+// where no tail is named (a lock whose holder has not released since the
+// queue formed) lists the queue as far as its place: for the last in line,
+// all of it, in a few requests. A waiter reads the whole queue (one
+// request, one event per entry) only when it joins with Hooks.Queued set,
+// when lists are denied, when its entry is missing from a list that
+// reached its place, and when, as a holder, its next waiter lies beyond
+// what its list held. Entries that leave, expire or get passed cost a list
+// more for the waiters that followed them.
 // In the background every waiter renews its entry every LeaseDuration/2
 // (at 500 waiters and LeaseDuration 15s, 67 writes a second, whatever the
 // hand-over rate); each renewal wakes the P+1 far waiters behind it, the

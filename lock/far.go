@@ -106,10 +106,9 @@ func stopWatch(wch watch.Interface) {
 // It first follows the waiters that the permits name as the queue's tail
 // (lookTail): nothing is read. With Hooks.Queued set, it reads the queue
 // whole instead, to report its place (catchUp). Later reads, when an entry
-// it follows goes, list only the head of the queue (readHead): enough when
-// this entry is among the entries it holds for sure, as it is when it has
-// become near. A read that cannot place this entry for sure is made again
-// whole (readQueue).
+// it follows goes, list the head of the queue as far as this entry's place
+// (readHead). A read that does not place this entry for sure (its entry is
+// missing, or lists are denied) is made again whole (readQueue).
 func (w *waiter) waitNear(ctx context.Context, st *farState) error {
 	dead := map[string]string{} // entry -> the version at which it expired in this view
 	whole := false

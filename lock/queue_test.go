@@ -34,6 +34,28 @@ func queueInOrder(t *testing.T, ctx context.Context, ms ...*lock.Mutex) []<-chan
 	return out
 }
 
+// holderAndQueue locks name as "holder" and queues n more Mutexes behind
+// it, w00 … in order; it returns the holder's Held and their Lock results.
+func holderAndQueue(t *testing.T, srv *fakelease.Server, name string, n int) (*lock.Held, []<-chan result) {
+	t.Helper()
+	h := mustLock(t, newMutex(t, srv, name, "holder"))
+	var ms []*lock.Mutex
+	for i := range n {
+		ms = append(ms, newMutex(t, srv, name, fmt.Sprintf("w%02d", i)))
+	}
+	return h, queueInOrder(t, t.Context(), ms...)
+}
+
+// served waits for the Lock behind ch and returns what it got.
+func served(t *testing.T, ch <-chan result) *lock.Held {
+	t.Helper()
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return r.held
+}
+
 // Waiters are served in queue order, one write of the lock Lease per
 // hand-over: each holder here releases within a RetryPeriod of joining,
 // before its adopting write is due, so the grant is the only write. A
@@ -665,17 +687,9 @@ func TestJoinFollowsTheTailReadingNoQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fakelease.New()
 		const n = 30
-		h := mustLock(t, newMutex(t, srv, "tail", "holder"))
-		var ms []*lock.Mutex
-		for i := range n {
-			ms = append(ms, newMutex(t, srv, "tail", fmt.Sprintf("w%02d", i)))
-		}
-		waits := queueInOrder(t, t.Context(), ms...)
+		h, waits := holderAndQueue(t, srv, "tail", n)
 		mustRelease(t, h) // the grant to w00 names the tail: w28, w29
-		r := <-waits[0]
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
+		h = served(t, waits[0])
 		synctest.Wait()
 		initial, watches, listed := srv.Count("initial-event"), srv.Count("watch"), srv.Count("list-item")
 		last := lockAsync(t, t.Context(), newMutex(t, srv, "tail", "late"))
@@ -689,22 +703,13 @@ func TestJoinFollowsTheTailReadingNoQueue(t *testing.T) {
 		if d := srv.Count("watch") - watches; d != 2 {
 			t.Errorf("joining opened %d watches, want 2 (the two entries of the tail)", d)
 		}
-		h = r.held
 		for i := 1; i < n; i++ {
 			mustRelease(t, h)
-			r := <-waits[i]
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
+			h = served(t, waits[i])
 			pending(t, last)
-			h = r.held
 		}
 		mustRelease(t, h)
-		r = <-last
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
-		mustRelease(t, r.held)
+		mustRelease(t, served(t, last))
 	})
 }
 
@@ -715,21 +720,12 @@ func TestHandOverListsOnlyTheHead(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fakelease.New()
 		const n = 40
-		h := mustLock(t, newMutex(t, srv, "head", "holder"))
-		var ms []*lock.Mutex
-		for i := range n {
-			ms = append(ms, newMutex(t, srv, "head", fmt.Sprintf("w%02d", i)))
-		}
-		waits := queueInOrder(t, t.Context(), ms...)
+		h, waits := holderAndQueue(t, srv, "head", n)
 		const queue = "initial-event:leasehold.io/queue-entry=head"
 		initial, listed := srv.Count(queue), srv.Count("list-item")
 		for i := range n {
 			mustRelease(t, h)
-			r := <-waits[i]
-			if r.err != nil {
-				t.Fatal(r.err)
-			}
-			h = r.held
+			h = served(t, waits[i])
 		}
 		mustRelease(t, h)
 		if d := srv.Count(queue) - initial; d != 0 {

@@ -66,6 +66,11 @@ type lockHandoverResult struct {
 	// ApiserverRPS is the API requests per second of all waiters and
 	// holders together while hand-overs were measured.
 	ApiserverRPS float64 `json:"apiserver_rps"`
+	// LockWriteP50 and LockWriteP99 are how long the apiserver took to
+	// answer a write of the lock's Lease (a grant is one, and a hand-over
+	// waits for it): the floor under the hand-over's own latency.
+	LockWriteP50 float64 `json:"lock_write_p50_ms"`
+	LockWriteP99 float64 `json:"lock_write_p99_ms"`
 }
 
 // queueOrder tracks which Lock calls are waiting and where they queued, to
@@ -144,6 +149,28 @@ type reqCounter struct {
 	// created, if set, is told of every successful create made under a
 	// context that carries a waiterKey: the waiter, and when it returned.
 	created atomic.Pointer[func(i int, done int64)]
+
+	mu         sync.Mutex
+	lockWrites []timedWrite // every write of the lock's Lease: when it returned, how long it took
+}
+
+type timedWrite struct {
+	at   time.Time
+	took time.Duration
+}
+
+// lockWritesIn returns how long the writes of the lock's Lease that
+// returned within [from, to] took.
+func (c *reqCounter) lockWritesIn(from, to time.Time) []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []time.Duration
+	for _, w := range c.lockWrites {
+		if !w.at.Before(from) && !w.at.After(to) {
+			out = append(out, w.took)
+		}
+	}
+	return out
 }
 
 func (c *reqCounter) wrap(rt http.RoundTripper) http.RoundTripper {
@@ -159,9 +186,15 @@ func (c *reqCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 			c.write.Add(1)
 			if strings.Contains(path.Base(r.URL.Path), "-q-") {
 				c.entryUpdate.Add(1)
-			} else {
-				c.lockUpdate.Add(1)
+				break
 			}
+			c.lockUpdate.Add(1)
+			sent := time.Now()
+			resp, err := rt.RoundTrip(r)
+			c.mu.Lock()
+			c.lockWrites = append(c.lockWrites, timedWrite{at: time.Now(), took: time.Since(sent)})
+			c.mu.Unlock()
+			return resp, err
 		case r.Method == http.MethodPost:
 			c.write.Add(1)
 			c.create.Add(1)
@@ -402,6 +435,8 @@ func (b *bench) lockHandover(ctx context.Context, waiters int) (any, error) {
 		WatchEventsPerHandover:  per(c1.watchEvents - c0.watchEvents),
 		ReadsPerHandover:        per(c1.read - c0.read),
 	}
+	writes := summarize(env.reqs.lockWritesIn(start, c1.at))
+	r.LockWriteP50, r.LockWriteP99 = writes.P50, writes.P99
 	b.logf("lock-handover %d waiters: %d hand-overs in %v: p50 %.3fms p99 %.3fms max %.3fms; %.1f requests, %.1f conflicts per hand-over, %d overtakes",
 		waiters, s.N, elapsed.Round(time.Millisecond), s.P50, s.P99, s.Max, r.RequestsPerHandover, r.ConflictsPerHandover, r.Overtakes)
 	b.logf("lock-handover %d waiters: per hand-over %.2f lock-Lease writes, %.2f entry creates, %.2f entry deletes, %.1f watches opened, %.1f watch events; entry renewals %.1f/s",

@@ -776,3 +776,42 @@ func TestSuccessorBeyondTheListedHeadIsReadWhole(t *testing.T) {
 		}
 	})
 }
+
+// A waiter whose entry was still being created when the lock was handed
+// to a waiter placed after it (their calls began together) was never
+// passed over by anyone: it queues again without reporting a loss, and
+// gets the lock next.
+func TestEntryCreatedLateQueuesAgainQuietly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		h := mustLock(t, newMutex(t, srv, "late", "holder"))
+		var mu sync.Mutex
+		var lost []error
+		j := newMutex(t, srv, "late", "j", func(c *lock.Config) {
+			c.Hooks.Requeued = func(err error) {
+				mu.Lock()
+				lost = append(lost, err)
+				mu.Unlock()
+			}
+		})
+		release := srv.HoldCreates(func(l *coordinationv1.Lease) bool {
+			return l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == "j"
+		})
+		jw := lockAsync(t, t.Context(), j) // reads its version, then its create waits
+		synctest.Wait()
+		srv.Put(leaseObj("unrelated", "x", 15, 0, time.Now())) // a later version for k
+		kw := queueInOrder(t, t.Context(), newMutex(t, srv, "late", "k"))[0]
+		mustRelease(t, h) // to k: j's entry does not exist yet
+		k := served(t, kw)
+		release()
+		synctest.Wait()
+		pending(t, jw)
+		mustRelease(t, k)
+		mustRelease(t, served(t, jw))
+		mu.Lock()
+		defer mu.Unlock()
+		if len(lost) != 0 {
+			t.Errorf("Requeued got %v, want nothing: j's entry was never passed over", lost)
+		}
+	})
+}

@@ -46,6 +46,7 @@ type Server struct {
 	fail      map[string]func(name string) error
 	counts    map[string]int
 	hold      *barrier
+	held      *createHold
 	versions  map[key][]*coordinationv1.Lease // every version stored, in order
 	delivered int                             // change events sent to watches
 }
@@ -113,6 +114,33 @@ func (s *Server) HoldUpdates(n int, match func(*coordinationv1.Lease) bool) {
 		match = func(*coordinationv1.Lease) bool { return true }
 	}
 	s.hold = &barrier{n: n, match: match, open: make(chan struct{})}
+}
+
+// createHold keeps matching creates waiting until open is closed.
+type createHold struct {
+	match func(*coordinationv1.Lease) bool
+	open  chan struct{}
+}
+
+// HoldCreates makes every create that matches wait, before it is served,
+// until the returned function is called: a create in flight for as long as
+// the test wants.
+func (s *Server) HoldCreates(match func(*coordinationv1.Lease) bool) (release func()) {
+	h := &createHold{match: match, open: make(chan struct{})}
+	s.mu.Lock()
+	s.held = h
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.held == h {
+				s.held = nil
+			}
+			s.mu.Unlock()
+			close(h.open)
+		})
+	}
 }
 
 // gate blocks an update at the barrier set by HoldUpdates, if it matches.
@@ -307,6 +335,11 @@ func (l *leases) Get(_ context.Context, name string, _ metav1.GetOptions) (*coor
 func (l *leases) Create(_ context.Context, in *coordinationv1.Lease, _ metav1.CreateOptions) (*coordinationv1.Lease, error) {
 	s := l.s
 	s.mu.Lock()
+	if h := s.held; h != nil && h.match(in) {
+		s.mu.Unlock()
+		<-h.open
+		s.mu.Lock()
+	}
 	defer s.mu.Unlock()
 	if err := s.request("create", in.Name); err != nil {
 		return nil, err

@@ -318,7 +318,7 @@ func (w *waiter) tailAhead(reg *registration) []string {
 	defer w.mu.Unlock()
 	var ahead []place
 	for _, name := range w.tail {
-		if p, ok := placeNamed(name); ok && p.cmp(reg.pos) < 0 && !slices.Contains(ahead, p) {
+		if p, ok := w.placeNamed(name); ok && p.cmp(reg.pos) < 0 && !slices.Contains(ahead, p) {
 			ahead = append(ahead, p)
 		}
 	}
@@ -328,6 +328,16 @@ func (w *waiter) tailAhead(reg *registration) []string {
 		names = append(names, ahead[i].name)
 	}
 	return names
+}
+
+// placeNamed is the place of the entry of this lock's queue named name:
+// ok is false for a name that is not one (a tail annotation edited by
+// hand names anything).
+func (w *waiter) placeNamed(name string) (place, bool) {
+	if !strings.HasPrefix(name, w.cfg.Name+"-q-") || len(name) != len(w.cfg.Name)+entrySuffixLen {
+		return place{}, false
+	}
+	return placeNamed(name)
 }
 
 // tailHint is the tailAnnotation a grant or release writes on base: the
@@ -349,7 +359,7 @@ func (w *waiter) tailHint(base *lease.Snapshot, live []queued, entries map[strin
 		if _, known := entries[name]; known {
 			continue // live above if it still waits
 		}
-		if p, ok := placeNamed(name); ok && !h.holdsBefore(p) && !slices.Contains(tail, p) {
+		if p, ok := w.placeNamed(name); ok && !h.holdsBefore(p) && !slices.Contains(tail, p) {
 			tail = append(tail, p)
 		}
 	}

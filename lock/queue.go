@@ -111,8 +111,11 @@ func estOf(name string) (est uint64, ok bool) {
 	if len(name) < entrySuffixLen || name[len(name)-entrySuffixLen:len(name)-entrySuffixLen+3] != "-q-" {
 		return 0, false
 	}
-	digits := name[len(name)-entrySuffixLen+3 : len(name)-8]
-	n, err := strconv.ParseUint(digits, 16, 64)
+	suffix := name[len(name)-entrySuffixLen+3:]
+	if strings.IndexFunc(suffix, func(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'f') }) >= 0 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(suffix[:estDigits], 16, 64)
 	return n, err == nil
 }
 

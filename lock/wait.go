@@ -51,7 +51,7 @@ func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, inde
 		w.queue.seed(far.read)
 	}
 	w.watchQueue()
-	renewAt, seen, ahead := far.renewAt, false, far.ahead
+	renewAt, seen, ahead := far.renewAt, "", far.ahead
 	if reg := w.entry(); reg != nil && !try {
 		// Near the head: an entry written more than a RetryPeriod ago is
 		// renewed now, so that a grant soon to come names a recent
@@ -139,7 +139,7 @@ func earliest(a, b time.Time) time.Time {
 // step is one decision of a queued waiter: adopt a permit granted to it;
 // queue again if its entry is gone; take a free permit when it is at the
 // head (or the head has let one lie free for a whole LeaseDuration).
-func (w *waiter) step(ctx context.Context, states []holder.State, entries map[string]entry, seen *bool, ahead *int) (turn, error) {
+func (w *waiter) step(ctx context.Context, states []holder.State, entries map[string]entry, seen *string, ahead *int) (turn, error) {
 	if t, done, err := w.adoptGrant(ctx, states); done || err != nil {
 		return t, err
 	}
@@ -150,8 +150,8 @@ func (w *waiter) step(ctx context.Context, states []holder.State, entries map[st
 	case ok && e.snap.Record.Holder != w.cfg.Identity:
 		return w.requeue(ctx, fmt.Errorf("%w: entry %s/%s now names %q (edited by another client); queuing again at the back", ErrQueueEntryLost, w.cfg.Namespace, reg.name(), e.snap.Record.Holder))
 	case ok:
-		*seen = true
-	case *seen:
+		*seen = reg.name()
+	case *seen == reg.name():
 		return w.requeue(ctx, fmt.Errorf("%w: entry %s/%s was deleted (by another client, or skipped as expired); queuing again at the back", ErrQueueEntryLost, w.cfg.Namespace, reg.name()))
 	}
 	if w.passed(states, reg) {

@@ -88,7 +88,7 @@ type queueOrder struct {
 }
 
 type waitStart struct {
-	at         int64 // candidate.Mono at the Lock call
+	at   int64 // candidate.Mono at the Lock call
 	done int64 // when its last entry create returned (0: none yet)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -238,19 +239,33 @@ func TestGivingUpAtTheHeadBlocksNobody(t *testing.T) {
 	})
 }
 
+// requeues records what Hooks.Requeued receives.
+type requeues struct {
+	mu   sync.Mutex
+	errs []error
+}
+
+// record sets Hooks.Requeued to append to r.
+func (r *requeues) record(c *lock.Config) {
+	c.Hooks.Requeued = func(err error) {
+		r.mu.Lock()
+		r.errs = append(r.errs, err)
+		r.mu.Unlock()
+	}
+}
+
+func (r *requeues) get() []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.errs)
+}
+
 func TestHandDeletedEntryQueuesAgain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fakelease.New()
 		h := mustLock(t, newMutex(t, srv, "edit", "a"))
-		var mu sync.Mutex
-		var lost []error
-		b := newMutex(t, srv, "edit", "b", func(c *lock.Config) {
-			c.Hooks.Requeued = func(err error) {
-				mu.Lock()
-				lost = append(lost, err)
-				mu.Unlock()
-			}
-		})
+		var requeued requeues
+		b := newMutex(t, srv, "edit", "b", requeued.record)
 		w := queueInOrder(t, t.Context(), b)[0]
 		var entry string
 		for _, l := range srv.List(ns) {
@@ -263,11 +278,9 @@ func TestHandDeletedEntryQueuesAgain(t *testing.T) {
 		}
 		srv.Delete(ns, entry)
 		time.Sleep(8 * time.Second) // b's next entry renewal (every 7.5s) finds it gone
-		mu.Lock()
-		if len(lost) != 1 || !errors.Is(lost[0], lock.ErrQueueEntryLost) {
+		if lost := requeued.get(); len(lost) != 1 || !errors.Is(lost[0], lock.ErrQueueEntryLost) {
 			t.Errorf("Requeued got %v, want one ErrQueueEntryLost", lost)
 		}
-		mu.Unlock()
 		mustRelease(t, h)
 		r := <-w
 		if r.err != nil {
@@ -785,15 +798,8 @@ func TestEntryCreatedLateQueuesAgainQuietly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fakelease.New()
 		h := mustLock(t, newMutex(t, srv, "late", "holder"))
-		var mu sync.Mutex
-		var lost []error
-		j := newMutex(t, srv, "late", "j", func(c *lock.Config) {
-			c.Hooks.Requeued = func(err error) {
-				mu.Lock()
-				lost = append(lost, err)
-				mu.Unlock()
-			}
-		})
+		var requeued requeues
+		j := newMutex(t, srv, "late", "j", requeued.record)
 		release := srv.HoldCreates(func(l *coordinationv1.Lease) bool {
 			return l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity == "j"
 		})
@@ -808,9 +814,7 @@ func TestEntryCreatedLateQueuesAgainQuietly(t *testing.T) {
 		pending(t, jw)
 		mustRelease(t, k)
 		mustRelease(t, served(t, jw))
-		mu.Lock()
-		defer mu.Unlock()
-		if len(lost) != 0 {
+		if lost := requeued.get(); len(lost) != 0 {
 			t.Errorf("Requeued got %v, want nothing: j's entry was never passed over", lost)
 		}
 	})

@@ -233,7 +233,7 @@ func (w *waiter) close() {
 	started := w.queueStarted
 	w.mu.Unlock()
 	if started && w.mem != nil {
-		if q, ok := w.queue.kept(); ok {
+		if q, ok := w.queue.kept(); ok && !q.h.partial { // only a whole queue is replayed
 			w.mem.keepQueue(q, w.cfg.Clock.Now())
 		}
 	}

@@ -164,9 +164,11 @@ func (w *waiter) waitNear(ctx context.Context, st *farState) error {
 			continue
 		}
 		mine, ok := q.entries[reg.name()]
-		if q.h.partial && (!ok || mine.UID != reg.snap.UID) {
+		if q.h.partial && (!ok || mine.UID != reg.snap.UID || !q.h.holdsBefore(reg.pos)) {
+			// A partial read places only an entry it holds with every
+			// entry before it (readHead lists that far): read whole.
 			q.stop()
-			whole = true // not in a partial read: read whole
+			whole = true
 			continue
 		}
 		if !ok || mine.UID != reg.snap.UID {
@@ -180,18 +182,8 @@ func (w *waiter) waitNear(ctx context.Context, st *farState) error {
 			return nil
 		}
 		ahead := entriesAhead(q.entries, reg, dead)
-		exact := q.h.holdsBefore(reg.pos)
-		if !exact && len(ahead) < w.lookahead() {
-			// The read may lack entries ahead of this one that keep it
-			// far. (A far waiter that lacks some follows entries farther
-			// ahead than the nearest: it reads again when they go, never
-			// later than it would have.)
-			q.stop()
-			whole = true
-			continue
-		}
 		whole = false
-		if exact && len(ahead) != st.ahead {
+		if len(ahead) != st.ahead {
 			st.ahead = len(ahead)
 			if w.cfg.queued != nil {
 				w.cfg.queued(len(ahead))
@@ -416,7 +408,7 @@ func (w *waiter) catchUp(ctx context.Context, reg *registration) (queueRead, err
 	if w.mem != nil {
 		// Kept within half an entry's duration: at most about one
 		// renewal per entry to replay, never more than a full read.
-		if kept, ok := w.mem.keptQueue(w.cfg.Clock.Now().Add(-w.renewEvery())); ok && !kept.h.partial {
+		if kept, ok := w.mem.keptQueue(w.cfg.Clock.Now().Add(-w.renewEvery())); ok {
 			if q, err := w.replayQueue(ctx, kept, reg); err == nil {
 				return q, nil
 			}

@@ -149,7 +149,7 @@ func claimName(ctx context.Context, cfg settings, kind string) error {
 type memory struct {
 	mu   sync.Mutex
 	last map[string]holder.State
-	// The queue as the last waiter that followed it left it (no watch).
+	// The queue as the last waiter that followed it whole left it (no watch).
 	// The next call's first read of the queue replays the changes since
 	// then instead of reading every entry (a Mutex that locks again right
 	// after releasing).

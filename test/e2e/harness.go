@@ -345,6 +345,17 @@ func ContainerPID(ctx context.Context, c *testenv.Cluster, containerID string) (
 // Namespace creates a namespace for one test and deletes it at cleanup.
 func Namespace(t testing.TB, cs kubernetes.Interface, name string) string {
 	t.Helper()
+	// A namespace of the same name still being deleted (the same test run
+	// again, -count) takes no new pods: wait until it is gone.
+	if err := Eventually(t.Context(), 2*time.Minute, func() (bool, string) {
+		ns, err := cs.CoreV1().Namespaces().Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil || ns.Status.Phase != corev1.NamespaceTerminating {
+			return true, ""
+		}
+		return false, "namespace " + name + " is still being deleted"
+	}); err != nil {
+		t.Fatal(err)
+	}
 	if err := testenv.EnsureNamespace(t.Context(), cs, name); err != nil {
 		t.Fatal(err)
 	}

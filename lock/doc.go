@@ -61,10 +61,10 @@
 // it from its watch and its term starts at once: the grant was written
 // after that entry version, whose send time the waiter knows, so its hard
 // deadline counts RenewDeadline from that send (holder invariant 13). Its
-// first renewal, a RetryPeriod after that send, is the adoption
-// (…=held/<version>/<entry>); a waiter that joined within a RetryPeriod of
-// its turn, or whose entry was renewed since, and releases before then
-// never writes the lock at all. A hand-over therefore costs one write of
+// first renewal is the adoption (…=held/<version>/<entry>), due a
+// RetryPeriod after that send but no sooner than half the time left to
+// the deadline, at most a RetryPeriod, after the grant; a holder that
+// releases before then never writes the lock at all. A hand-over therefore costs one write of
 // the lock Lease (the grant), two when the grantee keeps the lock past its
 // adoption, and no conflict; the waiter's entry costs one create, its
 // renewals and one delete. With nobody waiting, Release writes the usual

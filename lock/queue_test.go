@@ -103,6 +103,40 @@ func TestWaitersServedInQueueOrderWithOneWriteEach(t *testing.T) {
 	})
 }
 
+// A grant counts the grantee's deadline from its entry's last write, here
+// five seconds before the grant (RenewDeadline 10s, RetryPeriod 2s). The
+// adopting write still waits a RetryPeriod (half the five seconds left, at
+// most a RetryPeriod) after the grant instead of going out at once: a
+// holder that releases within that time costs the hand-over one write.
+func TestGrantOnAnOldEntryWriteAdoptsNoSoonerThanARetryPeriod(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		h := mustLock(t, newMutex(t, srv, "late-adopt", "holder"))
+		waits := queueInOrder(t, t.Context(), newMutex(t, srv, "late-adopt", "w"))
+		time.Sleep(5 * time.Second) // the entry is not renewed (LeaseDuration/2 is 7.5s)
+		versions := len(srv.Versions(ns, "late-adopt"))
+		mustRelease(t, h)
+		r := <-waits[0]
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		time.Sleep(1900 * time.Millisecond)
+		synctest.Wait()
+		if got := len(srv.Versions(ns, "late-adopt")) - versions; got != 1 {
+			t.Errorf("%d writes of the lock Lease within 1.9s of a grant on a 5s-old entry write, want 1 (the grant)", got)
+		}
+		time.Sleep(200 * time.Millisecond)
+		synctest.Wait()
+		if got := len(srv.Versions(ns, "late-adopt")) - versions; got != 2 {
+			t.Errorf("%d writes of the lock Lease 2.1s after the grant, want 2 (the grant and the adoption)", got)
+		}
+		if err := r.held.Context().Err(); err != nil {
+			t.Errorf("the adopted term ended: %v", context.Cause(r.held.Context()))
+		}
+		mustRelease(t, r.held)
+	})
+}
+
 // Waiting on a semaphore costs a fixed number of watches, whatever its
 // number of permits: the read of the queue on joining, which then goes on
 // as the queue's watch near the head, and the permits' watch.

@@ -398,9 +398,11 @@ func (c *Candidate) Adopt(ctx context.Context, granted *lease.Snapshot) (*Term, 
 // sees the grant no earlier than since and waits a LeaseDuration from
 // then (invariant 13). The hard deadline is RenewDeadline after since; the
 // adopting write (decorated, conditional on the grant's version) is the
-// term's first renewal, due RetryPeriod after since (at once if that has
-// passed), and moves the deadline like any renewal. The grant must name this identity with a token and a lease
-// duration no shorter than this candidate's.
+// term's first renewal, due RetryPeriod after since but no sooner than
+// half the time left to the deadline (capped at a RetryPeriod), so that a
+// term released soon after the grant never writes; it moves the deadline
+// like any renewal. The grant must name this identity with a token and a
+// lease duration no shorter than this candidate's.
 func (c *Candidate) AdoptFrom(ctx context.Context, granted *lease.Snapshot, since time.Time) (*Term, error) {
 	if granted == nil || granted.Record.Holder != c.cfg.Identity || granted.Token.IsZero() {
 		return nil, fmt.Errorf("holder: adopt: the lease is not granted to %q with a token", c.cfg.Identity)

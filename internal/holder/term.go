@@ -166,9 +166,13 @@ func (t *Term) renewLoop() {
 	first := timing.RetryPeriod
 	if t.isAdopting() {
 		// The adoption is the first renewal, due a RetryPeriod after the
-		// write the term counts from: a term released before then hands
-		// over without ever writing (one write per hand-over).
-		first = max(0, t.LastRenew().Add(timing.RetryPeriod).Sub(clk.Now()))
+		// write the term counts from, but not before half the time left
+		// to the deadline (at most a RetryPeriod) has passed: a term
+		// released before then hands over without ever writing (one write
+		// per hand-over), also when the grant counts from a write made
+		// long before it. The other half is left for retries.
+		left := t.Deadline().Sub(clk.Now())
+		first = max(0, t.LastRenew().Add(timing.RetryPeriod).Sub(clk.Now()), min(timing.RetryPeriod, left/2))
 	}
 	renewTimer := clk.NewTimer(first)
 	defer renewTimer.Stop()

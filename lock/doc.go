@@ -171,7 +171,9 @@
 // more for the waiters that followed them.
 // In the background every waiter renews its entry every LeaseDuration/2
 // (at 500 waiters and LeaseDuration 15s, 67 writes a second, whatever the
-// hand-over rate); each renewal wakes the P+1 far waiters behind it, the
+// hand-over rate), and once more when it moves near if its last write is
+// older than RenewDeadline − 2·RetryPeriod (6s by default), so that its
+// grant leaves time for the adoption; each renewal wakes the P+1 far waiters behind it, the
 // near waiters and the holders (their queue watches). A far waiter holds
 // P+1 watches open; a near one two.
 // RBAC needs get, list, watch, create, update and delete on Leases (delete:

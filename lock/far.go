@@ -131,10 +131,11 @@ func (w *waiter) waitNear(ctx context.Context, st *farState) error {
 				continue
 			}
 		default:
-			if last, ok := reg.lastSent(); ok && w.cfg.Clock.Since(last) > w.cfg.Timing.RetryPeriod {
+			if last, ok := reg.lastSent(); ok && w.cfg.Clock.Since(last) > w.staleAfter() {
 				// An entry ahead went: this waiter may be near now, and a
-				// grant can follow within a few hand-overs. Renew first, so
-				// that the grant names a recent version (see acquire).
+				// grant can follow within a few hand-overs. Renew an old
+				// entry first, so that the grant names a version that
+				// leaves time for the adoption (see acquire).
 				if err := w.renewFar(ctx, st); err != nil {
 					return err
 				}

@@ -691,40 +691,55 @@ func TestGrantToAWaiterThatLeftIsTakenAtOnce(t *testing.T) {
 }
 
 // A waiter that turns near the head renews its entry if its last write is
-// more than a RetryPeriod old, so that its grant names a recent version:
-// its term then starts with most of its deadline ahead.
-func TestNearWaiterRenewsAStaleEntry(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		srv := fakelease.New()
-		h := mustLock(t, newMutex(t, srv, "stale", "a"))
-		ws := queueInOrder(t, t.Context(), newMutex(t, srv, "stale", "b"), newMutex(t, srv, "stale", "c"), newMutex(t, srv, "stale", "d"))
-		var entry string
-		for _, name := range queueEntries(srv, "stale") {
-			if *srv.Lease(ns, name).Spec.HolderIdentity == "d" {
-				entry = name
-			}
-		}
-		time.Sleep(3 * time.Second) // past RetryPeriod (2s), before the first renewal (3.75s at the earliest)
-		before := len(srv.Versions(ns, entry))
-		mustRelease(t, h) // to b: d is now second in line, near
-		synctest.Wait()
-		turnedNear := time.Now()
-		if got := len(srv.Versions(ns, entry)) - before; got != 1 {
-			t.Fatalf("d's entry written %d times as d turned near, want 1 (a renewal)", got)
-		}
-		b := <-ws[0]
-		mustRelease(t, b.held) // to c
-		c := <-ws[1]
-		mustRelease(t, c.held) // to d
-		d := <-ws[2]
-		if d.err != nil {
-			t.Fatal(d.err)
-		}
-		if want := turnedNear.Add(10 * time.Second); !d.held.Deadline().Equal(want) {
-			t.Errorf("d's deadline %v after it turned near, want RenewDeadline (10s) from its renewal", d.held.Deadline().Sub(turnedNear))
-		}
-		mustRelease(t, d.held)
-	})
+// more than RenewDeadline − 2·RetryPeriod old (6s here), so that its grant
+// names a version that leaves time for the adoption: its term then starts
+// with most of its deadline ahead. A younger entry is not renewed. (A
+// LeaseDuration of 30s puts the first periodic renewal at 7.5s or later.)
+func TestNearWaiterRenewsAnOldEntryOnly(t *testing.T) {
+	for _, tc := range []struct {
+		age    time.Duration
+		writes int
+	}{{3 * time.Second, 0}, {7 * time.Second, 1}} {
+		t.Run(tc.age.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := fakelease.New()
+				long := func(c *lock.Config) { c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = 30*time.Second, 10*time.Second, 2*time.Second }
+				h := mustLock(t, newMutex(t, srv, "stale", "a", long))
+				ws := queueInOrder(t, t.Context(), newMutex(t, srv, "stale", "b", long), newMutex(t, srv, "stale", "c", long), newMutex(t, srv, "stale", "d", long))
+				var entry string
+				for _, name := range queueEntries(srv, "stale") {
+					if *srv.Lease(ns, name).Spec.HolderIdentity == "d" {
+						entry = name
+					}
+				}
+				joined := time.Now()
+				time.Sleep(tc.age)
+				before := len(srv.Versions(ns, entry))
+				mustRelease(t, h) // to b: d is now second in line, near
+				synctest.Wait()
+				turnedNear := time.Now()
+				if got := len(srv.Versions(ns, entry)) - before; got != tc.writes {
+					t.Fatalf("d's entry, %v old, written %d times as d turned near, want %d", tc.age, got, tc.writes)
+				}
+				b := <-ws[0]
+				mustRelease(t, b.held) // to c
+				c := <-ws[1]
+				mustRelease(t, c.held) // to d
+				d := <-ws[2]
+				if d.err != nil {
+					t.Fatal(d.err)
+				}
+				from := joined
+				if tc.writes == 1 {
+					from = turnedNear
+				}
+				if want := from.Add(10 * time.Second); !d.held.Deadline().Equal(want) {
+					t.Errorf("d's deadline %v after its entry's last write, want RenewDeadline (10s)", d.held.Deadline().Sub(from))
+				}
+				mustRelease(t, d.held)
+			})
+		})
+	}
 }
 
 // A waiter that joins a long queue reads nothing of it: the lock's Lease

@@ -53,11 +53,13 @@ func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, inde
 	w.watchQueue()
 	renewAt, seen, ahead := far.renewAt, "", far.ahead
 	if reg := w.entry(); reg != nil && !try {
-		// Near the head: an entry written more than a RetryPeriod ago is
-		// renewed now, so that a grant soon to come names a recent
-		// version, from which the term starts at once with most of its
-		// deadline ahead (adopt) and adopts only a RetryPeriod later.
-		if last, ok := reg.lastSent(); ok && w.cfg.Clock.Since(last) > w.cfg.Timing.RetryPeriod {
+		// Near the head: an entry whose last write leaves less than two
+		// RetryPeriods to the deadline a grant would count from it is
+		// renewed now, so that the term of a grant soon to come starts at
+		// once (adopt) with time for its adopting write and its retries.
+		// A younger one is not: at most one write per waiter that turns
+		// near, and mostly none.
+		if last, ok := reg.lastSent(); ok && w.cfg.Clock.Since(last) > w.staleAfter() {
 			renewAt = w.cfg.Clock.Now()
 		}
 	}
@@ -120,6 +122,14 @@ func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, inde
 // renews: at 500 waiters and 15s that is 67 writes a second; a renewal that
 // fails twice costs the waiter its place, never safety.)
 func (w *waiter) renewEvery() time.Duration { return w.cfg.Timing.LeaseDuration / 2 }
+
+// staleAfter is the age past which a near waiter renews its entry: a
+// grant naming an older write would leave less than two RetryPeriods of
+// the RenewDeadline counted from it (and at least a RetryPeriod).
+func (w *waiter) staleAfter() time.Duration {
+	t := w.cfg.Timing
+	return max(t.RetryPeriod, t.RenewDeadline-2*t.RetryPeriod)
+}
 
 // firstRenewal is when a new entry is first renewed: at a random point of
 // the second quarter of its duration, so that waiters that queue together

@@ -64,13 +64,13 @@
 // first renewal is the adoption (…=held/<version>/<entry>), due a
 // RetryPeriod after that send but no sooner than half the time left to
 // the deadline, at most a RetryPeriod, after the grant; a holder that
-// releases before then never writes the lock at all. A hand-over therefore costs one write of
-// the lock Lease (the grant), two when the grantee keeps the lock past its
-// adoption, and no conflict; the waiter's entry costs one create, its
-// renewals and one delete. With nobody waiting, Release writes the usual
-// release (holder ""). A grant whose entry version the waiter does not
-// know, or that leaves less than a RetryPeriod before that deadline, is
-// adopted first, the term starting with the adopting write.
+// releases before then never writes the lock at all. A hand-over therefore
+// costs one write of the lock Lease (the grant), two when the grantee keeps
+// the lock past its adoption, and no conflict; the waiter's entry costs one
+// create, its renewals and one delete. With nobody waiting, Release writes
+// the usual release (holder ""). A grant whose entry version the waiter
+// does not know, or that leaves less than a RetryPeriod before that
+// deadline, is adopted first, the term starting with the adopting write.
 //
 // A waiter is live while its entry is renewed within the entry's duration in
 // the releasing holder's view (the local time it saw the entry change, never

@@ -703,7 +703,9 @@ func TestNearWaiterRenewsAnOldEntryOnly(t *testing.T) {
 		t.Run(tc.age.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				srv := fakelease.New()
-				long := func(c *lock.Config) { c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = 30*time.Second, 10*time.Second, 2*time.Second }
+				long := func(c *lock.Config) {
+					c.LeaseDuration, c.RenewDeadline, c.RetryPeriod = 30*time.Second, 10*time.Second, 2*time.Second
+				}
 				h := mustLock(t, newMutex(t, srv, "stale", "a", long))
 				ws := queueInOrder(t, t.Context(), newMutex(t, srv, "stale", "b", long), newMutex(t, srv, "stale", "c", long), newMutex(t, srv, "stale", "d", long))
 				var entry string

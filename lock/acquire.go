@@ -266,7 +266,9 @@ func (w *waiter) join(ctx context.Context) error {
 }
 
 // lookTail reads the lock's permits (a Lease each) in ONE consistent
-// list, whatever the queue's length, for two things: its version, read
+// list, whatever the queue's length (a Mutex's by name, so that the
+// apiserver reads one key rather than filter the namespace by label), for
+// two things: its version, read
 // after this call began, is no later than the one its entry will be
 // created at and later than those of every entry whose creation had
 // completed when it began, so that the entry's place (entryName) comes
@@ -277,15 +279,22 @@ func (w *waiter) join(ctx context.Context) error {
 func (w *waiter) lookTail(ctx context.Context) (rv string, tail []string, err error) {
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.Timing.RenewDeadline)
 	defer cancel()
-	selector := queueLabel + "=" + w.key
-	l, err := w.cfg.Leases.Leases(w.cfg.Namespace).List(rctx, metav1.ListOptions{LabelSelector: selector})
+	// A Mutex lists its one Lease by name, which the apiserver reads by key;
+	// a Semaphore's permits by label, which it filters the namespace for.
+	opts := metav1.ListOptions{LabelSelector: queueLabel + "=" + w.key}
+	selector := "-l " + opts.LabelSelector
+	if len(w.names) == 1 {
+		opts = metav1.ListOptions{FieldSelector: "metadata.name=" + w.names[0]}
+		selector = w.names[0]
+	}
+	l, err := w.cfg.Leases.Leases(w.cfg.Namespace).List(rctx, opts)
 	if err == nil {
 		for i := range l.Items {
 			tail = append(tail, strings.Fields(l.Items[i].Annotations[tailAnnotation])...)
 		}
 		return l.ResourceVersion, tail, nil
 	}
-	listErr := lease.Classify("list", w.cfg.Namespace, "-l "+selector, err)
+	listErr := lease.Classify("list", w.cfg.Namespace, selector, err)
 	name := w.names[0]
 	yes := true
 	wch, err := w.cfg.Leases.Leases(w.cfg.Namespace).Watch(rctx, metav1.ListOptions{

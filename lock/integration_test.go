@@ -527,12 +527,16 @@ func testHeadOfTheQueue(t *testing.T, cp *testenv.ControlPlane) {
 	const waiters, late = 30, 5
 	ctx := timeout(t)
 	const name = "head"
-	var wholeReads, headReads atomic.Int64
+	var wholeReads, headReads, byLabel, byName atomic.Int64
 	cfg := cp.Config()
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			q := r.URL.Query()
 			switch {
+			case r.Method == http.MethodGet && q.Get("watch") == "" && strings.HasPrefix(q.Get("labelSelector"), "leasehold.io/queue="):
+				byLabel.Add(1)
+			case r.Method == http.MethodGet && q.Get("watch") == "" && q.Get("fieldSelector") == "metadata.name="+name:
+				byName.Add(1)
 			case q.Get("sendInitialEvents") == "true" && strings.HasPrefix(q.Get("labelSelector"), "leasehold.io/queue-entry="):
 				wholeReads.Add(1)
 			case r.Method == http.MethodGet && q.Get("watch") == "" && q.Get("limit") != "" && strings.HasPrefix(q.Get("labelSelector"), "leasehold.io/queue-entry="):
@@ -614,5 +618,13 @@ func testHeadOfTheQueue(t *testing.T, cp *testenv.ControlPlane) {
 	}
 	if n := headReads.Load() - head0; n == 0 || n > 2*(waiters+late) {
 		t.Errorf("%d lists of the head of the queue during %d hand-overs, want 1 to %d", n, waiters+late, 2*(waiters+late))
+	}
+	// Each join lists the lock's Lease by name (the apiserver reads one
+	// key), never the namespace by the permits' label.
+	if n := byLabel.Load(); n != 0 {
+		t.Errorf("%d lists of the lock's Lease by label, want 0", n)
+	}
+	if n := byName.Load(); n < waiters+late {
+		t.Errorf("%d lists of the lock's Lease by name for %d joins, want one each", n, waiters+late)
 	}
 }

@@ -268,11 +268,11 @@ func (w *waiter) join(ctx context.Context) error {
 // lookTail reads the lock's permits (a Lease each) in ONE consistent
 // list, whatever the queue's length (a Mutex's by name, so that the
 // apiserver reads one key rather than filter the namespace by label), for
-// two things: its version, read
-// after this call began, is no later than the one its entry will be
-// created at and later than those of every entry whose creation had
-// completed when it began, so that the entry's place (entryName) comes
-// after theirs; and the queue's tail that the permits name
+// two things: its version, read after this call began, is no later than
+// the one its entry will be created at and later than those of every
+// entry whose creation had completed when it began, so that the entry's
+// place (entryName) comes after theirs; and the queue's tail that the
+// permits name
 // (tailAnnotation), the waiters just ahead of the entry. Where lists are
 // denied, a watch of the lock's Lease that starts with its current state
 // gives the version, and the tail stays unknown.

@@ -272,10 +272,9 @@ func (w *waiter) join(ctx context.Context) error {
 // the one its entry will be created at and later than those of every
 // entry whose creation had completed when it began, so that the entry's
 // place (entryName) comes after theirs; and the queue's tail that the
-// permits name
-// (tailAnnotation), the waiters just ahead of the entry. Where lists are
-// denied, a watch of the lock's Lease that starts with its current state
-// gives the version, and the tail stays unknown.
+// permits name (tailAnnotation), the waiters just ahead of the entry.
+// Where lists are denied, a watch of the lock's Lease that starts with its
+// current state gives the version, and the tail stays unknown.
 func (w *waiter) lookTail(ctx context.Context) (rv string, tail []string, err error) {
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.Timing.RenewDeadline)
 	defer cancel()

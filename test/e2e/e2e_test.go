@@ -73,8 +73,14 @@ func TestManifestsRunWithOneLeader(t *testing.T) {
 				t.Fatal(err)
 			}
 			if overlay == "base" {
-				if w := Working(f.rec.Events()); !slices.Equal(w, lead) {
-					t.Errorf("worker runs in %v, want only in the leader %v", w, lead)
+				// The pods' logs, which say where the work runs, reach the
+				// recorder some time after /leader answers.
+				err := Eventually(ctx, 30*time.Second, func() (bool, string) {
+					w := Working(f.rec.Events())
+					return slices.Equal(w, lead), fmt.Sprintf("worker runs in %v, want only in the leader %v", w, lead)
+				})
+				if err != nil {
+					t.Error(err)
 				}
 			}
 			if overlay != "route-to-leader" {

@@ -127,7 +127,7 @@ func TestChildStopTermThenKill(t *testing.T) {
 			t.Errorf("Stop took %v: it waited for the grace period", d)
 		}
 		deadline := time.Now().Add(5 * time.Second)
-		for alive(pid) {
+		for testproc.Running(pid) {
 			if time.Now().After(deadline) {
 				t.Fatalf("grandchild %d still runs after Stop", pid)
 			}
@@ -170,17 +170,6 @@ func ignores(pid int, sig syscall.Signal) bool {
 		}
 	}
 	return false
-}
-
-// alive reports whether pid runs (a zombie waiting for PID 1 to reap it does
-// not count).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	_, rest, _ := strings.Cut(string(b), ") ")
-	return !strings.HasPrefix(rest, "Z")
 }
 
 func TestChildEnvironment(t *testing.T) {

@@ -187,7 +187,7 @@ func TestRunShardsSignals(t *testing.T) {
 	}
 	a.Signal(syscall.SIGCONT)
 	for _, pid := range kids {
-		eventually(t, 10*time.Second, "the shards' COMMANDs to be continued", func() bool { return alive(pid) && !stopped(pid) })
+		eventually(t, 10*time.Second, "the shards' COMMANDs to be continued", func() bool { return testproc.Running(pid) && !stopped(pid) })
 	}
 
 	// Stopped until the other member has taken a's shard over: a's
@@ -204,7 +204,7 @@ func TestRunShardsSignals(t *testing.T) {
 	eventually(t, 20*time.Second, "b to own both shards", func() bool { return owned(addrB) == 2 })
 	a.Signal(syscall.SIGCONT)
 	a.Stderr.WaitFor(t, "killed sh of shard", 10*time.Second)
-	eventually(t, 10*time.Second, "a's old COMMAND to be gone", func() bool { return !alive(kids[0]) })
+	eventually(t, 10*time.Second, "a's old COMMAND to be gone", func() bool { return !testproc.Running(kids[0]) })
 	for _, p := range []*testproc.Proc{a, b} {
 		p.Signal(syscall.SIGTERM)
 		p.Wait(t)

@@ -58,7 +58,7 @@ func TestSuspendedHolder(t *testing.T) {
 			second := waitTerm(t, log, []string{first.id})
 			p.Signal(syscall.SIGCONT)
 			p.Stderr.WaitFor(t, "killed sh", 10*time.Second)
-			eventually(t, 10*time.Second, "the old workload to be gone", func() bool { return !alive(workload[0]) })
+			eventually(t, 10*time.Second, "the old workload to be gone", func() bool { return !testproc.Running(workload[0]) })
 			if tc.code >= 0 {
 				if code := p.Wait(t); code != tc.code {
 					t.Errorf("%s exited %d after SIGCONT, want %d\n%s", first.id, code, tc.code, p.Stderr)

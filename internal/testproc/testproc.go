@@ -5,6 +5,7 @@ package testproc
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -181,6 +182,25 @@ func poll(timeout time.Duration, cond func() bool) bool {
 			return false
 		}
 		time.Sleep(pollEvery)
+	}
+	return true
+}
+
+// Running reports whether process pid runs: one that has exited but is not
+// yet reaped by its parent (a zombie), or whose exit is under way, does
+// not, though signals still reach its pid.
+func Running(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')') // the command name may hold ") "
+	if i < 0 || i+2 >= len(b) {
+		return true
+	}
+	switch b[i+2] {
+	case 'Z', 'X', 'x':
+		return false
 	}
 	return true
 }

@@ -56,3 +56,29 @@ func TestCleanupKills(t *testing.T) {
 		t.Errorf("exit status %d after cleanup, want %d (SIGKILL)", p.code, 128+int(syscall.SIGKILL))
 	}
 }
+
+// A child that has exited but is not yet waited for (a zombie) does not run.
+func TestRunningLeavesOutZombies(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if !Running(pid) {
+		t.Fatalf("sleep %d does not run right after it started", pid)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for Running(pid) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if Running(pid) {
+		t.Errorf("killed sleep %d, not yet waited for, still runs", pid)
+	}
+	if syscall.Kill(pid, 0) != nil {
+		t.Errorf("pid %d is gone before it was waited for: the test did not see a zombie", pid)
+	}
+	_ = cmd.Wait()
+}

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/leasehold/leasehold/internal/testenv"
+	"github.com/leasehold/leasehold/internal/testproc"
 )
 
 // APIServerAddresses are the addresses a pod reaches the apiserver at: the
@@ -66,25 +66,6 @@ func Partition(ctx context.Context, pid int, addrs []string) (heal func() error,
 }
 
 func processExists(pid int) bool { return syscall.Kill(pid, 0) == nil }
-
-// processRuns reports whether pid is a live process: one that has exited
-// but is not yet reaped by its parent (a zombie) or is being torn down
-// does not run, though signals still reach its pid.
-func processRuns(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return processExists(pid)
-	}
-	switch b[i+2] {
-	case 'Z', 'X', 'x':
-		return false
-	}
-	return true
-}
 
 // memoryCgroup returns the folder of process pid's cgroup in the memory
 // hierarchy (cgroup v1) or its unified cgroup (v2).
@@ -210,7 +191,7 @@ func OOMKill(ctx context.Context, pid int) error {
 		<-waited
 	}()
 	deadline := time.Now().Add(time.Minute)
-	for processRuns(pid) {
+	for testproc.Running(pid) {
 		select {
 		case err := <-waited:
 			waited <- err
@@ -218,10 +199,10 @@ func OOMKill(ctx context.Context, pid int) error {
 			// file, so the filler fills the cap again at once and the
 			// kernel kills it next: its exit can be seen before pid's
 			// parent has reaped pid, or before pid's exit is done.
-			for end := time.Now().Add(10 * time.Second); processRuns(pid) && time.Now().Before(end); {
+			for end := time.Now().Add(10 * time.Second); testproc.Running(pid) && time.Now().Before(end); {
 				time.Sleep(5 * time.Millisecond)
 			}
-			if !processRuns(pid) {
+			if !testproc.Running(pid) {
 				return nil
 			}
 			return fmt.Errorf("the memory filler exited before the kernel killed %d: %v", pid, err)

@@ -14,6 +14,10 @@
 //     process): balance, shards moved and time to serve on a join and a
 //     leave, time to serve after a crash beyond LeaseDuration, and API
 //     writes and reads per second in steady state (-shard-configs).
+//   - lease-write: one Lease written again and again with nothing else
+//     running: the write's latency, the delay to its watch event, and the
+//     CPU kube-apiserver and etcd spend per write (the floor under a lock
+//     hand-over, which is one such write and its event).
 //   - lock-uncontended, lock-handover (Leasehold only, in this process): a
 //     free Mutex's Lock+Release latency; release-to-next-holder latency with
 //     2, 10, 50 waiters (-lock-waiters), with API requests, conflicts and overtakes per hand-over and the API request rate.
@@ -52,7 +56,7 @@ import (
 
 // Benchmark and implementation names, in the order they run.
 var (
-	allBenches = []string{"handoff", "failover", "load", "lock-uncontended", "lock-handover", "shards"}
+	allBenches = []string{"handoff", "failover", "load", "lease-write", "lock-uncontended", "lock-handover", "shards"}
 	allImpls   = []string{"leasehold", "client-go", candidate.PythonImpl}
 )
 
@@ -65,6 +69,7 @@ type options struct {
 	failovers  int
 	loadWindow time.Duration
 	lockN      int
+	writeN     int
 	handovers  int
 	waiters    []int
 	hold       time.Duration
@@ -111,6 +116,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.n, "n", 20, "handoff: number of hand-overs per implementation")
 	fs.IntVar(&o.failovers, "failovers", 3, "failover: number of leader kills per implementation (each costs about a LeaseDuration)")
 	fs.DurationVar(&o.loadWindow, "load-window", 30*time.Second, "load: measuring window")
+	fs.IntVar(&o.writeN, "write-n", 300, "lease-write: number of writes measured")
 	fs.IntVar(&o.lockN, "lock-n", 50, "lock-uncontended: number of Lock+Release cycles")
 	fs.IntVar(&o.handovers, "lock-handovers", 50, "lock-handover: hand-overs measured per waiter count")
 	fs.StringVar(&waiters, "lock-waiters", "2,10,50", "lock-handover: comma-separated waiter counts, one result each")
@@ -144,7 +150,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"-n", o.n}, {"-failovers", o.failovers}, {"-lock-n", o.lockN}, {"-lock-handovers", o.handovers}} {
+	}{{"-n", o.n}, {"-failovers", o.failovers}, {"-lock-n", o.lockN}, {"-write-n", o.writeN}, {"-lock-handovers", o.handovers}} {
 		if f.v < 1 {
 			errs = append(errs, fmt.Errorf("%s %d must be at least 1", f.name, f.v))
 		}

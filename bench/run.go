@@ -138,6 +138,12 @@ func (b *bench) runBench(ctx context.Context, name string) ([]any, error) {
 			}
 			results = append(results, r)
 		}
+	case "lease-write":
+		r, err := b.leaseWrite(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return []any{r}, nil
 	case "lock-uncontended", "lock-handover":
 		if !slices.Contains(b.o.impls, "leasehold") {
 			b.logf("%s: skipped, it measures leasehold only and -impl excludes it", name)

@@ -247,10 +247,16 @@ func (w *waiter) entry() *registration {
 
 // join registers a (new) queue entry for this call.
 func (w *waiter) join(ctx context.Context) error {
-	rv, tail, err := w.lookTail(ctx)
+	rv, tail, _, err := w.lookTail(ctx)
 	if err != nil {
 		return err
 	}
+	return w.joinAt(ctx, rv, tail)
+}
+
+// joinAt registers a queue entry placed at version rv (read by lookTail
+// after this call began), behind the tail that read named.
+func (w *waiter) joinAt(ctx context.Context, rv string, tail []string) error {
 	est, err := strconv.ParseUint(rv, 10, 64)
 	if err != nil {
 		return fmt.Errorf("lock: read the current version: %q is not a number", rv)
@@ -273,9 +279,11 @@ func (w *waiter) join(ctx context.Context) error {
 // entry whose creation had completed when it began, so that the entry's
 // place (entryName) comes after theirs; and the queue's tail that the
 // permits name (tailAnnotation), the waiters just ahead of the entry.
-// Where lists are denied, a watch of the lock's Lease that starts with its
+// free reports whether a permit lay released, or did not exist yet, in
+// that list (a hint for takeFree, which decides on its own views). Where
+// lists are denied, a watch of the lock's Lease that starts with its
 // current state gives the version, and the tail stays unknown.
-func (w *waiter) lookTail(ctx context.Context) (rv string, tail []string, err error) {
+func (w *waiter) lookTail(ctx context.Context) (rv string, tail []string, free bool, err error) {
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.Timing.RenewDeadline)
 	defer cancel()
 	// A Mutex lists its one Lease by name, which the apiserver reads by key;
@@ -288,10 +296,16 @@ func (w *waiter) lookTail(ctx context.Context) (rv string, tail []string, err er
 	}
 	l, err := w.cfg.Leases.Leases(w.cfg.Namespace).List(rctx, opts)
 	if err == nil {
+		listed := 0
 		for i := range l.Items {
-			tail = append(tail, strings.Fields(l.Items[i].Annotations[tailAnnotation])...)
+			item := &l.Items[i]
+			tail = append(tail, strings.Fields(item.Annotations[tailAnnotation])...)
+			if slices.Contains(w.names, item.Name) {
+				listed++
+				free = free || item.Spec.HolderIdentity == nil || *item.Spec.HolderIdentity == ""
+			}
 		}
-		return l.ResourceVersion, tail, nil
+		return l.ResourceVersion, tail, free || listed < len(w.names), nil
 	}
 	listErr := lease.Classify("list", w.cfg.Namespace, selector, err)
 	name := w.names[0]
@@ -301,19 +315,19 @@ func (w *waiter) lookTail(ctx context.Context) (rv string, tail []string, err er
 		ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan,
 	})
 	if err != nil {
-		return "", nil, fmt.Errorf("lock: read the current version: %w", errors.Join(listErr, lease.Classify("watch", w.cfg.Namespace, name, err)))
+		return "", nil, false, fmt.Errorf("lock: read the current version: %w", errors.Join(listErr, lease.Classify("watch", w.cfg.Namespace, name, err)))
 	}
 	defer wch.Stop()
 	for {
 		select {
 		case <-rctx.Done():
-			return "", nil, fmt.Errorf("lock: read the current version: %w", rctx.Err())
+			return "", nil, false, fmt.Errorf("lock: read the current version: %w", rctx.Err())
 		case ev, ok := <-wch.ResultChan():
 			if !ok {
-				return "", nil, errors.New("lock: read the current version: the watch ended before its initial state")
+				return "", nil, false, errors.New("lock: read the current version: the watch ended before its initial state")
 			}
 			if m, err := meta.Accessor(ev.Object); err == nil && ev.Type == watch.Bookmark && m.GetAnnotations()[initialEventsEnd] == "true" {
-				return m.GetResourceVersion(), nil, nil
+				return m.GetResourceVersion(), nil, false, nil
 			}
 		}
 	}

@@ -140,7 +140,12 @@
 // (Hooks.Requeued). A free permit (released by a client-go holder, or by a
 // Leasehold holder that saw nobody waiting) is taken by the head of the
 // queue; if the head does not take it within a LeaseDuration, any waiter
-// may.
+// may. A Lock whose first list shows a permit released (or not yet
+// created) lists the head of the queue, one entry, before it queues: with
+// no entry there, nobody was queued when the call began, and it takes the
+// permit as TryLock does, with no entry to create or delete. Lockers of a
+// free lock race on one conditional write; the losers queue near the head
+// (they follow the permits and the whole queue already, as TryLock does).
 //
 // # Guarantees and clock assumptions
 //
@@ -152,7 +157,9 @@
 //
 // # Costs and non-guarantees
 //
-// Per hand-over: one write of the lock Lease (the grant), two when the
+// A Lock of a free lock with nobody queued: two lists (the permits, the
+// head of the queue), the permits' and the queue's watches, and the take;
+// Release writes once (the release). Per hand-over: one write of the lock Lease (the grant), two when the
 // grantee holds the lock past its adoption, no conflict; the served
 // waiter's entry delete; one list of the head of the queue (4P+12
 // entries) and two watches opened by the waiter that moves near; and, for

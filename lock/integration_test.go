@@ -366,7 +366,7 @@ func testNamespacesAndRBAC(t *testing.T, cp *testenv.ControlPlane, cs kubernetes
 			t.Fatal(err)
 		}
 		_, err = mutex(viewer, "readonly", "v").Lock(ctx)
-		forbidden(t, err, "create", "readonly") // its queue entry
+		forbidden(t, err, "update", "readonly") // nobody queued: it takes the lock at once
 		_, err = mutex(viewer, "readonly", "v").TryLock(ctx)
 		forbidden(t, err, "update", "readonly") // TryLock does not queue
 		if s, err := c.Get(ctx); err != nil || s.Record.Holder != "" || s.Record.PreferredHolder != "" {

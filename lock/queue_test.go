@@ -391,10 +391,10 @@ func TestNoOvertakes(t *testing.T) {
 func TestServedEntryIsNotGrantedAgain(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fakelease.New()
-		a := newMutex(t, srv, "served", "a")
-		h := mustLock(t, a)
+		h := mustLock(t, newMutex(t, srv, "served", "a")) // a free lock: taken with no entry
+		c := queueInOrder(t, t.Context(), newMutex(t, srv, "served", "c"))[0]
 		mustRelease(t, h)
-		h = mustLock(t, a) // the cursor is now a's second entry
+		h = served(t, c) // the cursor is now c's entry
 		old := entryObj("served", "00000000", "x", time.Now())
 		old.Annotations = map[string]string{"leasehold.io/queued-at": "1"} // queued long ago: served
 		srv.Put(old)
@@ -868,5 +868,123 @@ func TestEntryCreatedLateQueuesAgainQuietly(t *testing.T) {
 		if lost := requeued.get(); len(lost) != 0 {
 			t.Errorf("Requeued got %v, want nothing: j's entry was never passed over", lost)
 		}
+	})
+}
+
+// A Lock that finds the lock released and nobody queued takes it at once:
+// no queue entry is created or deleted, and a Lock+Release cycle writes the
+// lock's Lease twice (the take and the release), nothing else.
+func TestLockOfAFreeLockQueuesNoEntry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		m := newMutex(t, srv, "free", "a")
+		mustRelease(t, mustLock(t, m)) // creates the lock's Lease
+		synctest.Wait()
+		creates, updates, deletes := srv.Count("create"), srv.Count("update"), srv.Count("delete")
+		for range 3 {
+			mustRelease(t, mustLock(t, m))
+			synctest.Wait()
+		}
+		if n := srv.Count("create") - creates; n != 0 {
+			t.Errorf("3 Lock+Release cycles of a free lock created %d Leases (queue entries), want 0", n)
+		}
+		if n := srv.Count("delete") - deletes; n != 0 {
+			t.Errorf("3 Lock+Release cycles of a free lock deleted %d Leases, want 0", n)
+		}
+		if n := srv.Count("update") - updates; n != 6 {
+			t.Errorf("3 Lock+Release cycles of a free lock made %d updates, want 6 (take, release)", n)
+		}
+		for _, l := range srv.List(ns) {
+			if strings.Contains(l.Name, "-q-") {
+				t.Errorf("queue entry %s left behind", l.Name)
+			}
+		}
+	})
+}
+
+// A Lock that finds the lock released while a waiter is queued (whose take
+// has not landed yet) does not take it: it queues behind that waiter.
+func TestLockOfAReleasedLockWithAWaiterQueues(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		mustLock(t, newMutex(t, srv, "behind", "a"))
+		b := queueInOrder(t, t.Context(), newMutex(t, srv, "behind", "b"))[0]
+		// Another client releases the lock under a's feet (as kubectl or
+		// a client-go holder would: no grant); b's take fails for now.
+		srv.Fail("update", func(name string) error {
+			if name == "behind" {
+				return apierrors.NewServiceUnavailable("busy")
+			}
+			return nil
+		})
+		released := srv.Lease(ns, "behind").DeepCopy()
+		released.Spec.HolderIdentity = nil
+		srv.Put(released)
+		synctest.Wait()
+		creates := srv.Count("create")
+		c := queueInOrder(t, t.Context(), newMutex(t, srv, "behind", "c"))[0]
+		if n := srv.Count("create") - creates; n != 1 {
+			t.Errorf("c created %d Leases, want 1: its queue entry, behind b's", n)
+		}
+		if n := srv.Count("update behind c"); n != 0 {
+			t.Errorf("c tried to take the released lock %d times, want 0: b queued first", n)
+		}
+		srv.Fail("update", nil)
+		hb := served(t, b) // b's retry
+		synctest.Wait()
+		select {
+		case r := <-c:
+			t.Fatalf("c got the lock (err %v) while b held it", r.err)
+		default:
+		}
+		mustRelease(t, hb)
+		mustRelease(t, served(t, c))
+	})
+}
+
+// Two Locks that both find the lock free and nobody queued race for it with
+// one conditional write each: one takes it, the other queues (near the
+// head: it follows the queue already) and is granted the lock on release.
+func TestLockersOfAFreeLockRaceOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fakelease.New()
+		mustRelease(t, mustLock(t, newMutex(t, srv, "race", "a"))) // creates the lock's Lease
+		synctest.Wait()
+		srv.HoldUpdates(2, nil) // both takes reach the server on one version
+		conflicts := srv.Conflicts()
+		rb := lockAsync(t, t.Context(), newMutex(t, srv, "race", "b"))
+		rc := lockAsync(t, t.Context(), newMutex(t, srv, "race", "c"))
+		synctest.Wait()
+		var winner result
+		var loser <-chan result
+		select {
+		case winner = <-rb:
+			loser = rc
+		case winner = <-rc:
+			loser = rb
+		default:
+			t.Fatal("neither b nor c took the free lock")
+		}
+		if winner.err != nil {
+			t.Fatal(winner.err)
+		}
+		if n := srv.Conflicts() - conflicts; n != 1 {
+			t.Errorf("%d conflicts, want 1 (the loser's take)", n)
+		}
+		select {
+		case r := <-loser:
+			t.Fatalf("both b and c got the lock (err %v)", r.err)
+		default:
+		}
+		released := time.Now()
+		mustRelease(t, winner.held)
+		r := <-loser
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if d := r.at.Sub(released); d != 0 {
+			t.Errorf("the loser got the lock %v after the release, want at once (granted)", d)
+		}
+		mustRelease(t, r.held)
 	})
 }

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/leasehold/leasehold/internal/holder"
 	"github.com/leasehold/leasehold/lease"
 )
@@ -27,8 +29,20 @@ type turn struct {
 // keeps both watches running for its release, so the queue it hands over
 // to is already read.
 func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, index int, err error) {
+	near := false // the permits and the whole queue are followed already
 	if !try {
-		if err := w.join(ctx); err != nil {
+		rv, tail, free, err := w.lookTail(ctx)
+		if err != nil {
+			return nil, -1, err
+		}
+		if free {
+			term, i, watching, err := w.takeFree(ctx)
+			if term != nil || err != nil {
+				return term, i, err
+			}
+			near = watching
+		}
+		if err := w.joinAt(ctx, rv, tail); err != nil {
 			return nil, -1, err
 		}
 	}
@@ -41,7 +55,7 @@ func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, inde
 		}
 	}()
 	far := farState{renewAt: w.cfg.Clock.Now().Add(w.firstRenewal()), ahead: -1}
-	if !try {
+	if !try && !near {
 		if err := w.waitNear(ctx, &far); err != nil {
 			return nil, -1, err
 		}
@@ -113,6 +127,92 @@ func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, inde
 		}
 		if _, err := holder.Wait(ctx, w.cfg.Clock, changed, wake.Sub(now)); err != nil {
 			return nil, -1, err
+		}
+	}
+}
+
+// takeFree is Lock's way past a lock that lies released (lookTail saw a
+// permit released or not yet created): when a list of the head of the
+// queue finds no entry, nobody queued before this call began, and the
+// permit is taken as TryLock takes it, with no entry to create or delete.
+// The queue's view continues from that list and the permits' view starts,
+// as for a waiter near the head, so the holder hands over as any other.
+// watching reports whether it started them: the call then queues already
+// near the head (the views hold the whole queue), after a waiter that
+// queued meanwhile or another taker got in first. With an entry in the
+// head, or the list denied, it starts nothing and the call queues as
+// usual. err is only ctx's or one that ends the call.
+func (w *waiter) takeFree(ctx context.Context) (term *holder.Term, index int, watching bool, err error) {
+	selector := entryLabel + "=" + w.key
+	rctx, cancel := context.WithTimeout(ctx, w.cfg.Timing.RenewDeadline)
+	l, err := w.cfg.Leases.Leases(w.cfg.Namespace).List(rctx, metav1.ListOptions{LabelSelector: selector, Limit: 1})
+	cancel()
+	switch {
+	case ctx.Err() != nil:
+		return nil, -1, false, ctx.Err()
+	case err != nil:
+		w.cfg.Logger.V(2).Info("listing the head of the queue failed; queuing", "err", lease.Classify("list", w.cfg.Namespace, "-l "+selector, err))
+		return nil, -1, false, nil
+	case len(l.Items) > 0:
+		return nil, -1, false, nil
+	}
+	w.queue.seed(queueRead{entries: map[string]*lease.Snapshot{}, rv: l.ResourceVersion})
+	w.watchPermits()
+	w.watchQueue()
+	for {
+		changed := w.changed.C() // invariant 1: the channel before the states
+		_, synced, verr, _ := w.view.snapshot()
+		if verr != nil && lease.Permanent(verr) {
+			return nil, -1, true, fmt.Errorf("lock: %w", verr)
+		}
+		entries, err := w.entries()
+		if err != nil {
+			return nil, -1, true, err
+		}
+		if !synced || entries == nil {
+			if _, err := holder.Wait(ctx, w.cfg.Clock, changed, -1); err != nil {
+				return nil, -1, true, err
+			}
+			continue
+		}
+		states := w.states()
+		for i, st := range states {
+			if err := w.cands[i].CheckKind(st); err != nil {
+				return nil, -1, true, fmt.Errorf("lock: %w", err)
+			}
+		}
+		q := order(w.cfg.Clock.Now(), states, w.cands, entries)
+		if len(q.live) > 0 || len(q.free) == 0 {
+			return nil, -1, true, nil
+		}
+		i := q.free[0]
+		t, err := w.take(ctx, i, states[i], turn{})
+		if t.term == nil && err == nil {
+			// Another writer got in first (or the write failed): the call
+			// queues once the view has moved past the version it tried,
+			// so that it does not try again on it.
+			w.awaitChange(ctx, i, states[i])
+		}
+		return t.term, t.index, true, err
+	}
+}
+
+// awaitChange waits until permit i shows another version than st in the
+// view, for at most a RetryPeriod, or until ctx ends.
+func (w *waiter) awaitChange(ctx context.Context, i int, st holder.State) {
+	deadline := w.cfg.Clock.Now().Add(w.cfg.Timing.RetryPeriod)
+	for {
+		changed := w.changed.C()
+		now := w.states()[i].Lease
+		if now != nil && (st.Lease == nil || now.ResourceVersion != st.Lease.ResourceVersion) {
+			return
+		}
+		left := deadline.Sub(w.cfg.Clock.Now())
+		if left <= 0 {
+			return
+		}
+		if _, err := holder.Wait(ctx, w.cfg.Clock, changed, left); err != nil {
+			return
 		}
 	}
 }

@@ -81,6 +81,8 @@ func (s *Server) Fail(verb string, fn func(name string) error) {
 }
 
 // Count returns how many requests with verb were served (including failed).
+// "update <name> <holder>" counts the updates of Lease name whose record
+// names holder.
 func (s *Server) Count(verb string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -361,6 +363,9 @@ func (l *leases) Update(_ context.Context, in *coordinationv1.Lease, _ metav1.Up
 	s.gate(in)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if h := in.Spec.HolderIdentity; h != nil {
+		s.counts["update "+in.Name+" "+*h]++
+	}
 	if err := s.request("update", in.Name); err != nil {
 		return nil, err
 	}

@@ -356,6 +356,47 @@ func (c *ControlPlane) RestartEtcd(ctx context.Context) error {
 	return c.startEtcd(ctx)
 }
 
+// CPUTime returns the CPU time (user and system) that kube-apiserver and
+// etcd have used since they started, as /proc counts it.
+func (c *ControlPlane) CPUTime() (apiserver, etcd time.Duration, err error) {
+	c.mu.Lock()
+	api, e := c.apiserver, c.etcd
+	c.mu.Unlock()
+	if api == nil || e == nil {
+		return 0, 0, errors.New("testenv: the control plane is stopped")
+	}
+	if apiserver, err = cpuTime(api.cmd.Process.Pid); err != nil {
+		return 0, 0, err
+	}
+	etcd, err = cpuTime(e.cmd.Process.Pid)
+	return apiserver, etcd, err
+}
+
+// cpuTime reads utime + stime of process pid from /proc/<pid>/stat, in
+// clock ticks of 1/100 s (USER_HZ, which Linux fixes at 100 for /proc).
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("testenv: %w", err)
+	}
+	// The command name (field 2) is in parentheses and may hold spaces;
+	// the fields after it start with the state (field 3).
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("testenv: /proc/%d/stat: unexpected format", pid)
+	}
+	var ticks int64
+	for _, s := range f[11:13] { // utime, stime: fields 14 and 15
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("testenv: /proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, nil
+}
+
 // Stop stops kube-apiserver and etcd, waits for them to exit and removes a
 // temporary Dir. It is safe to call more than once.
 func (c *ControlPlane) Stop() error {

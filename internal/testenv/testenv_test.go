@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -54,5 +55,44 @@ func TestBinariesReportTheirVersion(t *testing.T) {
 	out, err := exec.Command(cp.Kubectl(), "version", "--client").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "Client Version: "+want) {
 		t.Errorf("kubectl version --client: %v\n%s", err, out)
+	}
+}
+
+// CPUTime counts the CPU that kube-apiserver and etcd spend: requests make
+// both numbers grow (a Lease write costs each of them milliseconds).
+func TestCPUTimeGrowsWithRequests(t *testing.T) {
+	cp := testenv.Start(t)
+	cs := testenv.Clientset(t, cp)
+	api0, etcd0, err := cp.CPUTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if api0 <= 0 || etcd0 <= 0 {
+		t.Fatalf("CPUTime = %v, %v after start-up, want both positive", api0, etcd0)
+	}
+	leases := cs.CoordinationV1().Leases("default")
+	id := "cpu"
+	l, err := leases.Create(t.Context(), &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "cpu"}, Spec: coordinationv1.LeaseSpec{HolderIdentity: &id}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range int32(200) {
+		l.Spec.LeaseTransitions = &i
+		if l, err = leases.Update(t.Context(), l, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	api1, etcd1, err := cp.CPUTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if api1 <= api0 || etcd1 <= etcd0 {
+		t.Errorf("200 Lease writes: CPUTime went from %v, %v to %v, %v; want both to grow", api0, etcd0, api1, etcd1)
+	}
+	if err := cp.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := cp.CPUTime(); err == nil {
+		t.Error("CPUTime of a stopped control plane: no error")
 	}
 }

@@ -26,19 +26,16 @@
 // Wake-ups and reads are O(1) per waiter and per hand-over. Every grant
 // and release names the last two entries its writer knew of
 // (leasehold.io/queue-tail); a waiter that joins reads them with the
-// permits (the list above) and follows the farther one with a watch by
-// name: it reads nothing of the queue. While P+1 or more live entries are
-// ahead of it (P the number of permits, 1 for a Mutex) it is far, and
-// nothing written to the lock's Leases reaches it, nor any entry's but the
-// one it follows: the (P+1)-th live entry ahead, which is served before the
-// P between (an entry between that leaves or expires first changes nothing
-// until then: only a holder's view decides whom a permit goes to). When
-// the one it follows goes, it lists the head of the queue: one
+// permits (the list above) and follows them, each with a watch by name:
+// it reads nothing of the queue. While P+1 or more live entries are ahead
+// of it (P the number of permits, 1 for a Mutex) it is far, and nothing
+// written to the lock's Leases reaches it, nor any entry's but those it
+// follows. When one of them goes, it lists the head of the queue: one
 // page of 4P+12 entries, and further pages of the same snapshot only as
 // far as its own place (when it followed entries farther ahead than its
 // nearest, as a waiter that joined while others' entries were being
 // created may). The list places it exactly: with at most P+1 live entries
-// ahead it is near, else it follows the (P+1)-th nearest. Near the head it follows
+// ahead it is near, else it follows the nearest. Near the head it follows
 // the lock's Leases with ONE
 // label-selected watch (leasehold.io/queue=<key>), whatever the number of
 // permits, and the queue's entries with another, continuing from the list;
@@ -166,11 +163,11 @@
 // grantee holds the lock past its adoption, no conflict; the served
 // waiter's entry delete; one list of the head of the queue (4P+12
 // entries) and two watches opened by the waiter that moves near; and, for
-// a waiter that queues again, one list of the permits, one create and one
-// watch of the entry it follows. None of it grows with the queue.
+// a waiter that queues again, one list of the permits, one create and P+1
+// watches of the entries it follows. None of it grows with the queue.
 // Wake-ups per hand-over are a fixed number too (the holder and the near
 // waiters see the grant, the adoption and the served entry's deletion; the
-// waiter that follows that entry sees its deletion). A waiter that joins
+// waiters that follow that entry see its deletion). A waiter that joins
 // where no tail is named (a lock whose holder has not released since the
 // queue formed) lists the queue as far as its place: for the last in line,
 // all of it, in a few requests. A waiter reads the whole queue (one
@@ -178,14 +175,14 @@
 // when lists are denied, when its entry is missing from a list that
 // reached its place, and when, as a holder, its next waiter lies beyond
 // what its list held. Entries that leave, expire or get passed cost a list
-// more for the waiter that followed them.
+// more for the waiters that followed them.
 // In the background every waiter renews its entry every LeaseDuration/2
 // (at 500 waiters and LeaseDuration 15s, 67 writes a second, whatever the
 // hand-over rate), and once more when it moves near if its last write is
 // older than RenewDeadline − 2·RetryPeriod (6s by default), so that its
-// grant leaves time for the adoption; each renewal wakes the far waiter
-// P+1 places behind it, the near waiters and the holders (their queue
-// watches). A far waiter holds one watch open; a near one two.
+// grant leaves time for the adoption; each renewal wakes the P+1 far waiters behind it, the
+// near waiters and the holders (their queue watches). A far waiter holds
+// P+1 watches open; a near one two.
 // RBAC needs get, list, watch, create, update and delete on Leases (delete:
 // the entries; without list, a waiter reads the whole queue where it would
 // list its head). Anyone who may update Leases can reorder or empty the queue by

@@ -19,17 +19,13 @@ import (
 )
 
 // A waiter far back in the queue follows neither the lock's Leases nor the
-// queue: it watches ONE entry by name, the farthest of the lookahead live
-// entries just ahead of its own, and reads the queue again only when that
-// entry is deleted or expires in its view. That entry is served (its
-// waiter deletes it) before any entry between it and this waiter, and
-// then fewer than lookahead live entries are ahead; an entry between them
-// that goes first (left, expired) changes nothing until then, since only a
-// holder's view decides whom a permit goes to. Until then nothing a
-// releasing holder, a grantee or another waiter writes reaches it, except
-// that entry's own renewals (a fresh expiry time, nothing to do). Once fewer
-// than lookahead live entries are ahead of it, it is near: it follows the
-// permits and the queue, as the holder will (see acquire).
+// queue: it watches the lookahead live entries just ahead of its own, each
+// by name, and reads the queue again only when one of them is deleted or
+// expires in its view. Until then nothing a releasing holder, a grantee or
+// another waiter writes reaches it, except those entries' own renewals (a
+// fresh expiry time, nothing to do). Once fewer than lookahead live entries
+// are ahead of it, it is near: it follows the permits and the queue, as the
+// holder will (see acquire).
 
 // lookahead is how many live entries may be ahead of a waiter before it
 // follows the lock itself: one per permit, plus one, so that the waiter
@@ -129,7 +125,6 @@ func (w *waiter) waitNear(ctx context.Context, st *farState) error {
 			// permits named it when this call joined: follow them. With
 			// fewer named, it may be near: list the head.
 			if names := w.tailAhead(reg); len(names) >= w.lookahead() {
-				names = names[w.lookahead()-1:] // the farthest: see lookahead
 				if err := w.follow(ctx, names, make([]*lease.Snapshot, len(names)), w.joinRV, st, dead); err != nil {
 					return err
 				}
@@ -204,7 +199,7 @@ func (w *waiter) waitNear(ctx context.Context, st *farState) error {
 			return nil
 		}
 		q.stop()
-		targets := ahead[w.lookahead()-1 : w.lookahead()] // the farthest of the nearest: see lookahead
+		targets := ahead[:w.lookahead()]
 		names := make([]string, len(targets))
 		for i, t := range targets {
 			names[i] = t.Name

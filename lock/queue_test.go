@@ -746,7 +746,7 @@ func TestNearWaiterRenewsAnOldEntryOnly(t *testing.T) {
 
 // A waiter that joins a long queue reads nothing of it: the lock's Lease
 // names the queue's tail (written with the grant before), and the waiter
-// follows the farther of those two entries, by name. It is served last.
+// follows those two entries, each by name. It is served last.
 func TestJoinFollowsTheTailReadingNoQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fakelease.New()
@@ -764,8 +764,8 @@ func TestJoinFollowsTheTailReadingNoQueue(t *testing.T) {
 		if d := srv.Count("list-item") - listed; d != 1 {
 			t.Errorf("joining listed %d Leases, want 1 (the lock's, for its version and the tail it names)", d)
 		}
-		if d := srv.Count("watch") - watches; d != 1 {
-			t.Errorf("joining opened %d watches, want 1 (the farther entry of the tail)", d)
+		if d := srv.Count("watch") - watches; d != 2 {
+			t.Errorf("joining opened %d watches, want 2 (the two entries of the tail)", d)
 		}
 		for i := 1; i < n; i++ {
 			mustRelease(t, h)
@@ -986,41 +986,5 @@ func TestLockersOfAFreeLockRaceOnce(t *testing.T) {
 			t.Errorf("the loser got the lock %v after the release, want at once (granted)", d)
 		}
 		mustRelease(t, r.held)
-	})
-}
-
-// A waiter far back follows one entry: the farther of the two just ahead
-// of it. The nearer one leaving costs it nothing (no read of the queue);
-// it moves near when the one it follows is served, and is served in turn.
-func TestFarWaiterFollowsOneEntry(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		srv := fakelease.New()
-		h := mustLock(t, newMutex(t, srv, "one", "holder"))
-		var waits []<-chan result
-		for i := range 4 {
-			waits = append(waits, queueInOrder(t, t.Context(), newMutex(t, srv, "one", fmt.Sprintf("w%02d", i)))...)
-		}
-		ctx, leave := context.WithCancel(t.Context())
-		quitter := queueInOrder(t, ctx, newMutex(t, srv, "one", "quitter"))[0]
-		last := queueInOrder(t, t.Context(), newMutex(t, srv, "one", "last"))[0]
-		lists, watches := srv.Count("list"), srv.Count("watch")
-		leave()
-		if r := <-quitter; !errors.Is(r.err, context.Canceled) {
-			t.Fatalf("the quitter's Lock = %v, want context.Canceled", r.err)
-		}
-		synctest.Wait()
-		if n := srv.Count("list") - lists; n != 0 {
-			t.Errorf("the waiter just ahead of the last one left: %d lists, want 0 (the last one follows the entry before it)", n)
-		}
-		if n := srv.Count("watch") - watches; n != 0 {
-			t.Errorf("the waiter just ahead of the last one left: %d watches opened, want 0", n)
-		}
-		for _, w := range waits {
-			mustRelease(t, h)
-			h = served(t, w)
-			pending(t, last)
-		}
-		mustRelease(t, h)
-		mustRelease(t, served(t, last))
 	})
 }

@@ -247,11 +247,22 @@ func (w *waiter) entry() *registration {
 
 // join registers a (new) queue entry for this call.
 func (w *waiter) join(ctx context.Context) error {
-	rv, tail, _, err := w.lookTail(ctx)
+	read, err := w.lookTail(ctx)
 	if err != nil {
 		return err
 	}
-	return w.joinAt(ctx, rv, tail)
+	return w.joinAt(ctx, read.rv, read.tail)
+}
+
+// permitsRead is what lookTail read.
+type permitsRead struct {
+	rv   string
+	tail []string
+	// listed holds the permits the list returned, by name (nil: lists are
+	// denied, the version came from a watch); free reports whether a
+	// permit lay released, or did not exist yet, in that list.
+	listed map[string]*lease.Snapshot
+	free   bool
 }
 
 // joinAt registers a queue entry placed at version rv (read by lookTail
@@ -279,11 +290,10 @@ func (w *waiter) joinAt(ctx context.Context, rv string, tail []string) error {
 // entry whose creation had completed when it began, so that the entry's
 // place (entryName) comes after theirs; and the queue's tail that the
 // permits name (tailAnnotation), the waiters just ahead of the entry.
-// free reports whether a permit lay released, or did not exist yet, in
-// that list (a hint for takeFree, which decides on its own views). Where
-// lists are denied, a watch of the lock's Lease that starts with its
-// current state gives the version, and the tail stays unknown.
-func (w *waiter) lookTail(ctx context.Context) (rv string, tail []string, free bool, err error) {
+// The permits it lists start takeFree's view of them. Where lists are
+// denied, a watch of the lock's Lease that starts with its current state
+// gives the version, and the tail stays unknown.
+func (w *waiter) lookTail(ctx context.Context) (permitsRead, error) {
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.Timing.RenewDeadline)
 	defer cancel()
 	// A Mutex lists its one Lease by name, which the apiserver reads by key;
@@ -296,16 +306,17 @@ func (w *waiter) lookTail(ctx context.Context) (rv string, tail []string, free b
 	}
 	l, err := w.cfg.Leases.Leases(w.cfg.Namespace).List(rctx, opts)
 	if err == nil {
-		listed := 0
+		read := permitsRead{rv: l.ResourceVersion, listed: map[string]*lease.Snapshot{}}
 		for i := range l.Items {
 			item := &l.Items[i]
-			tail = append(tail, strings.Fields(item.Annotations[tailAnnotation])...)
+			read.tail = append(read.tail, strings.Fields(item.Annotations[tailAnnotation])...)
 			if slices.Contains(w.names, item.Name) {
-				listed++
-				free = free || item.Spec.HolderIdentity == nil || *item.Spec.HolderIdentity == ""
+				read.listed[item.Name] = lease.NewSnapshot(item)
+				read.free = read.free || item.Spec.HolderIdentity == nil || *item.Spec.HolderIdentity == ""
 			}
 		}
-		return l.ResourceVersion, tail, free || listed < len(w.names), nil
+		read.free = read.free || len(read.listed) < len(w.names)
+		return read, nil
 	}
 	listErr := lease.Classify("list", w.cfg.Namespace, selector, err)
 	name := w.names[0]
@@ -315,19 +326,19 @@ func (w *waiter) lookTail(ctx context.Context) (rv string, tail []string, free b
 		ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan,
 	})
 	if err != nil {
-		return "", nil, false, fmt.Errorf("lock: read the current version: %w", errors.Join(listErr, lease.Classify("watch", w.cfg.Namespace, name, err)))
+		return permitsRead{}, fmt.Errorf("lock: read the current version: %w", errors.Join(listErr, lease.Classify("watch", w.cfg.Namespace, name, err)))
 	}
 	defer wch.Stop()
 	for {
 		select {
 		case <-rctx.Done():
-			return "", nil, false, fmt.Errorf("lock: read the current version: %w", rctx.Err())
+			return permitsRead{}, fmt.Errorf("lock: read the current version: %w", rctx.Err())
 		case ev, ok := <-wch.ResultChan():
 			if !ok {
-				return "", nil, false, errors.New("lock: read the current version: the watch ended before its initial state")
+				return permitsRead{}, errors.New("lock: read the current version: the watch ended before its initial state")
 			}
 			if m, err := meta.Accessor(ev.Object); err == nil && ev.Type == watch.Bookmark && m.GetAnnotations()[initialEventsEnd] == "true" {
-				return m.GetResourceVersion(), nil, false, nil
+				return permitsRead{rv: m.GetResourceVersion()}, nil
 			}
 		}
 	}

@@ -776,8 +776,10 @@ func TestForbiddenNamesTheVerb(t *testing.T) {
 		verb  string
 		setup func(*fakelease.Server)
 	}{
-		// A Lease created by another client (no queue label): one read.
-		{"get", func(srv *fakelease.Server) { srv.Put(leaseObj("rbac", "", 1, 2, time.Now())) }},
+		// A Lease held by another client (no queue label): the permits'
+		// watch, by label, misses it; one read. (A released one is taken
+		// as its first list read it.)
+		{"get", func(srv *fakelease.Server) { srv.Put(leaseObj("rbac", "other", 15, 2, time.Now())) }},
 		{"create", nil}, // the lease does not exist yet
 		{"update", func(srv *fakelease.Server) { srv.Put(leaseObj("rbac", "", 1, 2, time.Now())) }},
 		// A held lease: the first read succeeds, the watch is then refused;

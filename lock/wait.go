@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"time"
 
@@ -31,18 +32,18 @@ type turn struct {
 func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, index int, err error) {
 	near := false // the permits and the whole queue are followed already
 	if !try {
-		rv, tail, free, err := w.lookTail(ctx)
+		read, err := w.lookTail(ctx)
 		if err != nil {
 			return nil, -1, err
 		}
-		if free {
-			term, i, watching, err := w.takeFree(ctx)
+		if read.free {
+			term, i, watching, err := w.takeFree(ctx, read)
 			if term != nil || err != nil {
 				return term, i, err
 			}
 			near = watching
 		}
-		if err := w.joinAt(ctx, rv, tail); err != nil {
+		if err := w.joinAt(ctx, read.rv, read.tail); err != nil {
 			return nil, -1, err
 		}
 	}
@@ -142,7 +143,7 @@ func (w *waiter) acquire(ctx context.Context, try bool) (term *holder.Term, inde
 // queued meanwhile or another taker got in first. With an entry in the
 // head, or the list denied, it starts nothing and the call queues as
 // usual. err is only ctx's or one that ends the call.
-func (w *waiter) takeFree(ctx context.Context) (term *holder.Term, index int, watching bool, err error) {
+func (w *waiter) takeFree(ctx context.Context, read permitsRead) (term *holder.Term, index int, watching bool, err error) {
 	selector := entryLabel + "=" + w.key
 	rctx, cancel := context.WithTimeout(ctx, w.cfg.Timing.RenewDeadline)
 	l, err := w.cfg.Leases.Leases(w.cfg.Namespace).List(rctx, metav1.ListOptions{LabelSelector: selector, Limit: 1})
@@ -157,11 +158,21 @@ func (w *waiter) takeFree(ctx context.Context) (term *holder.Term, index int, wa
 		return nil, -1, false, nil
 	}
 	w.queue.seed(queueRead{entries: map[string]*lease.Snapshot{}, rv: l.ResourceVersion})
+	// The permits as read.listed has them (those it lacks did not exist):
+	// the take need not wait for their watch to open, and is conditional
+	// on the version it read all the same (invariant 4).
+	for i, name := range w.names {
+		if s, ok := read.listed[name]; ok {
+			w.obs[i].Offer(s)
+		} else if read.listed != nil {
+			w.obs[i].Absent(read.rv)
+		}
+	}
 	w.watchPermits()
 	w.watchQueue()
 	for {
 		changed := w.changed.C() // invariant 1: the channel before the states
-		_, synced, verr, _ := w.view.snapshot()
+		_, _, verr, _ := w.view.snapshot()
 		if verr != nil && lease.Permanent(verr) {
 			return nil, -1, true, fmt.Errorf("lock: %w", verr)
 		}
@@ -169,13 +180,13 @@ func (w *waiter) takeFree(ctx context.Context) (term *holder.Term, index int, wa
 		if err != nil {
 			return nil, -1, true, err
 		}
-		if !synced || entries == nil {
+		states := w.states()
+		if entries == nil || slices.ContainsFunc(states, func(st holder.State) bool { return !st.Synced }) {
 			if _, err := holder.Wait(ctx, w.cfg.Clock, changed, -1); err != nil {
 				return nil, -1, true, err
 			}
 			continue
 		}
-		states := w.states()
 		for i, st := range states {
 			if err := w.cands[i].CheckKind(st); err != nil {
 				return nil, -1, true, fmt.Errorf("lock: %w", err)

@@ -143,7 +143,9 @@
 // may. A Lock whose first list shows a permit released (or not yet
 // created) lists the head of the queue, one entry, before it queues: with
 // no entry there, nobody was queued when the call began, and it takes the
-// permit as TryLock does, with no entry to create or delete. Lockers of a
+// permit as TryLock does, with no entry to create or delete: at once, on
+// the version that first list read (a conditional write like any other).
+// Lockers of a
 // free lock race on one conditional write; the losers queue near the head
 // (they follow the permits and the whole queue already, as TryLock does).
 //

@@ -38,6 +38,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/leasehold/leasehold/internal/testproc"
 )
 
 // Options configure StartControlPlane. The zero value is usable.
@@ -375,16 +377,12 @@ func (c *ControlPlane) CPUTime() (apiserver, etcd time.Duration, err error) {
 // cpuTime reads utime + stime of process pid from /proc/<pid>/stat, in
 // clock ticks of 1/100 s (USER_HZ, which Linux fixes at 100 for /proc).
 func cpuTime(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := testproc.Stat(pid)
 	if err != nil {
 		return 0, fmt.Errorf("testenv: %w", err)
 	}
-	// The command name (field 2) is in parentheses and may hold spaces;
-	// the fields after it start with the state (field 3).
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 13 {
-		return 0, fmt.Errorf("testenv: /proc/%d/stat: unexpected format", pid)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("testenv: /proc/%d/stat: %d fields after the command name, want at least 13", pid, len(f))
 	}
 	var ticks int64
 	for _, s := range f[11:13] { // utime, stime: fields 14 and 15

@@ -190,17 +190,31 @@ func poll(timeout time.Duration, cond func() bool) bool {
 // yet reaped by its parent (a zombie), or whose exit is under way, does
 // not, though signals still reach its pid.
 func Running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := Stat(pid)
 	if err != nil {
 		return false
 	}
-	i := bytes.LastIndexByte(b, ')') // the command name may hold ") "
-	if i < 0 || i+2 >= len(b) {
-		return true
-	}
-	switch b[i+2] {
-	case 'Z', 'X', 'x':
+	switch f[0] {
+	case "Z", "X", "x":
 		return false
 	}
 	return true
+}
+
+// Stat returns the fields of /proc/<pid>/stat from the state on: f[0] is
+// field 3 (the state), f[k] field k+3. The command name before them
+// (field 2) is in parentheses and may hold spaces and ") ".
+func Stat(pid int) (f []string, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i >= 0 {
+		f = strings.Fields(string(b[i+1:]))
+	}
+	if len(f) == 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	return f, nil
 }

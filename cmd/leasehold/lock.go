@@ -247,19 +247,18 @@ func (l *lockCmd) acquire(ctx context.Context, cs kubernetes.Interface, ns, name
 // runHolding runs COMMAND under the held lock until it exits, leasehold is
 // shut down, or the lock is lost.
 func (l *lockCmd) runHolding(ctx context.Context, sup *supervisor, held *lock.Held, acq *acquirer, leases coordinationv1client.LeasesGetter, ns string, argv []string) error {
-	c, err := startChild(childSpec{argv: argv, io: l.io.child(), env: []string{
+	c, err := sup.start(childSpec{argv: argv, io: l.io.child(), env: []string{
 		"LEASEHOLD_TOKEN=" + held.Token().String(),
 		"LEASEHOLD_LEASE=" + held.Lease(),
 		"LEASEHOLD_IDENTITY=" + acq.identity,
 		"LEASEHOLD_PERMIT=" + strconv.Itoa(held.Permit()),
-	}})
+	}}, argv[0], func() bool { return held.Err() == nil && time.Now().Before(held.Deadline()) })
 	if err != nil {
 		return err
 	}
-	// COMMAND may run only while the lock is held and its renew deadline
+	// (start's holds: COMMAND may run only while the lock is held and its renew deadline
 	// has not passed (a stopped process sees the deadline pass before its
-	// timer fires).
-	sup.attach(c, argv[0], func() bool { return held.Err() == nil && time.Now().Before(held.Deadline()) })
+	// timer fires).)
 	defer sup.detach(c)
 	select {
 	case <-c.Done():

@@ -465,21 +465,20 @@ func (r *runCmd) lead(ctx, lctx context.Context, stopRun context.CancelFunc, e *
 	token, _ := election.TokenFrom(lctx)
 	identity := e.Identity()
 	fmt.Fprintf(r.io.Err, "leasehold: leading lease %s as %q (token %s); starting %s\n", ref, identity, token, argv[0])
-	c, err := startChild(childSpec{argv: argv, io: r.io.child(), env: []string{
+	c, err := sup.start(childSpec{argv: argv, io: r.io.child(), env: []string{
 		"LEASEHOLD_TOKEN=" + token.String(),
 		"LEASEHOLD_LEASE=" + ref,
 		"LEASEHOLD_IDENTITY=" + identity,
-	}})
+	}}, argv[0], func() bool { return lctx.Err() == nil && e.Check(nil) == nil })
 	if err != nil {
 		st.err = err
 		stopRun()
 		return nil
 	}
-	// COMMAND may run only while the term holds: its context has not
+	// (start's holds: COMMAND may run only while the term holds: its context has not
 	// ended and its renew deadline has not passed (a stopped process sees
-	// the deadline pass before its timer fires).
+	// the deadline pass before its timer fires).)
 	started := time.Now()
-	sup.attach(c, argv[0], func() bool { return lctx.Err() == nil && e.Check(nil) == nil })
 	defer sup.detach(c)
 	select {
 	case <-c.Done():

@@ -106,22 +106,21 @@ func (r *runCmd) runShards(ctx context.Context, argv []string) error {
 		mu.Lock()
 		fmt.Fprintf(r.io.Err, "leasehold: owning shard %d of group %s (token %s); starting %s\n", s, ref, tok, argv[0])
 		mu.Unlock()
-		c, err := startChild(childSpec{argv: argv, io: r.io.child(), env: []string{
+		c, err := sup.start(childSpec{argv: argv, io: r.io.child(), env: []string{
 			"LEASEHOLD_SHARD=" + strconv.Itoa(s),
 			"LEASEHOLD_SHARDS=" + strconv.Itoa(r.shards),
 			"LEASEHOLD_TOKEN=" + tok.String(),
 			"LEASEHOLD_GROUP=" + ref,
 			"LEASEHOLD_IDENTITY=" + g.Identity(),
-		}})
+		}}, fmt.Sprintf("%s of shard %d", argv[0], s), func() bool { return shard.Check(sctx) == nil })
 		changes.notify()
 		defer changes.notify()
 		if err != nil {
 			return err
 		}
-		// COMMAND may run only while the shard's run holds: its context
+		// (start's holds: COMMAND may run only while the shard's run holds: its context
 		// has not ended and the member's renew deadline has not passed (a
-		// stopped process sees the deadline pass before its timer fires).
-		sup.attach(c, fmt.Sprintf("%s of shard %d", argv[0], s), func() bool { return shard.Check(sctx) == nil })
+		// stopped process sees the deadline pass before its timer fires).)
 		defer sup.detach(c)
 		select {
 		case <-c.Done():

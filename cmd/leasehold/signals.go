@@ -100,6 +100,20 @@ func (s *supervisor) close() {
 	s.wg.Wait()
 }
 
+// start starts COMMAND as spec says and attaches it (see attach) before a
+// signal that arrives meanwhile is relayed: one received while it starts
+// waits and then reaches it, rather than find no COMMAND to go to.
+func (s *supervisor) start(spec childSpec, name string, holds func() bool) (*child, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := startChild(spec)
+	if err != nil {
+		return nil, err
+	}
+	s.attached[c] = &relay{name: name, holds: holds}
+	return c, nil
+}
+
 // attach adds c to the COMMANDs that signals are relayed to; holds reports
 // whether the term it runs under is still valid (not ended, deadline not
 // passed).

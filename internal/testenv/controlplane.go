@@ -119,21 +119,69 @@ func StartControlPlane(ctx context.Context, opts Options) (_ *ControlPlane, err 
 			_ = c.Stop()
 		}
 	}()
+	for try := 1; ; try++ {
+		err := c.start(ctx)
+		if err == nil {
+			return c, nil
+		}
+		if !errors.Is(err, errPortTaken) || try == portTries {
+			return nil, err
+		}
+		if err := c.clearFailedStart(try); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// portTries is how many sets of ports StartControlPlane tries. A port is
+// picked free and then closed before etcd or kube-apiserver binds it, so
+// another process (a test package running at the same time) can take it in
+// between; the start is then tried again on new ports.
+const portTries = 5
+
+// errPortTaken marks a start that failed because a port picked for it was
+// taken by someone else before the binary could bind it.
+var errPortTaken = errors.New("a picked port was taken before it could be bound")
+
+// pickPorts picks the ports of one start; tests replace it.
+var pickPorts = freePorts
+
+func (c *ControlPlane) start(ctx context.Context) error {
 	if err := c.prepare(); err != nil {
-		return nil, err
+		return err
 	}
 	if err := c.startEtcd(ctx); err != nil {
-		return nil, err
+		return err
 	}
-	if err := c.startAPIServer(ctx); err != nil {
-		return nil, err
+	return c.startAPIServer(ctx)
+}
+
+// clearFailedStart stops what a failed start left running and removes its
+// etcd data, whose member URLs name the old ports. The logs are kept, as
+// <name>.try<N>.log, so the next start's logs show only its own failure.
+func (c *ControlPlane) clearFailedStart(try int) error {
+	c.mu.Lock()
+	api, etcd := c.apiserver, c.etcd
+	c.apiserver, c.etcd = nil, nil
+	c.mu.Unlock()
+	stopProc(api)
+	stopProc(etcd)
+	for _, name := range []string{"etcd", "kube-apiserver"} {
+		log := filepath.Join(c.Dir, name+".log")
+		err := os.Rename(log, filepath.Join(c.Dir, fmt.Sprintf("%s.try%d.log", name, try)))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("testenv: %w", err)
+		}
 	}
-	return c, nil
+	if err := os.RemoveAll(filepath.Join(c.Dir, "etcd")); err != nil {
+		return fmt.Errorf("testenv: %w", err)
+	}
+	return nil
 }
 
 // prepare picks ports and writes keys, the token file and the kubeconfig.
 func (c *ControlPlane) prepare() error {
-	ports, err := freePorts(3)
+	ports, err := pickPorts(3)
 	if err != nil {
 		return err
 	}
@@ -280,7 +328,11 @@ func (c *ControlPlane) waitReady(ctx context.Context, p *proc, name string, read
 		case <-ctx.Done():
 			return fmt.Errorf("testenv: waiting for %s: %w", name, ctx.Err())
 		case <-p.exited:
-			return fmt.Errorf("testenv: %s exited before it was ready (%v); last log lines:\n%s", name, p.err, c.logTail(name))
+			tail := c.logTail(name)
+			if strings.Contains(tail, "address already in use") {
+				return fmt.Errorf("testenv: %s exited before it was ready: %w; last log lines:\n%s", name, errPortTaken, tail)
+			}
+			return fmt.Errorf("testenv: %s exited before it was ready (%v); last log lines:\n%s", name, p.err, tail)
 		case <-deadline.C:
 			return fmt.Errorf("testenv: %s not ready after a minute; last log lines:\n%s", name, c.logTail(name))
 		case <-tick.C:

@@ -18,6 +18,9 @@
 //     running: the write's latency, the delay to its watch event, and the
 //     CPU kube-apiserver and etcd spend per write (the floor under a lock
 //     hand-over, which is one such write and its event).
+//   - handover-floor: that write every -lock-hold, each with one Lease
+//     created and one deleted beside it (the queue entries of a hand-over
+//     cycle): the least a lock-handover cycle costs, and its latency.
 //   - lock-uncontended, lock-handover (Leasehold only, in this process): a
 //     free Mutex's Lock+Release latency; release-to-next-holder latency with
 //     2, 10, 50 waiters (-lock-waiters), with API requests, conflicts and overtakes per hand-over and the API request rate.
@@ -56,7 +59,7 @@ import (
 
 // Benchmark and implementation names, in the order they run.
 var (
-	allBenches = []string{"handoff", "failover", "load", "lease-write", "lock-uncontended", "lock-handover", "shards"}
+	allBenches = []string{"handoff", "failover", "load", "lease-write", "handover-floor", "lock-uncontended", "lock-handover", "shards"}
 	allImpls   = []string{"leasehold", "client-go", candidate.PythonImpl}
 )
 
@@ -120,7 +123,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.lockN, "lock-n", 50, "lock-uncontended: number of Lock+Release cycles")
 	fs.IntVar(&o.handovers, "lock-handovers", 50, "lock-handover: hand-overs measured per waiter count")
 	fs.StringVar(&waiters, "lock-waiters", "2,10,50", "lock-handover: comma-separated waiter counts, one result each")
-	fs.DurationVar(&o.hold, "lock-hold", 5*time.Millisecond, "lock-handover: how long each holder keeps the lock")
+	fs.DurationVar(&o.hold, "lock-hold", 5*time.Millisecond, "lock-handover: how long each holder keeps the lock; handover-floor: the pause between an event and the next write")
 	shardConfigs := fs.String("shard-configs", defaultShardConfigs, "shards: comma-separated impl:K:N runs (impl leasehold or knative: one client-go elector per shard, as Knative's buckets)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the bench process (the members of the shards benchmark run in it) to this file")
 	fs.BoolVar(&o.verbose, "v", false, "pass the candidate processes' stderr (client-go's klog) through")

@@ -138,8 +138,8 @@ func (b *bench) runBench(ctx context.Context, name string) ([]any, error) {
 			}
 			results = append(results, r)
 		}
-	case "lease-write":
-		r, err := b.leaseWrite(ctx)
+	case "lease-write", "handover-floor":
+		r, err := b.leaseWrite(ctx, name == "handover-floor")
 		if err != nil {
 			return nil, err
 		}

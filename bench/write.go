@@ -2,22 +2,38 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 )
 
-// leaseWriteResult is the JSON line of lease-write: what one write of a
-// Lease costs on this control plane with nothing else running. A lock
-// hand-over is one such write and the watch event that delivers it, so
-// this is the floor under lock-handover's latency, and the CPU a write
-// takes says how soon a closed loop of writes saturates the machine.
+// leaseWriteResult is the JSON line of lease-write and handover-floor.
+//
+// lease-write: what one write of a Lease costs on this control plane with
+// nothing else running. A lock hand-over is one such write and the watch
+// event that delivers it, so this is the floor under lock-handover's
+// latency, and the CPU a write takes says how soon a closed loop of writes
+// saturates the machine.
+//
+// handover-floor: the same write (the grant), made every -lock-hold after
+// the previous one's event, with the two other writes a hand-over cycle of
+// lock-handover cannot do without beside it: one Lease created (the
+// rejoining waiter's queue entry) and one deleted (the served waiter's),
+// sent as the event arrives. No lists, no watches opened and one watcher:
+// the least any queue of Lease entries costs per hand-over, so its latency
+// is what lock-handover's would be with every other request gone.
 type leaseWriteResult struct {
 	Bench string `json:"bench"`
 	N     int    `json:"n"`
+	// HoldMs: handover-floor's pause between an event and the next write.
+	HoldMs float64 `json:"hold_ms,omitempty"`
 	// Write: the conditional update's round trip. Event: from sending it to
 	// its watch event arriving on a watch by name.
 	WriteP50 float64 `json:"write_p50_ms"`
@@ -25,29 +41,45 @@ type leaseWriteResult struct {
 	EventP50 float64 `json:"event_p50_ms"`
 	EventP99 float64 `json:"event_p99_ms"`
 	// CPU time kube-apiserver and etcd used per write (their idle work
-	// included, which is small next to it).
+	// included, which is small next to it); in handover-floor per cycle of
+	// three writes.
 	APIServerCPU float64 `json:"apiserver_cpu_ms_per_write"`
 	EtcdCPU      float64 `json:"etcd_cpu_ms_per_write"`
 }
 
 // leaseWrite writes one Lease -write-n times in a row, each write after the
-// previous one's event arrived, after 20 unmeasured writes.
-func (b *bench) leaseWrite(ctx context.Context) (any, error) {
+// previous one's event arrived, after 20 unmeasured writes. With cycle
+// (handover-floor), each event also starts one create and one delete of
+// other Leases, and the next write waits -lock-hold.
+func (b *bench) leaseWrite(ctx context.Context, cycle bool) (any, error) {
 	leases := b.cs.CoordinationV1().Leases(namespace)
 	holder := "bench"
+	name := "bench-lease-write"
+	if cycle {
+		name = "bench-handover-floor"
+	}
 	obj, err := leases.Create(ctx, &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{Name: "bench-lease-write"},
+		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("create: %w", err)
 	}
+	entries := &entryChurn{leases: leases, prefix: name + "-q-"}
+	defer entries.wait() // on an early return; its error was returned or is moot
 	w, err := leases.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + obj.Name, ResourceVersion: obj.ResourceVersion})
 	if err != nil {
 		return nil, fmt.Errorf("watch: %w", err)
 	}
 	defer w.Stop()
-	b.logf("lease-write: %d writes of lease %s/%s, one at a time", b.o.writeN, namespace, obj.Name)
+	bench := "lease-write"
+	if cycle {
+		bench = "handover-floor"
+		if err := entries.create(ctx); err != nil { // the first one to delete
+			return nil, err
+		}
+	}
+	b.logf("%s: %d writes of lease %s/%s, one at a time", bench, b.o.writeN, namespace, obj.Name)
 	const warmup = 20
 	var writes, events []time.Duration
 	var api0, etcd0 time.Duration
@@ -70,6 +102,15 @@ func (b *bench) leaseWrite(ctx context.Context) (any, error) {
 		if i >= 0 {
 			writes, events = append(writes, wrote), append(events, time.Since(start))
 		}
+		if cycle {
+			if err := entries.cycle(ctx); err != nil {
+				return nil, err
+			}
+			time.Sleep(b.o.hold)
+		}
+	}
+	if err := entries.wait(); err != nil {
+		return nil, err
 	}
 	api1, etcd1, err := b.cp.CPUTime()
 	if err != nil {
@@ -78,12 +119,15 @@ func (b *bench) leaseWrite(ctx context.Context) (any, error) {
 	ws, es := summarize(writes), summarize(events)
 	n := float64(b.o.writeN)
 	r := leaseWriteResult{
-		Bench: "lease-write", N: b.o.writeN,
+		Bench: bench, N: b.o.writeN,
 		WriteP50: ws.P50, WriteP99: ws.P99, EventP50: es.P50, EventP99: es.P99,
 		APIServerCPU: round3(ms(api1-api0) / n), EtcdCPU: round3(ms(etcd1-etcd0) / n),
 	}
-	b.logf("lease-write: write p50 %.3fms p99 %.3fms; its event p50 %.3fms p99 %.3fms; CPU per write: kube-apiserver %.2fms, etcd %.2fms",
-		r.WriteP50, r.WriteP99, r.EventP50, r.EventP99, r.APIServerCPU, r.EtcdCPU)
+	if cycle {
+		r.HoldMs = ms(b.o.hold)
+	}
+	b.logf("%s: write p50 %.3fms p99 %.3fms; its event p50 %.3fms p99 %.3fms; CPU per write: kube-apiserver %.2fms, etcd %.2fms",
+		bench, r.WriteP50, r.WriteP99, r.EventP50, r.EventP99, r.APIServerCPU, r.EtcdCPU)
 	return r, nil
 }
 
@@ -105,4 +149,73 @@ func awaitVersion(ctx context.Context, w watch.Interface, rv string) error {
 			}
 		}
 	}
+}
+
+// entryChurn creates and deletes Leases named prefix<n> in the background,
+// as waiters' queue entries come and go: each cycle deletes the oldest one
+// and creates the next, the two at once.
+type entryChurn struct {
+	leases coordinationv1client.LeaseInterface
+	prefix string
+
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	next    int      // the number of the next Lease to create
+	created []string // created and not yet deleted, oldest first
+	errs    []error
+}
+
+func (e *entryChurn) create(ctx context.Context) error {
+	e.mu.Lock()
+	name := e.prefix + strconv.Itoa(e.next)
+	e.next++
+	e.mu.Unlock()
+	holder := "waiter"
+	_, err := e.leases.Create(ctx, &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &holder},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("create %s: %w", name, err)
+	}
+	e.mu.Lock()
+	e.created = append(e.created, name)
+	e.mu.Unlock()
+	return nil
+}
+
+// cycle waits for the previous cycle's requests, then starts this one's.
+func (e *entryChurn) cycle(ctx context.Context) error {
+	if err := e.wait(); err != nil {
+		return err
+	}
+	e.mu.Lock()
+	oldest := e.created[0]
+	e.created = e.created[1:]
+	e.mu.Unlock()
+	e.wg.Go(func() {
+		if err := e.leases.Delete(ctx, oldest, metav1.DeleteOptions{}); err != nil {
+			e.fail(fmt.Errorf("delete %s: %w", oldest, err))
+		}
+	})
+	e.wg.Go(func() {
+		if err := e.create(ctx); err != nil {
+			e.fail(err)
+		}
+	})
+	return nil
+}
+
+func (e *entryChurn) fail(err error) {
+	e.mu.Lock()
+	e.errs = append(e.errs, err)
+	e.mu.Unlock()
+}
+
+// wait waits for the requests started and returns their errors.
+func (e *entryChurn) wait() error {
+	e.wg.Wait()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return errors.Join(e.errs...)
 }

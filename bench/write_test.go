@@ -1,0 +1,52 @@
+package main
+
+import (
+	"slices"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8sfake "k8s.io/client-go/kubernetes/fake"
+)
+
+// TestEntryChurnDeletesTheOldestAndCreatesANewOne: each cycle of
+// handover-floor deletes the oldest entry and creates one of a new name, so
+// the number of entries stays put and every cycle costs two writes.
+func TestEntryChurnDeletesTheOldestAndCreatesANewOne(t *testing.T) {
+	cs := k8sfake.NewClientset()
+	leases := cs.CoordinationV1().Leases("ns")
+	e := &entryChurn{leases: leases, prefix: "x-q-"}
+	if err := e.create(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := e.cycle(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.wait(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := leases.List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, it := range l.Items {
+		names = append(names, it.Name)
+	}
+	if !slices.Equal(names, []string{"x-q-3"}) {
+		t.Errorf("entries left %v, want only the newest, x-q-3", names)
+	}
+	var creates, deletes int
+	for _, a := range cs.Actions() {
+		switch a.GetVerb() {
+		case "create":
+			creates++
+		case "delete":
+			deletes++
+		}
+	}
+	if creates != 4 || deletes != 3 {
+		t.Errorf("%d creates and %d deletes, want 4 and 3 (one of each per cycle)", creates, deletes)
+	}
+}

@@ -138,12 +138,22 @@ func (b *bench) runBench(ctx context.Context, name string) ([]any, error) {
 			}
 			results = append(results, r)
 		}
-	case "lease-write", "handover-floor":
-		r, err := b.leaseWrite(ctx, name == "handover-floor")
+	case "lease-write":
+		r, err := b.leaseWrite(ctx, writeOnly)
 		if err != nil {
 			return nil, err
 		}
 		return []any{r}, nil
+	case "handover-floor":
+		var results []any
+		for _, m := range []floorMode{cycleWrite, cycleMix} {
+			r, err := b.leaseWrite(ctx, m)
+			if err != nil {
+				return results, err
+			}
+			results = append(results, r)
+		}
+		return results, nil
 	case "lock-uncontended", "lock-handover":
 		if !slices.Contains(b.o.impls, "leasehold") {
 			b.logf("%s: skipped, it measures leasehold only and -impl excludes it", name)

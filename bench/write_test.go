@@ -50,3 +50,38 @@ func TestEntryChurnDeletesTheOldestAndCreatesANewOne(t *testing.T) {
 		t.Errorf("%d creates and %d deletes, want 4 and 3 (one of each per cycle)", creates, deletes)
 	}
 }
+
+// TestEntryChurnMixReadsAsALockHandoverCycle: with mix, each cycle also
+// makes two lists and opens four watches, and stop ends every watch.
+func TestEntryChurnMixReadsAsALockHandoverCycle(t *testing.T) {
+	cs := k8sfake.NewClientset()
+	e := &entryChurn{leases: cs.CoordinationV1().Leases("ns"), lock: "x", prefix: "x-q-", mix: true}
+	if err := e.create(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := e.cycle(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.wait(); err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, a := range cs.Actions() {
+		count[a.GetVerb()]++
+	}
+	if count["list"] != 6 || count["watch"] != 12 || count["create"] != 4 || count["delete"] != 3 {
+		t.Errorf("requests %v, want per cycle 2 lists, 4 watches, 1 create, 1 delete (and the first create)", count)
+	}
+	e.mu.Lock()
+	open := len(e.cycled)
+	e.mu.Unlock()
+	if open != 8 {
+		t.Errorf("%d cycled watches open, want the last two cycles' 8", open)
+	}
+	e.stop() // returns only once every watch's reader has ended
+	if len(e.cycled) != 0 {
+		t.Errorf("%d watches left after stop", len(e.cycled))
+	}
+}

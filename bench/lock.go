@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -71,6 +72,13 @@ type lockHandoverResult struct {
 	// waits for it): the floor under the hand-over's own latency.
 	LockWriteP50 float64 `json:"lock_write_p50_ms"`
 	LockWriteP99 float64 `json:"lock_write_p99_ms"`
+	// CPU time kube-apiserver and etcd used per hand-over (everything
+	// they did meanwhile, the waiters' renewals and idle work included).
+	APIServerCPU float64 `json:"apiserver_cpu_ms_per_handover"`
+	EtcdCPU      float64 `json:"etcd_cpu_ms_per_handover"`
+	// BenchCPU: this process's, where the waiters (the lock package and
+	// client-go) run.
+	BenchCPU float64 `json:"bench_cpu_ms_per_handover"`
 }
 
 // queueOrder tracks which Lock calls are waiting and where they queued, to
@@ -262,16 +270,19 @@ func (f *frameCounter) Read(p []byte) (int, error) {
 type lockCounts struct {
 	total, update, write, lockUpdate, entryUpdate, create, delete, watch, watchEvents, read int64
 	conflicts, failures                                                                     int64
+	apiserverCPU, etcdCPU, selfCPU                                                          time.Duration
 	at                                                                                      time.Time
 }
 
 func (env *lockEnv) counts() lockCounts {
 	c := &env.reqs
+	api, etcd, _ := env.cpu() // zero if the control plane cannot be read: the CPU fields then say 0
 	return lockCounts{
 		total: c.total.Load(), update: c.update.Load(), write: c.write.Load(), lockUpdate: c.lockUpdate.Load(),
 		entryUpdate: c.entryUpdate.Load(), create: c.create.Load(), delete: c.delete.Load(), watch: c.watch.Load(),
 		watchEvents: c.watchEvents.Load(), read: c.read.Load(),
 		conflicts: env.conflicts.Load(), failures: env.failures.Load(), at: time.Now(),
+		apiserverCPU: api, etcdCPU: etcd, selfCPU: selfCPU(),
 	}
 }
 
@@ -286,10 +297,12 @@ type lockEnv struct {
 	reqs      reqCounter
 	conflicts atomic.Int64
 	failures  atomic.Int64
+	// cpu reads the control plane's CPU time (testenv.ControlPlane.CPUTime).
+	cpu func() (apiserver, etcd time.Duration, err error)
 }
 
 func (b *bench) newLockEnv() (*lockEnv, error) {
-	env := &lockEnv{}
+	env := &lockEnv{cpu: b.cp.CPUTime}
 	cfg := b.cp.Config()
 	cfg.Wrap(env.reqs.wrap)
 	cs, err := kubernetes.NewForConfig(cfg)
@@ -437,6 +450,8 @@ func (b *bench) lockHandover(ctx context.Context, waiters int) (any, error) {
 	}
 	writes := summarize(env.reqs.lockWritesIn(start, c1.at))
 	r.LockWriteP50, r.LockWriteP99 = writes.P50, writes.P99
+	cpu := func(d time.Duration) float64 { return round3(ms(d) / float64(len(samples))) }
+	r.APIServerCPU, r.EtcdCPU, r.BenchCPU = cpu(c1.apiserverCPU-c0.apiserverCPU), cpu(c1.etcdCPU-c0.etcdCPU), cpu(c1.selfCPU-c0.selfCPU)
 	b.logf("lock-handover %d waiters: %d hand-overs in %v: p50 %.3fms p99 %.3fms max %.3fms; %.1f requests, %.1f conflicts per hand-over, %d overtakes",
 		waiters, s.N, elapsed.Round(time.Millisecond), s.P50, s.P99, s.Max, r.RequestsPerHandover, r.ConflictsPerHandover, r.Overtakes)
 	b.logf("lock-handover %d waiters: per hand-over %.2f lock-Lease writes, %.2f entry creates, %.2f entry deletes, %.1f watches opened, %.1f watch events; entry renewals %.1f/s",
@@ -572,4 +587,14 @@ func queueLen(ctx context.Context, b *bench, name string) (int, bool) {
 		}
 	}
 	return n, true
+}
+
+// selfCPU returns the CPU time (user and system) this process has used, or
+// zero if it cannot be read.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -23,7 +23,8 @@
 //     cycle): the least a lock-handover cycle costs, and its latency.
 //   - lock-uncontended, lock-handover (Leasehold only, in this process): a
 //     free Mutex's Lock+Release latency; release-to-next-holder latency with
-//     2, 10, 50 waiters (-lock-waiters), with API requests, conflicts and overtakes per hand-over and the API request rate.
+//     2, 10, 50 waiters (-lock-waiters), with API requests, conflicts and overtakes per hand-over, the API request rate,
+//     and the CPU kube-apiserver, etcd and this process used per hand-over.
 //
 // Progress goes to stderr. The output ends with one JSON object per (bench,
 // impl) per line on stdout:

@@ -20,7 +20,8 @@
 //     hand-over, which is one such write and its event).
 //   - handover-floor: that write every -lock-hold, each with one Lease
 //     created and one deleted beside it (the queue entries of a hand-over
-//     cycle): the least a lock-handover cycle costs, and its latency.
+//     cycle): the least a lock-handover cycle costs, and its latency; then
+//     again with lock-handover's lists and watches replayed beside it.
 //   - lock-uncontended, lock-handover (Leasehold only, in this process): a
 //     free Mutex's Lock+Release latency; release-to-next-holder latency with
 //     2, 10, 50 waiters (-lock-waiters), with API requests, conflicts and overtakes per hand-over, the API request rate,

@@ -15,17 +15,7 @@ func TestEntryChurnDeletesTheOldestAndCreatesANewOne(t *testing.T) {
 	cs := k8sfake.NewClientset()
 	leases := cs.CoordinationV1().Leases("ns")
 	e := &entryChurn{leases: leases, prefix: "x-q-"}
-	if err := e.create(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		if err := e.cycle(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := e.wait(); err != nil {
-		t.Fatal(err)
-	}
+	churn(t, e, 3)
 	l, err := leases.List(t.Context(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -56,17 +46,7 @@ func TestEntryChurnDeletesTheOldestAndCreatesANewOne(t *testing.T) {
 func TestEntryChurnMixReadsAsALockHandoverCycle(t *testing.T) {
 	cs := k8sfake.NewClientset()
 	e := &entryChurn{leases: cs.CoordinationV1().Leases("ns"), lock: "x", prefix: "x-q-", mix: true}
-	if err := e.create(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		if err := e.cycle(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := e.wait(); err != nil {
-		t.Fatal(err)
-	}
+	churn(t, e, 3)
 	count := map[string]int{}
 	for _, a := range cs.Actions() {
 		count[a.GetVerb()]++
@@ -83,5 +63,21 @@ func TestEntryChurnMixReadsAsALockHandoverCycle(t *testing.T) {
 	e.stop() // returns only once every watch's reader has ended
 	if len(e.cycled) != 0 {
 		t.Errorf("%d watches left after stop", len(e.cycled))
+	}
+}
+
+// churn creates e's first entry, runs cycles cycles and waits for them.
+func churn(t *testing.T, e *entryChurn, cycles int) {
+	t.Helper()
+	if err := e.create(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for range cycles {
+		if err := e.cycle(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.wait(); err != nil {
+		t.Fatal(err)
 	}
 }

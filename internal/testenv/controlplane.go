@@ -160,12 +160,7 @@ func (c *ControlPlane) start(ctx context.Context) error {
 // etcd data, whose member URLs name the old ports. The logs are kept, as
 // <name>.try<N>.log, so the next start's logs show only its own failure.
 func (c *ControlPlane) clearFailedStart(try int) error {
-	c.mu.Lock()
-	api, etcd := c.apiserver, c.etcd
-	c.apiserver, c.etcd = nil, nil
-	c.mu.Unlock()
-	stopProc(api)
-	stopProc(etcd)
+	c.stopProcs()
 	for _, name := range []string{"etcd", "kube-apiserver"} {
 		log := filepath.Join(c.Dir, name+".log")
 		err := os.Rename(log, filepath.Join(c.Dir, fmt.Sprintf("%s.try%d.log", name, try)))
@@ -450,16 +445,21 @@ func cpuTime(pid int) (time.Duration, error) {
 // Stop stops kube-apiserver and etcd, waits for them to exit and removes a
 // temporary Dir. It is safe to call more than once.
 func (c *ControlPlane) Stop() error {
+	c.stopProcs()
+	if c.removeDir {
+		return os.RemoveAll(c.Dir)
+	}
+	return nil
+}
+
+// stopProcs stops kube-apiserver and etcd, if running, and waits for them.
+func (c *ControlPlane) stopProcs() {
 	c.mu.Lock()
 	api, etcd := c.apiserver, c.etcd
 	c.apiserver, c.etcd = nil, nil
 	c.mu.Unlock()
 	stopProc(api)
 	stopProc(etcd)
-	if c.removeDir {
-		return os.RemoveAll(c.Dir)
-	}
-	return nil
 }
 
 func stopProc(p *proc) {

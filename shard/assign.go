@@ -12,9 +12,15 @@ import (
 // owners, both read from the membership Leases), so the same view gives the
 // same answer everywhere.
 //
-// Balance: the k mod n members that own most now (ties broken by a hash of
-// the identity) get room for ⌈k/n⌉ shards, the others for ⌊k/n⌋, so the
-// most and least loaded members differ by at most one shard.
+// Balance: k mod n members get room for ⌈k/n⌉ shards, the others for
+// ⌊k/n⌋, so the most and least loaded members differ by at most one shard.
+// The spare slots go first to members that own more than ⌊k/n⌋ now (each
+// of them keeps one shard it would otherwise give away), then by a hash of
+// the identity. How much more a member owns does not count: while the
+// members of a leave claim the leaver's shards, one after the other and on
+// views that lag, that number changes from view to view, and a spare slot
+// that followed it would move with it and take a shard from a member that
+// had already filled up.
 //
 // Stickiness: a member keeps the shards it owns, up to its room, preferring
 // those it scores highest; only the rest move. So a join moves about k/(n+1)
@@ -101,8 +107,9 @@ func cmpScore(a, b uint64, sa, sb int) int {
 	return sa - sb
 }
 
-// capacities gives each member ⌊k/n⌋ shards, and one more to the k mod n
-// members that own most now, ties broken by the hash of their identity.
+// capacities gives each member ⌊k/n⌋ shards, and one more to k mod n
+// members: those that own more than ⌊k/n⌋ now first, then by the hash of
+// their identity.
 func capacities(k int, members []string, hs []uint64, owned [][]int) []int {
 	n := len(members)
 	room := make([]int, n)
@@ -111,9 +118,13 @@ func capacities(k int, members []string, hs []uint64, owned [][]int) []int {
 		room[i] = k / n
 		order[i] = i
 	}
+	over := func(m int) bool { return len(owned[m]) > k/n }
 	slices.SortFunc(order, func(a, b int) int {
-		if la, lb := len(owned[a]), len(owned[b]); la != lb {
-			return lb - la
+		if oa, ob := over(a), over(b); oa != ob {
+			if oa {
+				return -1
+			}
+			return 1
 		}
 		if hs[a] != hs[b] {
 			return cmpScore(hs[a], hs[b], 0, 0)

@@ -245,7 +245,9 @@ func NodePrerequisites() error {
 	return errors.New(msg)
 }
 
-const cniBinDir = "/usr/lib/cni"
+// cniBinDir is where containernetworking-plugins installs the plugins (a
+// variable for the tests).
+var cniBinDir = "/usr/lib/cni"
 
 // sweepStale cleans up after nodes whose owner died without stopping them
 // (a test binary killed with SIGKILL): their daemons die with their owner,

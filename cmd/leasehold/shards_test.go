@@ -155,7 +155,7 @@ func TestRunShards(t *testing.T) {
 func TestRunShardsSignals(t *testing.T) {
 	cp := testenv.Start(t)
 	log := filepath.Join(t.TempDir(), "log")
-	work := []string{"sh", "-c", fmt.Sprintf(`trap 'echo "usr1 $LEASEHOLD_IDENTITY $LEASEHOLD_SHARD" >> '%[1]s'' USR1; trap 'exit 0' TERM; echo "start $LEASEHOLD_IDENTITY $LEASEHOLD_SHARD" >> '%[1]s'; while :; do sleep 0.05; done`, log)}
+	work := []string{"sh", "-c", fmt.Sprintf(`sleep 0.5; trap 'echo "usr1 $LEASEHOLD_IDENTITY $LEASEHOLD_SHARD" >> '%[1]s'' USR1; trap 'exit 0' TERM; echo "start $LEASEHOLD_IDENTITY $LEASEHOLD_SHARD" >> '%[1]s'; while :; do sleep 0.05; done`, log)}
 	start := func(id string) (*testproc.Proc, string) {
 		args := append(append([]string{"run", "--shards", "2", "--lease", "sig", "--identity", id, "--http", "127.0.0.1:0"}, fastTimings...), "--")
 		p := startCLI(t, cp, append(args, work...)...)
@@ -174,6 +174,9 @@ func TestRunShardsSignals(t *testing.T) {
 	}
 	a, addrA := start("a")
 	eventually(t, 20*time.Second, "a to own both shards", func() bool { return owned(addrA) == 2 && len(childPids(t, a.Pid())) == 2 })
+	// Each COMMAND writes "start" after it has set its traps: a SIGUSR1
+	// sooner would kill it (sh's default), not reach its trap.
+	eventually(t, 10*time.Second, "both shards' COMMAND to set their traps", func() bool { return logHas("start a 0") && logHas("start a 1") })
 
 	a.Signal(syscall.SIGUSR1)
 	eventually(t, 10*time.Second, "SIGUSR1 to reach both shards' COMMAND", func() bool { return logHas("usr1 a 0") && logHas("usr1 a 1") })

@@ -155,7 +155,7 @@ func TestRunShards(t *testing.T) {
 func TestRunShardsSignals(t *testing.T) {
 	cp := testenv.Start(t)
 	log := filepath.Join(t.TempDir(), "log")
-	work := []string{"sh", "-c", fmt.Sprintf(`sleep 0.5; trap 'echo "usr1 $LEASEHOLD_IDENTITY $LEASEHOLD_SHARD" >> '%[1]s'' USR1; trap 'exit 0' TERM; echo "start $LEASEHOLD_IDENTITY $LEASEHOLD_SHARD" >> '%[1]s'; while :; do sleep 0.05; done`, log)}
+	work := []string{"sh", "-c", fmt.Sprintf(`trap 'echo "usr1 $LEASEHOLD_IDENTITY $LEASEHOLD_SHARD" >> '%[1]s'' USR1; trap 'exit 0' TERM; echo "start $LEASEHOLD_IDENTITY $LEASEHOLD_SHARD" >> '%[1]s'; while :; do sleep 0.05; done`, log)}
 	start := func(id string) (*testproc.Proc, string) {
 		args := append(append([]string{"run", "--shards", "2", "--lease", "sig", "--identity", id, "--http", "127.0.0.1:0"}, fastTimings...), "--")
 		p := startCLI(t, cp, append(args, work...)...)
